@@ -1,0 +1,1 @@
+"""The built-in health checks, collected by `pytest --orchestrator-health`."""

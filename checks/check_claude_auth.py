@@ -1,0 +1,23 @@
+"""Claude Code inside the sandbox can authenticate."""
+
+from __future__ import annotations
+
+from pytest_orchestrator.sandbox import AUTH_ENV
+
+
+def check_claude_auth(sandbox, orchestrator_settings, check):
+    """A credentials file exists in the sandbox, or an API key / OAuth token is set there."""
+    paths = orchestrator_settings.credential_paths
+    facts = sandbox.facts(paths)
+    if facts.files:
+        check.ok(f"credentials file {facts.files[0]}")
+        return
+    found = [name for name in AUTH_ENV if name in facts.env]
+    if found:
+        check.ok(f"{found[0]} set in the sandbox")
+        return
+    check.fail(
+        f"no Claude Code credentials in sandbox '{sandbox.name}': looked for "
+        f"{', '.join(paths)} and {' / '.join(AUTH_ENV)}; run `claude login` inside the "
+        f"sandbox, or recreate it with `-e ANTHROPIC_API_KEY`"
+    )

@@ -1,0 +1,17 @@
+"""The GitHub token is set inside the sandbox (its value is never read out)."""
+
+from __future__ import annotations
+
+from pytest_orchestrator.sandbox import GITHUB_ENV
+
+
+def check_github_token(sandbox, orchestrator_settings, check):
+    """GH_TOKEN or GITHUB_TOKEN is non-empty inside the sandbox."""
+    facts = sandbox.facts(orchestrator_settings.credential_paths)
+    found = [name for name in GITHUB_ENV if name in facts.env]
+    if not found:
+        check.fail(
+            f"GH_TOKEN is not set in sandbox '{sandbox.name}': recreate the container with "
+            "`-e GH_TOKEN` (a token with repo scope)"
+        )
+    check.ok(f"{found[0]} set in the sandbox")

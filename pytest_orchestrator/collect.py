@@ -1,0 +1,108 @@
+"""Find the check modules and turn their `check_*` functions into pytest items."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import pytest
+
+from .health import BUILTIN_CHECKS
+
+CHECK_PREFIX = "check_"
+CHECK_NAME = pytest.StashKey[str]()
+LEVELS = ("error", "warning")
+
+
+class CheckModule(pytest.Module):
+    """A module of health checks: its `check_*` functions are the items, whatever python_functions says."""
+
+    def funcnamefilter(self, name: str) -> bool:
+        return name.startswith(CHECK_PREFIX)
+
+    def classnamefilter(self, name: str) -> bool:
+        return False
+
+
+def builtin_checks_dir() -> Path:
+    """Where the built-in checks live: inside the installed wheel, or the repository's checks/."""
+    package = Path(__file__).resolve().parent
+    shipped = package / "checks"
+    return shipped if shipped.is_dir() else package.parent / "checks"
+
+
+def _builtin_order(path: Path) -> tuple[int, str]:
+    name = path.stem.removeprefix(CHECK_PREFIX)
+    rank = BUILTIN_CHECKS.index(name) if name in BUILTIN_CHECKS else len(BUILTIN_CHECKS)
+    return rank, path.name
+
+
+def check_files(extra: Sequence[Path], origin: str) -> list[Path]:
+    """The built-in check modules in their fixed order, then the configured ones, sorted."""
+    files = sorted(builtin_checks_dir().glob(f"{CHECK_PREFIX}*.py"), key=_builtin_order)
+    for path in extra:
+        if path.is_dir():
+            files.extend(sorted(path.rglob(f"{CHECK_PREFIX}*.py")))
+        elif path.is_file() and path.suffix == ".py":
+            files.append(path)
+        else:
+            raise pytest.UsageError(
+                f"check path {path} (from {origin}) is not a .py file or a directory"
+            )
+    unique: dict[Path, None] = dict.fromkeys(p.resolve() for p in files)
+    return list(unique)
+
+
+def _nodeid(path: Path, rootpath: Path) -> str:
+    if path.parent == builtin_checks_dir().resolve():
+        return f"checks/{path.name}"
+    try:
+        return path.relative_to(rootpath).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def collect_checks(session: pytest.Session, files: Iterable[Path]) -> list[pytest.Item]:
+    """Collect the check items of `files` straight under the session.
+
+    The modules hang off the session rather than a chain of directories, so `-k`
+    matches check names, not the directories the checks happen to be installed in.
+    """
+    items: list[pytest.Item] = []
+    seen: dict[str, str] = {}
+    for path in files:
+        module = CheckModule.from_parent(
+            session, path=path, nodeid=_nodeid(path, session.config.rootpath)
+        )
+        for item in session.genitems(module):
+            name = item.name.removeprefix(CHECK_PREFIX)
+            if name in seen:
+                raise pytest.UsageError(
+                    f"check '{name}' is defined twice: {seen[name]} and {item.nodeid}"
+                )
+            seen[name] = item.nodeid
+            _mark(item, name)
+            items.append(item)
+    return items
+
+
+def _mark(item: pytest.Item, name: str) -> None:
+    item.stash[CHECK_NAME] = name
+    marker = item.get_closest_marker("check")
+    level = marker.kwargs.get("level", "error") if marker else "error"
+    if level not in LEVELS:
+        raise pytest.UsageError(
+            f"{item.nodeid}: check level {level!r} is not one of {', '.join(LEVELS)}"
+        )
+    if name not in BUILTIN_CHECKS:
+        # Registered first so the marker also passes --strict-markers.
+        item.config.addinivalue_line("markers", f"{name}: the {name} health check")
+    if marker is None:
+        item.add_marker("check")
+    item.add_marker(name)
+
+
+def check_level(item: pytest.Item) -> str:
+    """'error' or 'warning', from the item's check marker."""
+    marker = item.get_closest_marker("check")
+    return str(marker.kwargs.get("level", "error")) if marker else "error"

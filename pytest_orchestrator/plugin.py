@@ -1,0 +1,138 @@
+"""The pytest11 entry point: options, fixtures, and the wiring of hooks. No domain logic here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+from . import config as settings_mod
+from .health import BUILTIN_CHECKS
+
+if TYPE_CHECKING:
+    from .harness import CheckRecord
+    from .sandbox import Sandbox, SandboxProbe
+    from .state import StateStore
+
+SETTINGS = pytest.StashKey["settings_mod.Settings"]()
+HARNESS = pytest.StashKey["object"]()
+
+
+# ---- options ----
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Add --orchestrator-health and every orchestrator setting."""
+    group = parser.getgroup("orchestrator", "orchestrator (AI coding agents and their sandbox)")
+    group.addoption(
+        "--orchestrator-health",
+        action="store_true",
+        default=False,
+        help="run the health checks and print the JSON health document on stdout "
+        "(exit 0 healthy or degraded, 1 unhealthy)",
+    )
+    group.addoption(
+        "--orchestrator-check",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="with --orchestrator-health, run only this check (repeatable)",
+    )
+    settings_mod.add_options(parser)
+
+
+def settings_for(config: pytest.Config) -> settings_mod.Settings:
+    """The run's resolved settings; a bad value is a usage error naming its origin."""
+    if SETTINGS not in config.stash:
+        try:
+            config.stash[SETTINGS] = settings_mod.resolve(config)
+        except settings_mod.ConfigError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    return config.stash[SETTINGS]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the markers; in health mode, resolve settings up front and start the harness."""
+    config.addinivalue_line(
+        "markers",
+        "check(level='error'): a health check; failures of level='warning' checks only "
+        "degrade the health status",
+    )
+    for name in BUILTIN_CHECKS:
+        config.addinivalue_line("markers", f"{name}: the {name} health check")
+    if config.getoption("orchestrator_health"):
+        from .harness import HealthHarness
+
+        harness = HealthHarness(config, settings_for(config), config.getoption("orchestrator_check"))
+        config.stash[HARNESS] = harness
+        config.pluginmanager.register(harness, "orchestrator-health")
+    elif config.getoption("orchestrator_check"):
+        raise pytest.UsageError("--orchestrator-check needs --orchestrator-health")
+
+
+# ---- collection ----
+
+
+def pytest_collection(session: pytest.Session) -> bool | None:
+    """In health mode, collect the check modules instead of the usual test paths."""
+    harness = session.config.stash.get(HARNESS, None)
+    if harness is None:
+        return None
+    harness.collect(session)  # type: ignore[attr-defined]
+    return True
+
+
+# ---- fixtures ----
+
+
+@pytest.fixture(scope="session")
+def orchestrator_settings(pytestconfig: pytest.Config) -> settings_mod.Settings:
+    """The resolved orchestrator settings (flag > ORCHESTRATOR_* env > ini > default)."""
+    return settings_for(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def sandbox_probe(orchestrator_settings: settings_mod.Settings) -> SandboxProbe:
+    """What the Docker engine says about the sandbox container; never skips or raises."""
+    from .sandbox import probe
+
+    return probe(orchestrator_settings.sandbox, orchestrator_settings.docker_timeout)
+
+
+@pytest.fixture(scope="session")
+def sandbox(
+    sandbox_probe: SandboxProbe, orchestrator_settings: settings_mod.Settings
+) -> Sandbox:
+    """The running sandbox container; skips the requesting item when it is not running."""
+    from .health import SANDBOX_DOWN
+    from .sandbox import Sandbox
+
+    if not sandbox_probe.running:
+        pytest.skip(SANDBOX_DOWN)
+    return Sandbox(sandbox_probe.container, orchestrator_settings.docker_timeout)
+
+
+@pytest.fixture(scope="session")
+def orchestrator_state(orchestrator_settings: settings_mod.Settings) -> Iterator[StateStore | None]:
+    """The state database, read-only; None when no run has written state yet."""
+    from .state import StateError, StateStore
+
+    try:
+        store = StateStore.read(orchestrator_settings.state_dir)
+    except StateError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield store
+    if store is not None:
+        store.close()
+
+
+@pytest.fixture
+def check(request: pytest.FixtureRequest) -> CheckRecord:
+    """The running check's record: `check.ok(message)` and `check.fail(message)`."""
+    from .collect import CHECK_NAME
+    from .harness import CHECK_RECORD, CheckRecord
+
+    record = CheckRecord(request.node.stash.get(CHECK_NAME, request.node.name))
+    request.node.stash[CHECK_RECORD] = record
+    return record

@@ -1,0 +1,42 @@
+"""Keep secrets out of everything the orchestrator writes: documents, reports, spans and logs."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+
+SECRET_ENV = (
+    "GH_TOKEN",
+    "GITHUB_TOKEN",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+)
+
+# Token shapes are caught even when the value never passed through our environment,
+# e.g. a token echoed by the container's own logs.
+_TOKEN_SHAPES = re.compile(
+    r"sk-ant-[A-Za-z0-9_\-]{8,}"
+    r"|gh[pousr]_[A-Za-z0-9]{20,}"
+    r"|github_pat_[A-Za-z0-9_]{20,}"
+)
+
+MASK = "***"
+
+# Shorter values would mask ordinary words ("test", "1") in messages.
+_MIN_SECRET_LENGTH = 6
+
+
+def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The values of the secret variables in `environ`, longest first."""
+    environ = os.environ if environ is None else environ
+    values = {environ.get(name, "").strip() for name in SECRET_ENV}
+    return sorted((v for v in values if len(v) >= _MIN_SECRET_LENGTH), key=len, reverse=True)
+
+
+def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
+    """Return `text` with known secret values and token-shaped strings masked."""
+    for value in secret_values(environ):
+        text = text.replace(value, MASK)
+    return _TOKEN_SHAPES.sub(MASK, text)

@@ -1,0 +1,234 @@
+"""The orchestrator's state: a SQLite database (state.db) in the state directory.
+
+It records runs, each task attempt, and heartbeats. Task runs write it; the
+`orchestrator` health check, resume and metrics read it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+DB_NAME = "state.db"
+SCHEMA_VERSION = 1
+
+# Each entry upgrades the schema from version N-1 to N; index 0 creates version 1.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE runs (
+        id          INTEGER PRIMARY KEY,
+        started_at  REAL NOT NULL,
+        ended_at    REAL,
+        status      TEXT NOT NULL DEFAULT 'running',
+        pid         INTEGER,
+        host        TEXT
+    );
+    CREATE TABLE attempts (
+        id                     INTEGER PRIMARY KEY,
+        run_id                 INTEGER NOT NULL REFERENCES runs(id),
+        plan                   TEXT NOT NULL,
+        task_id                TEXT NOT NULL,
+        title                  TEXT NOT NULL DEFAULT '',
+        attempt                INTEGER NOT NULL DEFAULT 1,
+        status                 TEXT NOT NULL DEFAULT 'running',
+        started_at             REAL NOT NULL,
+        ended_at               REAL,
+        input_tokens           INTEGER NOT NULL DEFAULT 0,
+        output_tokens          INTEGER NOT NULL DEFAULT 0,
+        cache_read_tokens      INTEGER NOT NULL DEFAULT 0,
+        cache_creation_tokens  INTEGER NOT NULL DEFAULT 0,
+        cost_usd               REAL NOT NULL DEFAULT 0,
+        num_turns              INTEGER NOT NULL DEFAULT 0,
+        session_id             TEXT,
+        error                  TEXT,
+        worker                 TEXT NOT NULL DEFAULT 'main'
+    );
+    CREATE INDEX attempts_by_task ON attempts (plan, task_id);
+    CREATE INDEX attempts_by_status ON attempts (status);
+    CREATE TABLE heartbeats (
+        run_id  INTEGER NOT NULL REFERENCES runs(id),
+        worker  TEXT NOT NULL,
+        at      REAL NOT NULL,
+        PRIMARY KEY (run_id, worker)
+    );
+    """,
+)
+
+
+class StateError(Exception):
+    """The state database cannot be used; the message says which file and why."""
+
+
+@dataclass(frozen=True)
+class ActiveAttempt:
+    """A task attempt that the state says is running, with its run's latest heartbeat."""
+
+    plan: str
+    task_id: str
+    title: str
+    started_at: float
+    heartbeat_at: float | None
+
+
+def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    else:
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+class StateStore:
+    """Access to state.db; open it with `open()` (read-write) or `read()` (read-only)."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self.conn = conn
+        self.path = path
+
+    @classmethod
+    def open(cls, state_dir: Path) -> StateStore:
+        """Open state.db for writing, creating or upgrading it."""
+        path = state_dir / DB_NAME
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            conn = _connect(path, readonly=False)
+            # WAL lets readers (the health check) run while a task run writes.
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            store = cls(conn, path)
+            store._migrate()
+        except (sqlite3.Error, OSError) as exc:
+            raise StateError(f"cannot open state database {path}: {exc}") from None
+        return store
+
+    @classmethod
+    def read(cls, state_dir: Path) -> StateStore | None:
+        """Open state.db read-only; None when there is no state yet."""
+        path = state_dir / DB_NAME
+        if not path.exists():
+            return None
+        try:
+            conn = _connect(path, readonly=True)
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot read state database {path}: {exc}") from None
+        if version > SCHEMA_VERSION:
+            raise StateError(
+                f"state database {path} has schema version {version}, newer than this "
+                f"pytest-orchestrator understands ({SCHEMA_VERSION}): upgrade pytest-orchestrator"
+            )
+        if version < 1:
+            raise StateError(f"{path} is not an orchestrator state database (schema version 0)")
+        return cls(conn, path)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        # IMMEDIATE takes the write lock up front, so concurrent writers queue on
+        # busy_timeout instead of failing when they upgrade a read lock.
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self._transaction() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StateError(
+                    f"state database {self.path} has schema version {version}, newer than this "
+                    f"pytest-orchestrator understands ({SCHEMA_VERSION}): upgrade pytest-orchestrator"
+                )
+            for script in MIGRATIONS[version:]:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version stored in the database."""
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    # ---- writes: used by task runs ----
+
+    def begin_run(self, now: float | None = None) -> int:
+        """Record a new run and return its id."""
+        now = time.time() if now is None else now
+        with self._transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO runs (started_at, pid, host) VALUES (?, ?, ?)",
+                (now, os.getpid(), socket.gethostname()),
+            )
+            return int(cur.lastrowid or 0)
+
+    def end_run(self, run_id: int, status: str, now: float | None = None) -> None:
+        """Record how a run ended."""
+        now = time.time() if now is None else now
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE runs SET ended_at = ?, status = ? WHERE id = ?", (now, status, run_id)
+            )
+
+    def heartbeat(self, run_id: int, worker: str = "main", now: float | None = None) -> None:
+        """Record that `worker` of run `run_id` is alive."""
+        now = time.time() if now is None else now
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO heartbeats (run_id, worker, at) VALUES (?, ?, ?) "
+                "ON CONFLICT (run_id, worker) DO UPDATE SET at = excluded.at",
+                (run_id, worker, now),
+            )
+
+    def start_attempt(
+        self,
+        run_id: int,
+        plan: str,
+        task_id: str,
+        title: str = "",
+        attempt: int = 1,
+        worker: str = "main",
+        now: float | None = None,
+    ) -> int:
+        """Record that a task attempt started; returns the attempt's row id."""
+        now = time.time() if now is None else now
+        with self._transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO attempts (run_id, plan, task_id, title, attempt, started_at, worker) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (run_id, plan, task_id, title, attempt, now, worker),
+            )
+            conn.execute(
+                "INSERT INTO heartbeats (run_id, worker, at) VALUES (?, ?, ?) "
+                "ON CONFLICT (run_id, worker) DO UPDATE SET at = excluded.at",
+                (run_id, worker, now),
+            )
+            return int(cur.lastrowid or 0)
+
+    # ---- reads: used by the health check ----
+
+    def active_attempts(self) -> list[ActiveAttempt]:
+        """Attempts recorded as running, oldest first, with their worker's last heartbeat."""
+        rows = self.conn.execute(
+            "SELECT a.plan, a.task_id, a.title, a.started_at, h.at AS heartbeat_at "
+            "FROM attempts a LEFT JOIN heartbeats h "
+            "ON h.run_id = a.run_id AND h.worker = a.worker "
+            "WHERE a.status = 'running' ORDER BY a.started_at, a.id"
+        ).fetchall()
+        return [
+            ActiveAttempt(r["plan"], r["task_id"], r["title"], r["started_at"], r["heartbeat_at"])
+            for r in rows
+        ]
