@@ -1,4 +1,4 @@
-"""Smoke run of the real claude CLI against MessagesServer: writes hello.py and prints the result event."""
+"""Smoke run: the real claude CLI against MessagesServer writes hello.py; prints the result."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ if __package__ in (None, ""):
     # Allow `python tests/support/_smoke_messages_server.py` from the repository root.
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.support.messages_server import MessagesServer, Usage, reply, tool_use
+from tests.support.messages_server import MessagesServer, Step, Usage, reply, tool_use
 
 
 def main() -> int:
@@ -23,7 +23,7 @@ def main() -> int:
         home = Path(tmp, "home")
         workdir.mkdir()
         home.mkdir()
-        script = [
+        script: list[Step] = [
             tool_use(
                 "Write",
                 {"file_path": str(workdir / "hello.py"), "content": 'print("Hello, World!")\n'},
@@ -40,17 +40,31 @@ def main() -> int:
             }
             proc = subprocess.run(
                 [
-                    "claude", "-p", "make hello.py",
-                    "--output-format", "stream-json", "--verbose",
-                    "--permission-mode", "acceptEdits", "--max-turns", "5",
-                    "--allowedTools", "Write,Read,Bash",
+                    "claude",
+                    "-p",
+                    "make hello.py",
+                    "--output-format",
+                    "stream-json",
+                    "--verbose",
+                    "--permission-mode",
+                    "acceptEdits",
+                    "--max-turns",
+                    "5",
+                    "--allowedTools",
+                    "Write,Read,Bash",
                 ],
-                cwd=workdir, env=env, capture_output=True, text=True, timeout=120,
+                cwd=workdir,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
             )
             turns = len(server.requests)
         events = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
         print("exit code:", proc.returncode, "| turns served:", turns)
-        print("events:", " ".join(f"{e['type']}/{e.get('subtype', '')}".rstrip("/") for e in events))
+        print(
+            "events:", " ".join(f"{e['type']}/{e.get('subtype', '')}".rstrip("/") for e in events)
+        )
         result = events[-1] if events else {}
         print(json.dumps(result, indent=2))
         written = (workdir / "hello.py").read_text() if (workdir / "hello.py").exists() else None

@@ -8,12 +8,14 @@ import fcntl
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
 DEFAULT_TAG = "orchestrator-sandbox-debian:test"
 SUITE = "bookworm"
@@ -47,7 +49,9 @@ def _phase(name: str) -> Iterator[None]:
     _log(f"{name}: {time.monotonic() - start:.1f}s")
 
 
-def _run(args: list[str], what: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+def _run(
+    args: list[str], what: str, timeout: float | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run a command, turning a failure into an ImageBuildError naming the step."""
     try:
         result = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
@@ -147,15 +151,12 @@ def debian_mirror() -> str | None:
 
 def _check_preconditions() -> None:
     """Fail early, with what to do, when the build cannot possibly work."""
-    if os.geteuid() != 0:
-        raise ImageBuildError("building the Debian image needs root (debootstrap chroots): rerun with sudo")
-    if shutil.which("debootstrap") is None:
-        raise ImageBuildError("debootstrap not found: install it with `apt-get install debootstrap`")
-    if shutil.which("docker") is None:
-        raise ImageBuildError("docker CLI not found: install it with `apt-get install docker.io`")
     probe = subprocess.run(
         ["docker", "version", "--format", "{{.Server.Version}}"],
-        capture_output=True, text=True, timeout=30, check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     if probe.returncode != 0:
         host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
@@ -163,14 +164,45 @@ def _check_preconditions() -> None:
             f"docker daemon not reachable at {host}: start it with `sudo systemctl start docker` "
             "(or run `dockerd` as root)"
         )
+    if os.geteuid() != 0:
+        raise ImageBuildError(
+            "building the Debian image needs root (debootstrap chroots): rerun with sudo"
+        )
+    if shutil.which("debootstrap") is None:
+        raise ImageBuildError(
+            "debootstrap not found: install it with `apt-get install debootstrap`"
+        )
+
+
+def _image_id(tag: str) -> str | None:
+    """Return the ID of the image a tag points to, or None if the tag does not exist."""
+    result = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", tag],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if result.returncode != 0:
+        return None
+    return result.stdout.strip() or None
 
 
 def image_claude_version(tag: str) -> str | None:
-    """Return the Claude version recorded on an existing image, or None if there is no such image."""
+    """Return the Claude version recorded on an image, or None if there is no such image."""
     result = subprocess.run(
-        ["docker", "image", "inspect", "--format",
-         f'{{{{ index .Config.Labels "{CLAUDE_VERSION_LABEL}" }}}}', tag],
-        capture_output=True, text=True, timeout=30, check=False,
+        [
+            "docker",
+            "image",
+            "inspect",
+            "--format",
+            f'{{{{ index .Config.Labels "{CLAUDE_VERSION_LABEL}" }}}}',
+            tag,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     if result.returncode != 0:
         return None
@@ -178,7 +210,7 @@ def image_claude_version(tag: str) -> str | None:
 
 
 def _unmount_under(root: Path) -> None:
-    """Detach anything a failed debootstrap left mounted, so cleanup never walks into /proc or /sys."""
+    """Detach what a failed debootstrap left mounted, so cleanup never walks into /proc."""
     prefix = str(root.resolve())
     with contextlib.suppress(OSError):
         mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
@@ -189,21 +221,36 @@ def _unmount_under(root: Path) -> None:
 
 def _debootstrap(rootfs: Path, mirror: str | None) -> None:
     """Create a minimal Debian rootfs with the packages the agent and the tests need."""
-    args = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(rootfs)]
+    args = [
+        "debootstrap",
+        "--variant=minbase",
+        f"--include={','.join(PACKAGES)}",
+        SUITE,
+        str(rootfs),
+    ]
     if mirror:
         args.append(mirror)
     _run(args, "debootstrap", timeout=1800)
 
 
 def _customize(rootfs: Path, claude: Path) -> None:
-    """Install the CLI, add the agent account and workspace, and drop caches the image never uses."""
+    """Install the CLI, add the agent account and workspace, and drop unused apt caches."""
     target = rootfs / CLAUDE_IN_IMAGE
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(claude, target)
     target.chmod(0o755)
     _run(
-        ["chroot", str(rootfs), "useradd", "--create-home", "--uid", str(AGENT_UID),
-         "--shell", "/bin/bash", AGENT_USER],
+        [
+            "chroot",
+            str(rootfs),
+            "useradd",
+            "--create-home",
+            "--uid",
+            str(AGENT_UID),
+            "--shell",
+            "/bin/bash",
+            AGENT_USER,
+        ],
         "useradd in rootfs",
     )
     workspace = rootfs / "workspace"
@@ -217,7 +264,7 @@ def _customize(rootfs: Path, claude: Path) -> None:
 
 
 def _import(rootfs: Path, tag: str, version: str) -> None:
-    """Stream the rootfs into `docker import` as a tar, with the image config the sandbox expects."""
+    """Stream the rootfs as a tar into `docker import`, with the sandbox's image config."""
     changes = [
         'CMD ["sleep", "infinity"]',
         "WORKDIR /workspace",
@@ -233,7 +280,8 @@ def _import(rootfs: Path, tag: str, version: str) -> None:
     # --numeric-owner keeps file ownership as in the rootfs rather than remapped through host names.
     tar = subprocess.Popen(
         ["tar", "--numeric-owner", "-C", str(rootfs), "-cf", "-", "."],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     assert tar.stdout is not None
     try:
@@ -247,7 +295,9 @@ def _import(rootfs: Path, tag: str, version: str) -> None:
     if tar_rc != 0:
         raise ImageBuildError(f"tar of rootfs failed (exit {tar_rc}): {tar_err.strip()}")
     if docker.returncode != 0:
-        raise ImageBuildError(f"docker import failed (exit {docker.returncode}): {docker.stderr.strip()}")
+        raise ImageBuildError(
+            f"docker import failed (exit {docker.returncode}): {docker.stderr.strip()}"
+        )
 
 
 @contextlib.contextmanager
@@ -255,12 +305,13 @@ def _build_lock(tag: str) -> Iterator[None]:
     """Serialise builds of one tag, so parallel test workers wait and then reuse the image."""
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", tag)
     lock_path = Path(tempfile.gettempdir()) / f"orchestrator-image-{safe}.lock"
-    with lock_path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    # Read-only is enough for flock, and lets a non-root user share a lock file root created.
+    fd = os.open(lock_path, os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def build_debian_image(tag: str, claude: Path, version: str) -> None:
@@ -284,7 +335,7 @@ def build_debian_image(tag: str, claude: Path, version: str) -> None:
 
 
 def ensure_debian_image(tag: str = DEFAULT_TAG, force: bool = False) -> str:
-    """Return the tag of a Debian sandbox image holding the installed Claude CLI, building it if needed."""
+    """Return the tag of a Debian sandbox image with the local Claude CLI, building it if needed."""
     if shutil.which("docker") is None:
         raise ImageBuildError("docker CLI not found: install it with `apt-get install docker.io`")
     claude = find_claude_binary()
@@ -295,10 +346,21 @@ def ensure_debian_image(tag: str = DEFAULT_TAG, force: bool = False) -> str:
             _log(f"reused {tag} (claude {version})")
             return tag
         _check_preconditions()
-        if existing:
+        if force:
+            _log(f"--force: rebuilding {tag}")
+        elif existing:
             _log(f"{tag} has claude {existing}, rebuilding for {version}")
+        previous = _image_id(tag)
         build_debian_image(tag, claude, version)
+        if previous and previous != _image_id(tag):
+            # A rebuild leaves ~400 MB dangling; failure just means a container still uses it.
+            subprocess.run(["docker", "image", "rm", previous], capture_output=True, check=False)
     return tag
+
+
+def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """Signal handler that unwinds the stack like Ctrl-C does."""
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -308,8 +370,12 @@ def main(argv: list[str] | None = None) -> int:
         description="Build the Debian sandbox image for end-to-end tests.",
     )
     parser.add_argument("--tag", default=DEFAULT_TAG, help=f"image tag (default: {DEFAULT_TAG})")
-    parser.add_argument("--force", action="store_true", help="rebuild even if a matching image exists")
+    parser.add_argument(
+        "--force", action="store_true", help="rebuild even if a matching image exists"
+    )
     args = parser.parse_args(argv)
+    # SIGTERM becomes an exception so a stopped build still removes its temporary rootfs.
+    signal.signal(signal.SIGTERM, _raise_on_sigterm)
     try:
         print(ensure_debian_image(args.tag, force=args.force))
     except ImageBuildError as exc:

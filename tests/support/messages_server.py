@@ -1,29 +1,32 @@
 """Scripted Anthropic Messages API server for end-to-end tests of the real Claude Code CLI.
 
-Point the CLI at it with ``ANTHROPIC_BASE_URL=server.url`` and any ``ANTHROPIC_API_KEY``.
-Each conversation turn (one ``POST /v1/messages``) consumes the next scripted step.
+Point the CLI at it with ``ANTHROPIC_BASE_URL=server.url`` and any ``ANTHROPIC_API_KEY``; every
+conversation request (one ``POST /v1/messages``) consumes the next scripted step.
 
-Observed with Claude Code 2.1.197 in ``-p`` mode (with or without
+What Claude Code 2.1.197 does in ``-p`` mode (observed, with or without
 ``CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1``):
 
-* The CLI first sends ``HEAD /`` as a connectivity check; it is answered 200 and consumes no step.
-* Every conversation turn is ``POST /v1/messages?beta=true`` with ``"stream": true``; no token
-  counting, quota probe or title request reached the server. Should a ``count_tokens`` call or a
-  ``max_tokens: 1`` quota probe ever appear, it is answered without consuming a step and recorded
-  in ``side_requests`` instead of ``requests``.
-* The ``result`` event's ``usage`` is the plain sum over turns of what ``message_delta`` reported
-  (``message_start`` values are overridden, not added); ``num_turns`` counts the POSTs that were
-  answered, and ``total_cost_usd`` is priced from the model the CLI *requested* (its own model
-  setting, ``claude-opus-4-8`` by default: $5/MTok input, $25/MTok output, $0.50/MTok cache read,
-  $6.25/MTok cache write), whatever model name the server echoes back.
-* Retries: 500/529/429 and dropped connections are retried ``CLAUDE_CODE_MAX_RETRIES`` times
-  (default 10) with exponential backoff (about 0.5 s, 1 s, 2 s, ...); a ``retry-after`` header
-  overrides the backoff. 400/401 are not retried. ``API_TIMEOUT_MS`` bounds each request.
+* Traffic: one ``HEAD /`` connectivity check at startup (answered 200, consumes no step), then
+  one ``POST /v1/messages?beta=true`` with ``"stream": true`` per model call. No token counting,
+  quota probe or title request was seen; should a ``/v1/messages/count_tokens`` call or a
+  ``max_tokens: 1`` probe appear, it is answered without consuming a step (see ``side_requests``).
+* Retries are POSTs too, so each one consumes a step. 500, 529, 429, 401, 408, 409 and dropped
+  connections are retried ``CLAUDE_CODE_MAX_RETRIES`` times (default 10, clamped to 15) with
+  backoff of about 0.5, 1, 2, 4, 8, 16, 32, 32... s plus jitter (about 3 min in all by default);
+  a ``retry-after`` header replaces the backoff, and ``x-should-retry: false`` stops retrying.
+  400 is never retried, so an exhausted script answers 400. ``API_TIMEOUT_MS`` is the
+  per-request timeout (default 600000).
+* The ``result`` event's ``usage`` is the sum over successful calls of the ``message_delta``
+  usage (its ``output_tokens`` replaces the provisional count in ``message_start``).
+  ``total_cost_usd`` is priced from the model the CLI *requested*, not the one echoed back:
+  the default ``claude-opus-4-8`` and unknown names cost $5/$25 per MTok input/output,
+  $0.50 cache read, $6.25 cache write; ``--model sonnet`` $3/$15; ``--model haiku`` $1/$5.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -34,7 +37,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Usage:
-    """Token counts the server reports for one turn."""
+    """Token counts the server reports for one model call."""
 
     input_tokens: int = 100
     output_tokens: int = 20
@@ -77,8 +80,8 @@ class Error:
     """An HTTP error answer with an Anthropic error body."""
 
     status: int
-    body: dict[str, Any] | None = None
-    headers: dict[str, str] | None = None
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
 
 
@@ -94,13 +97,14 @@ Step = Reply | ToolUse | Error | Hang
 
 @dataclass(frozen=True)
 class Received:
-    """One request as it reached the server."""
+    """One request as it reached the server (API key headers removed)."""
 
     method: str
     path: str
     headers: dict[str, str]
     body: dict[str, Any] | None
     at: float
+
 
 _ERROR_TYPES: dict[int, str] = {
     400: "invalid_request_error",
@@ -113,8 +117,10 @@ _ERROR_TYPES: dict[int, str] = {
     529: "overloaded_error",
 }
 
+UsageLike = Usage | dict[str, int] | None
 
-def _as_usage(usage: Usage | dict[str, int] | None) -> Usage:
+
+def _as_usage(usage: UsageLike) -> Usage:
     """Accept a Usage, a plain dict of token counts, or None for the default."""
     if usage is None:
         return Usage()
@@ -123,7 +129,13 @@ def _as_usage(usage: Usage | dict[str, int] | None) -> Usage:
     return Usage(**usage)
 
 
-def reply(text: str, *, usage: Usage | dict[str, int] | None = None, delay: float = 0.0) -> Reply:
+def _error_body(status: int, message: str) -> dict[str, Any]:
+    """Build an Anthropic error body."""
+    kind = _ERROR_TYPES.get(status, "api_error")
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+def reply(text: str, *, usage: UsageLike = None, delay: float = 0.0) -> Reply:
     """Build a final text answer step."""
     return Reply(text=text, usage=_as_usage(usage), delay=delay)
 
@@ -134,7 +146,7 @@ def tool_use(
     id: str | None = None,
     *,
     text: str | None = None,
-    usage: Usage | dict[str, int] | None = None,
+    usage: UsageLike = None,
     delay: float = 0.0,
 ) -> ToolUse:
     """Build a tool_use step, optionally preceded by a text block."""
@@ -147,25 +159,26 @@ def error(
     body: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
     message: str | None = None,
+    should_retry: bool | None = None,
     delay: float = 0.0,
 ) -> Error:
-    """Build an HTTP error step; the body defaults to the Anthropic error shape for ``status``."""
+    """Build an HTTP error step; ``should_retry`` sets the x-should-retry header the CLI obeys."""
     if body is None:
         kind = _ERROR_TYPES.get(status, "api_error")
-        body = {
-            "type": "error",
-            "error": {"type": kind, "message": message or f"scripted {status} {kind}"},
-        }
-    return Error(status=status, body=body, headers=headers, delay=delay)
+        body = _error_body(status, message or f"scripted {status} {kind}")
+    all_headers = dict(headers or {})
+    if should_retry is not None:
+        all_headers["x-should-retry"] = "true" if should_retry else "false"
+    return Error(status=status, body=body, headers=all_headers, delay=delay)
 
 
 def hang(seconds: float) -> Hang:
-    """Build a step that never answers within ``seconds``."""
+    """Build a step that answers nothing for ``seconds`` and then drops the connection."""
     return Hang(seconds=seconds)
 
 
 def is_quota_probe(body: dict[str, Any]) -> bool:
-    """Tell whether a request is a one-token quota/connectivity probe rather than a turn."""
+    """Tell whether a request is a one-token quota probe rather than a conversation turn."""
     return body.get("max_tokens") == 1
 
 
@@ -181,11 +194,8 @@ class _Server(ThreadingHTTPServer):
     owner: MessagesServer
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """Ignore clients that hang up; the CLI drops connections on timeout and at exit."""
-        import sys
-
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, TimeoutError)):
+        """Ignore clients that hang up: the CLI drops connections on timeouts and at exit."""
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
             return
         super().handle_error(request, client_address)
 
@@ -193,7 +203,7 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     """Routes requests to the owning MessagesServer."""
 
-    # HTTP/1.1 keeps the CLI's keep-alive connection usable across turns.
+    # HTTP/1.1 lets the CLI reuse its keep-alive connection across turns.
     protocol_version = "HTTP/1.1"
     server: _Server
 
@@ -208,9 +218,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def do_GET(self) -> None:
-        """Refuse anything the CLI might fetch; nothing is served by GET."""
+        """Answer 404: the CLI needs nothing served by GET."""
         self.server.owner._record(self, None)
-        self._send_json(404, {"type": "error", "error": {"type": "not_found_error", "message": self.path}})
+        self.send_json(404, _error_body(404, f"MessagesServer does not serve GET {self.path}"))
 
     def do_POST(self) -> None:
         """Dispatch a Messages API call."""
@@ -220,12 +230,14 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw or b"{}")
         except json.JSONDecodeError:
             self.server.owner._record(self, None)
-            self._send_json(400, _error_body(400, "request body is not JSON"))
+            self.send_json(400, _error_body(400, "request body is not JSON"))
             return
         self.server.owner._record(self, body)
-        self.server.owner._handle(self, self.path, body)
+        self.server.owner._handle(self, body)
 
-    def _send_json(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+    def send_json(
+        self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
         """Send a complete JSON response."""
         data = json.dumps(payload).encode()
         self.send_response(status)
@@ -237,8 +249,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _send_sse(self, events: Iterable[bytes]) -> None:
-        """Send an event stream with chunked encoding, flushing each event."""
+    def send_sse(self, events: Iterable[bytes]) -> None:
+        """Send an event stream with chunked encoding, flushing each event as the API does."""
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("cache-control", "no-cache")
@@ -252,11 +264,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
-def _error_body(status: int, message: str) -> dict[str, Any]:
-    """Build an Anthropic error body."""
-    return {"type": "error", "error": {"type": _ERROR_TYPES.get(status, "api_error"), "message": message}}
-
-
 class MessagesServer:
     """Loopback Anthropic Messages API whose answers follow a script of steps."""
 
@@ -267,42 +274,44 @@ class MessagesServer:
         model: str | None = None,
         is_side_request: Callable[[dict[str, Any]], bool] = is_quota_probe,
     ) -> None:
-        """Bind 127.0.0.1 on an ephemeral port and start serving; ``model`` overrides the echoed name."""
+        """Bind 127.0.0.1 on an ephemeral port and serve; ``model`` overrides the echoed name."""
         self._lock = threading.Lock()
         self._script: list[Step] = list(script)
         self._requests: list[dict[str, Any]] = []
         self._side_requests: list[dict[str, Any]] = []
-        self._unscripted = 0
         self._log: list[Received] = []
+        self._unscripted = 0
         self._stop = threading.Event()
         self._model = model
         self._is_side_request = is_side_request
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.owner = self
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="messages-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="messages-server", daemon=True
+        )
         self._thread.start()
 
     @property
     def url(self) -> str:
         """Base URL to put in ANTHROPIC_BASE_URL."""
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     @property
     def requests(self) -> list[dict[str, Any]]:
-        """Snapshot of the decoded bodies of conversation turns, in arrival order."""
+        """Bodies of the POST /v1/messages calls that consumed (or lacked) a step, in order."""
         with self._lock:
             return list(self._requests)
 
     @property
     def side_requests(self) -> list[dict[str, Any]]:
-        """Snapshot of bodies of POSTs that consumed no step (token counting, quota probes)."""
+        """Bodies of POSTs answered without consuming a step (token counting, quota probes)."""
         with self._lock:
             return list(self._side_requests)
 
     @property
     def log(self) -> list[Received]:
-        """Snapshot of every request received (any method and path), with headers and arrival time."""
+        """Every request received, any method and path, with headers and arrival time."""
         with self._lock:
             return list(self._log)
 
@@ -314,7 +323,7 @@ class MessagesServer:
 
     @property
     def unscripted(self) -> int:
-        """Number of turns that arrived after the script ran out."""
+        """Number of calls that arrived after the script ran out."""
         with self._lock:
             return self._unscripted
 
@@ -324,7 +333,7 @@ class MessagesServer:
             self._script.extend(steps)
 
     def close(self) -> None:
-        """Stop serving and release hanging handlers."""
+        """Stop serving and release handlers that are hanging or delaying."""
         self._stop.set()
         self._httpd.shutdown()
         self._httpd.server_close()
@@ -341,102 +350,104 @@ class MessagesServer:
     def _record(self, handler: _Handler, body: dict[str, Any] | None) -> None:
         """Append a request to the log."""
         headers = {key.lower(): value for key, value in handler.headers.items()}
-        # The API key is whatever the test set, but keep it out of logs that may be printed.
+        # Tests may print the log; keep whatever key they used out of it.
         headers.pop("x-api-key", None)
         headers.pop("authorization", None)
         entry = Received(handler.command, handler.path, headers, body, time.monotonic())
         with self._lock:
             self._log.append(entry)
 
-    def _handle(self, handler: _Handler, path: str, body: dict[str, Any]) -> None:
-        """Answer one POST, consuming a step if it is a conversation turn."""
-        route = path.split("?", 1)[0].rstrip("/")
+    def _handle(self, handler: _Handler, body: dict[str, Any]) -> None:
+        """Answer one POST, consuming a step if it is a conversation call."""
+        route = handler.path.split("?", 1)[0].rstrip("/")
         if route == "/v1/messages/count_tokens":
             with self._lock:
                 self._side_requests.append(body)
-            handler._send_json(200, {"input_tokens": max(1, len(json.dumps(body)) // 4)})
+            handler.send_json(200, {"input_tokens": max(1, len(json.dumps(body)) // 4)})
             return
         if route != "/v1/messages":
-            handler._send_json(404, _error_body(404, f"MessagesServer does not serve {path}"))
+            handler.send_json(404, _error_body(404, f"MessagesServer does not serve {route}"))
             return
         if self._is_side_request(body):
             with self._lock:
                 self._side_requests.append(body)
-            self._answer(handler, body, Reply(text="ok", usage=Usage(input_tokens=1, output_tokens=1)))
+            self._answer(handler, body, reply("ok", usage=Usage(1, 1)), 0)
             return
         with self._lock:
             self._requests.append(body)
-            turn = len(self._requests)
+            call = len(self._requests)
             if self._script:
                 step: Step = self._script.pop(0)
             else:
                 self._unscripted += 1
-                # 400 is not retried by the CLI, so an unscripted turn fails the run at once.
-                step = error(400, message=f"MessagesServer script exhausted: no step for turn {turn}")
-        self._answer(handler, body, step, turn)
+                # 400 is never retried by the CLI, so the run fails at once instead of backing off.
+                step = error(
+                    400, message=f"MessagesServer script exhausted: no step for call {call}"
+                )
+        self._answer(handler, body, step, call)
 
-    def _answer(self, handler: _Handler, body: dict[str, Any], step: Step, turn: int = 0) -> None:
+    def _answer(self, handler: _Handler, body: dict[str, Any], step: Step, call: int) -> None:
         """Write the answer for one step."""
         if isinstance(step, Hang):
             self._stop.wait(step.seconds)
-            # Dropping the connection without a response mimics a stalled upstream.
+            # Closing without a response looks to the CLI like a stalled upstream (ECONNRESET).
             handler.close_connection = True
             return
         if step.delay:
             self._stop.wait(step.delay)
         if isinstance(step, Error):
-            handler._send_json(step.status, step.body or _error_body(step.status, "error"), step.headers)
+            handler.send_json(step.status, step.body, step.headers)
             return
-        message = self._message(body, step, turn)
+        message = self._message(body, step, call)
         if body.get("stream"):
-            handler._send_sse(self._events(message, step.usage))
+            handler.send_sse(self._events(message, step.usage))
         else:
-            handler._send_json(200, message)
+            handler.send_json(200, message)
 
-    def _message(self, body: dict[str, Any], step: Reply | ToolUse, turn: int) -> dict[str, Any]:
+    def _message(self, body: dict[str, Any], step: Reply | ToolUse, call: int) -> dict[str, Any]:
         """Build the complete assistant message for a step."""
         content: list[dict[str, Any]] = []
-        if isinstance(step, Reply):
+        if step.text:
             content.append({"type": "text", "text": step.text})
-            stop_reason = "end_turn"
-        else:
-            if step.text:
-                content.append({"type": "text", "text": step.text})
+        if isinstance(step, ToolUse):
+            tool_id = step.id or f"toolu_test_{call:04d}"
             content.append(
-                {
-                    "type": "tool_use",
-                    "id": step.id or f"toolu_test_{turn:04d}",
-                    "name": step.name,
-                    "input": step.input,
-                }
+                {"type": "tool_use", "id": tool_id, "name": step.name, "input": step.input}
             )
-            stop_reason = "tool_use"
         return {
-            "id": f"msg_test_{turn:04d}",
+            "id": f"msg_test_{call:04d}",
             "type": "message",
             "role": "assistant",
+            # The CLI prices by the model it asked for; the echoed name only shows in events.
             "model": self._model or body.get("model") or "claude-test",
             "content": content,
-            "stop_reason": stop_reason,
+            "stop_reason": "tool_use" if isinstance(step, ToolUse) else "end_turn",
             "stop_sequence": None,
             "usage": step.usage.as_dict(),
         }
 
     def _events(self, message: dict[str, Any], usage: Usage) -> Iterator[bytes]:
         """Yield the SSE events the real API sends for ``message``."""
-        # The real API reports input/cache tokens up front and a provisional output count.
+        # Like the real API: input/cache counts up front, a provisional output count of 1.
         start_usage = usage.as_dict() | {"output_tokens": min(1, usage.output_tokens)}
         start = message | {"content": [], "stop_reason": None, "usage": start_usage}
         yield _sse("message_start", {"type": "message_start", "message": start})
         for index, block in enumerate(message["content"]):
+            delta: dict[str, Any]
             if block["type"] == "text":
                 empty: dict[str, Any] = {"type": "text", "text": ""}
                 delta = {"type": "text_delta", "text": block["text"]}
             else:
                 empty = block | {"input": {}}
                 delta = {"type": "input_json_delta", "partial_json": json.dumps(block["input"])}
-            yield _sse("content_block_start", {"type": "content_block_start", "index": index, "content_block": empty})
-            yield _sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+            yield _sse(
+                "content_block_start",
+                {"type": "content_block_start", "index": index, "content_block": empty},
+            )
+            yield _sse(
+                "content_block_delta",
+                {"type": "content_block_delta", "index": index, "delta": delta},
+            )
             yield _sse("content_block_stop", {"type": "content_block_stop", "index": index})
         yield _sse(
             "message_delta",
