@@ -30,7 +30,7 @@ class CheckRecord:
 
     def fail(self, message: str) -> None:
         """End the check as failed with an actionable message (no traceback)."""
-        pytest.fail(message, pytrace=False)
+        pytest.fail(redact(message), pytrace=False)
 
 
 CHECK_RECORD = pytest.StashKey[CheckRecord]()
@@ -38,7 +38,7 @@ CHECK_RECORD = pytest.StashKey[CheckRecord]()
 
 def _message(call: pytest.CallInfo[None], record: CheckRecord | None) -> str:
     if call.excinfo is None:
-        return record.message if record and record.message else ""
+        return redact(record.message) if record and record.message else ""
     exc = call.excinfo.value
     if isinstance(exc, pytest.skip.Exception | pytest.fail.Exception):
         text = exc.msg or ""
@@ -60,6 +60,18 @@ def phase_result(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.
         "start": call.start,
         "stop": call.stop,
     }
+
+
+def _redact_longrepr(report: pytest.TestReport) -> None:
+    # A check's failure text can quote what it inspected; pytest prints it on the terminal.
+    if report.failed and report.longrepr is not None:
+        text = str(report.longrepr)
+        masked = redact(text)
+        if masked != text:
+            report.longrepr = masked
+    elif report.skipped and isinstance(report.longrepr, tuple):
+        path, lineno, reason = report.longrepr
+        report.longrepr = (path, lineno, redact(reason))
 
 
 class HealthHarness:
@@ -134,6 +146,7 @@ class HealthHarness:
         report: pytest.TestReport = yield
         if collect.CHECK_NAME in item.stash:
             setattr(report, REPORT_ATTR, phase_result(item, call, report))
+            _redact_longrepr(report)
         return report
 
     # ---- the controller ----
@@ -171,7 +184,8 @@ class HealthHarness:
         from .telemetry import export_health
 
         warning = export_health(self.report, self.settings)
-        if warning:
-            self.config.get_terminal_writer().line(f"orchestrator: {warning}", yellow=True)
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if warning and reporter is not None:
+            reporter.write_line(f"orchestrator: {warning}", yellow=True)
         sys.stdout.write(json.dumps(self.report.to_dict(), indent=2) + "\n")
         sys.stdout.flush()

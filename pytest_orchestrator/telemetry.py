@@ -23,6 +23,16 @@ if TYPE_CHECKING:
 SERVICE_NAME = "orchestrator"
 
 
+def _display(endpoint: str) -> str:
+    """The endpoint for messages, without any credentials in its userinfo."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(endpoint)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return parts._replace(netloc=netloc).geturl()
+
+
 def _ns(seconds: float) -> int:
     return int(seconds * 1e9)
 
@@ -118,13 +128,14 @@ class Telemetry:
         worker = threading.Thread(target=run, name="orchestrator-otlp-export", daemon=True)
         worker.start()
         worker.join(self.timeout * 2 + 1)
+        where = _display(self.endpoint)
         if worker.is_alive():
-            return f"telemetry export to {self.endpoint} timed out after {self.timeout * 2 + 1:g}s"
+            return f"telemetry export to {where} timed out after {self.timeout * 2 + 1:g}s"
         if "error" in outcome:
-            return redact(f"telemetry export to {self.endpoint} failed: {outcome['error']}")
+            return redact(f"telemetry export to {where} failed: {outcome['error']}")
         if outcome.get("failed"):
             return (
-                f"telemetry export to {self.endpoint} failed for {' and '.join(outcome['failed'])} "
+                f"telemetry export to {where} failed for {' and '.join(outcome['failed'])} "
                 "(is the collector running?)"
             )
         return None

@@ -118,7 +118,9 @@ def _spans(request: ExportTraceServiceRequest) -> list[Span]:
 
 
 def _number(point: Any) -> float:
-    return point.as_double if point.WhichOneof("value") == "as_double" else point.as_int
+    if point.WhichOneof("value") == "as_double":
+        return float(point.as_double)
+    return int(point.as_int)
 
 
 def _metrics(request: ExportMetricsServiceRequest) -> list[Metric]:
@@ -230,7 +232,7 @@ class OTLPReceiver:
         return found[0]
 
     def wait_for(self, predicate: Callable[[OTLPReceiver], bool], timeout: float = 10) -> bool:
-        """Poll `predicate(self)` until it holds or `timeout` seconds pass; return the last result."""
+        """Poll `predicate(self)` until it holds or `timeout` s pass; return whether it held."""
         deadline = time.monotonic() + timeout
         while not predicate(self):
             if time.monotonic() >= deadline:
