@@ -15,6 +15,7 @@ from .redact import redact
 
 # The attribute crosses pytest-xdist with the report, so the controller sees what workers found.
 REPORT_ATTR = "orchestrator_check"
+USAGE_ERROR_KEY = "orchestrator_usage_error"
 
 
 class CheckRecord:
@@ -83,12 +84,26 @@ class HealthHarness:
         self.selected = selected
         self.results: list[CheckResult] = []
         self.session: pytest.Session | None = None
+        self.usage_error: str | None = None
         self._report: HealthReport | None = None
 
     # ---- collection (workers and single-process runs) ----
 
     def collect(self, session: pytest.Session) -> None:
-        """Collect the check modules directly, then apply the usual selection hooks."""
+        """Collect the checks; on an xdist worker a usage error travels to the controller."""
+        workeroutput = getattr(self.config, "workeroutput", None)
+        if workeroutput is None:
+            self._collect(session)
+            return
+        try:
+            self._collect(session)
+        except pytest.UsageError as exc:
+            # Raised here it would only kill the worker; the controller reports it instead.
+            workeroutput[USAGE_ERROR_KEY] = str(exc)
+            session.items = []
+            self.config.hook.pytest_collection_finish(session=session)
+
+    def _collect(self, session: pytest.Session) -> None:
         if self.config.args and self.config.args_source is pytest.Config.ArgsSource.ARGS:
             raise pytest.UsageError(
                 "--orchestrator-health runs the health checks and takes no paths; "
@@ -162,6 +177,13 @@ class HealthHarness:
             if self.session is not None:
                 self.session.testsfailed -= 1
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """Pick up a usage error found by an xdist worker."""
+        message = getattr(node, "workeroutput", {}).get(USAGE_ERROR_KEY)
+        if message:
+            self.usage_error = message
+
     @property
     def report(self) -> HealthReport:
         """The health document's data, built once from the gathered results."""
@@ -177,6 +199,10 @@ class HealthHarness:
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Print the document on stdout and export telemetry, once the checks have run."""
+        if self.usage_error:
+            sys.stderr.write(f"ERROR: {self.usage_error}\n")
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR
+            return
         if exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
             return
         if getattr(self.config, "workerinput", None) is not None:

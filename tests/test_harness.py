@@ -360,3 +360,19 @@ def test_orchestrator_health_command(pytester: pytest.Pytester) -> None:
     result = pytester.run("orchestrator", "health", "--check", "bogus")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: unknown check 'bogus'*"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--orchestrator-check", "nope"], "ERROR: unknown check 'nope'*"),
+        (["-k", "nothing_like_this"], "ERROR: no check matches -k 'nothing_like_this'*"),
+    ],
+)
+def test_bad_selection_under_xdist_is_still_a_usage_error(
+    pytester: pytest.Pytester, args: list[str], message: str
+) -> None:
+    result = pytester.runpytest_subprocess("--orchestrator-health", "-n", "2", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+    assert "INTERNALERROR" not in result.stderr.str() + result.stdout.str()
