@@ -35,6 +35,28 @@ def _path_list(raw: str) -> tuple[str, ...]:
     return tuple(p for p in parts if p)
 
 
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+def _optional_budget(raw: str) -> float:
+    return _positive_float(raw) if raw.strip() else 0.0
+
+
+def _tools(raw: str) -> tuple[str, ...]:
+    tools = tuple(t.strip() for t in raw.replace("\n", ",").split(",") if t.strip())
+    if not tools:
+        raise ValueError("must name at least one tool")
+    return tools
+
+
+def _template_file(raw: str) -> str:
+    return raw.strip()
+
+
 def _optional_url(raw: str) -> str:
     value = raw.strip()
     if value and not value.startswith(("http://", "https://")):
@@ -126,6 +148,67 @@ SETTINGS: tuple[Setting, ...] = (
         is_path=True,
     ),
     Setting(
+        "plan_dirs",
+        "directories whose markdown plans are collected when pytest walks them "
+        "(plans named on the command line are always collected)",
+        "plans",
+        _path_list,
+        metavar="DIRS",
+        is_path=True,
+    ),
+    Setting(
+        "workspace",
+        "directory inside the sandbox where the agent works",
+        "/workspace",
+        _text,
+        metavar="DIR",
+    ),
+    Setting(
+        "claude_command",
+        "the Claude Code executable inside the sandbox",
+        "claude",
+        _text,
+        metavar="PATH",
+    ),
+    Setting(
+        "max_turns",
+        "most agent turns per task (claude --max-turns)",
+        "50",
+        _positive_int,
+        metavar="N",
+    ),
+    Setting(
+        "allowed_tools",
+        "tools the agent may use, comma-separated (claude --allowedTools)",
+        "Bash,Read,Write,Edit,Glob,Grep",
+        _tools,
+        metavar="TOOLS",
+    ),
+    Setting(
+        "max_budget_usd",
+        "per-task spending cap passed to claude --max-budget-usd (empty: none)",
+        "",
+        _optional_budget,
+        metavar="USD",
+    ),
+    Setting(
+        "prompt_file",
+        "file holding the prompt template; {task_id}, {title}, {description}, {files}, "
+        "{acceptance_criteria}, {implementation_notes}, {plan}, {milestone} and {guidance} "
+        "are filled in (empty: the built-in template)",
+        "",
+        _template_file,
+        metavar="FILE",
+        is_path=True,
+    ),
+    Setting(
+        "guidance",
+        "guidance for the selected tasks: they run again, resuming their Claude session",
+        "",
+        str.strip,
+        metavar="TEXT",
+    ),
+    Setting(
         "otlp_endpoint",
         "OTLP/HTTP endpoint for traces and metrics (default: OTEL_EXPORTER_OTLP_ENDPOINT; "
         "unset disables export)",
@@ -153,9 +236,26 @@ class Settings:
     freeze_threshold: float
     credential_paths: tuple[str, ...]
     check_paths: tuple[Path, ...]
+    plan_dirs: tuple[Path, ...]
+    workspace: str
+    claude_command: str
+    max_turns: int
+    allowed_tools: tuple[str, ...]
+    max_budget_usd: float
+    prompt_file: Path | None
+    guidance: str
     otlp_endpoint: str
     otlp_timeout: float
     origin: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def prompt_template(self) -> str:
+        """The prompt template: the configured file's text, or the built-in one."""
+        from .claude import DEFAULT_PROMPT
+
+        if self.prompt_file is None:
+            return DEFAULT_PROMPT
+        return self.prompt_file.read_text(encoding="utf-8")
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -195,14 +295,43 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         try:
             value = setting.parse(raw)
         except ValueError as exc:
-            reason = str(exc) if setting.parse is not _positive_float else "expected a number > 0"
+            reason = {
+                _positive_float: "expected a number > 0",
+                _optional_budget: "expected a number > 0",
+                _positive_int: "expected a whole number >= 1",
+            }.get(setting.parse, str(exc))
             raise ConfigError(
                 f"invalid {setting.name.replace('_', ' ')} {raw!r} from {source}: {reason}"
             ) from None
         if setting.is_path and isinstance(value, tuple):
             value = tuple(base / Path(p).expanduser() for p in value)
-        elif setting.is_path:
+        elif setting.is_path and value:
             value = base / Path(value).expanduser()
+        elif setting.is_path:
+            value = None
         values[setting.name] = value
         origin[setting.name] = source
-    return Settings(**values, origin=origin)
+    settings = Settings(**values, origin=origin)
+    if settings.prompt_file is not None:
+        _check_template(settings.prompt_file, origin["prompt_file"])
+    return settings
+
+
+def _check_template(path: Path, source: str) -> None:
+    """Fail early on a prompt template that cannot be read or names an unknown field."""
+    from string import Formatter
+
+    from .claude import PROMPT_FIELDS
+
+    try:
+        text = path.read_text(encoding="utf-8")
+        fields = {name for _, name, _, _ in Formatter().parse(text) if name is not None}
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"invalid prompt file {path} from {source}: {exc}") from None
+    unknown = sorted(name for name in fields if name not in PROMPT_FIELDS)
+    if unknown:
+        raise ConfigError(
+            f"invalid prompt file {path} from {source}: unknown placeholder "
+            f"{', '.join('{' + n + '}' for n in unknown)}; known: "
+            f"{', '.join('{' + n + '}' for n in PROMPT_FIELDS)}"
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -19,7 +20,14 @@ SETTINGS = pytest.StashKey["settings_mod.Settings"]()
 HARNESS = pytest.StashKey["object"]()
 
 
-# ---- options ----
+# ---- options and hooks ----
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    """Add the orchestrator's hookspecs (dispatch, task finished)."""
+    from . import hooks
+
+    pluginmanager.add_hookspecs(hooks)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -61,6 +69,13 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     for name in BUILTIN_CHECKS:
         config.addinivalue_line("markers", f"{name}: the {name} health check")
+    config.addinivalue_line("markers", "task: a plan task, dispatched to the agent")
+    config.addinivalue_line("markers", "parallel: a plan task marked [P], which may run in parallel")
+    from .claude import ClaudeCodeAgent
+    from .taskrun import TaskRun
+
+    config.pluginmanager.register(ClaudeCodeAgent(), "orchestrator-claude-code")
+    config.pluginmanager.register(TaskRun(config), "orchestrator-tasks")
     if config.getoption("orchestrator_health"):
         from .harness import HealthHarness
 
@@ -81,6 +96,18 @@ def pytest_collection(session: pytest.Session) -> bool | None:
         return None
     harness.collect(session)  # type: ignore[attr-defined]
     return True
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """Collect markdown plans named on the command line or found under a plan directory."""
+    if file_path.suffix.lower() != ".md":
+        return None
+    from .tasks import PlanFile, is_plan
+
+    config = parent.config
+    if is_plan(file_path, parent.session, lambda: settings_for(config).plan_dirs):
+        return PlanFile.from_parent(parent, path=file_path)
+    return None
 
 
 # ---- fixtures ----

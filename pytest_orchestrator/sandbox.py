@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +78,16 @@ def connect(timeout: float, environ: Mapping[str, str] | None = None) -> Any:
         )
     except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
         raise _transport_error(exc, timeout, environ) from None
+
+
+def connect_unbounded(environ: Mapping[str, str] | None = None) -> Any:
+    """A Docker client with no read timeout, for long-running streams."""
+    import docker
+
+    environ = dict(os.environ if environ is None else environ)
+    return docker.DockerClient(
+        timeout=None, version="auto", **docker.utils.kwargs_from_env(environment=environ)
+    )
 
 
 @dataclass(frozen=True)
@@ -184,14 +194,89 @@ class SandboxFacts:
     env: tuple[str, ...]
 
 
-class Sandbox:
-    """A running sandbox container."""
+# Finds every process carrying the dispatch's marker variable, so the agent and all
+# its children stop together; killing the docker exec client would leave them running.
+_STOP_SCRIPT = r"""
+marker="$1"; signal="$2"; found=0
+for dir in /proc/[0-9]*; do
+  pid="${dir#/proc/}"
+  [ "$pid" = "$$" ] && continue
+  if tr '\0' '\n' < "$dir/environ" 2>/dev/null | grep -qxF "$marker"; then
+    kill "-$signal" "$pid" 2>/dev/null && found=$((found + 1))
+  fi
+done
+echo "$found"
+"""
 
-    def __init__(self, container: Any, timeout: float) -> None:
-        self.container = container
-        self.name: str = container.name
+MARKER_ENV = "ORCHESTRATOR_DISPATCH_ID"
+
+
+class Sandbox:
+    """The sandbox container; found on first use, so agents that never touch it cost nothing."""
+
+    def __init__(self, container: Any = None, timeout: float = 5.0, *, name: str | None = None) -> None:
+        self._container = container
+        self.name: str = container.name if container is not None else str(name)
         self.timeout = timeout
         self._facts: dict[tuple[str, ...], SandboxFacts] = {}
+        self._streaming_client: Any = None
+
+    @property
+    def container(self) -> Any:
+        """The running container; raises SandboxError saying what to do when it is not running."""
+        if self._container is None:
+            found = probe(self.name, self.timeout)
+            if not found.running:
+                raise SandboxError(found.message)
+            self._container = found.container
+        return self._container
+
+    def stream(
+        self, argv: Sequence[str], *, environment: Mapping[str, str], workdir: str
+    ) -> tuple[Iterator[tuple[bytes | None, bytes | None]], Callable[[], int | None]]:
+        """Start argv and return (an iterator of (stdout, stderr) chunks, a function giving its exit code).
+
+        A client without a read timeout carries the stream: an agent may stay silent
+        for minutes while it thinks. pytest-timeout bounds the whole task instead.
+        """
+        import docker
+        import requests
+
+        container = self.container
+        if self._streaming_client is None:
+            self._streaming_client = connect_unbounded()
+        api = self._streaming_client.api
+        try:
+            exec_id = api.exec_create(
+                container.id, list(argv), environment=dict(environment), workdir=workdir
+            )["Id"]
+            chunks = api.exec_start(exec_id, stream=True, demux=True)
+        except (requests.exceptions.RequestException, OSError) as exc:
+            raise _transport_error(exc, self.timeout, os.environ) from None
+        except docker.errors.APIError as exc:
+            raise SandboxError(redact(f"cannot start the agent in sandbox '{self.name}': {exc}")) from None
+
+        def exit_code() -> int | None:
+            code = api.exec_inspect(exec_id).get("ExitCode")
+            return int(code) if code is not None else None
+
+        return chunks, exit_code
+
+    def stop_marked(self, marker: str, grace: float = 2.0) -> int:
+        """Stop every process in the sandbox whose environment holds `marker`; returns how many."""
+        import time
+
+        first = self.exec(["sh", "-c", _STOP_SCRIPT, "sh", marker, "TERM"])
+        stopped = int(first.output.strip() or 0) if first.exit_code == 0 else 0
+        deadline = time.monotonic() + grace
+        while stopped and time.monotonic() < deadline:
+            time.sleep(0.1)
+            probe_again = self.exec(["sh", "-c", _STOP_SCRIPT, "sh", marker, "0"])
+            if probe_again.output.strip() in ("", "0"):
+                return stopped
+        if stopped:
+            self.exec(["sh", "-c", _STOP_SCRIPT, "sh", marker, "KILL"])
+        return stopped
 
     def exec(self, argv: Sequence[str], **kwargs: Any) -> ExecResult:
         """Run argv in the container (no shell unless argv asks for one)."""

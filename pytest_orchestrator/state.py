@@ -218,6 +218,52 @@ class StateStore:
             )
             return int(cur.lastrowid or 0)
 
+    def finish_attempt(
+        self,
+        attempt_id: int,
+        status: str,
+        *,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cache_read_tokens: int = 0,
+        cache_creation_tokens: int = 0,
+        cost_usd: float = 0.0,
+        num_turns: int = 0,
+        session_id: str | None = None,
+        error: str | None = None,
+        now: float | None = None,
+    ) -> None:
+        """Record how a task attempt ended."""
+        now = time.time() if now is None else now
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE attempts SET status = ?, ended_at = ?, input_tokens = ?, output_tokens = ?, "
+                "cache_read_tokens = ?, cache_creation_tokens = ?, cost_usd = ?, num_turns = ?, "
+                "session_id = ?, error = ? WHERE id = ?",
+                (
+                    status,
+                    now,
+                    input_tokens,
+                    output_tokens,
+                    cache_read_tokens,
+                    cache_creation_tokens,
+                    cost_usd,
+                    num_turns,
+                    session_id,
+                    error,
+                    attempt_id,
+                ),
+            )
+
+    def last_session(self, plan: str, task_id: str) -> str | None:
+        """The Claude session id of the task's latest attempt that recorded one."""
+        row = self.conn.execute(
+            "SELECT session_id FROM attempts WHERE plan = ? AND task_id = ? "
+            "AND session_id IS NOT NULL AND session_id != '' ORDER BY id DESC LIMIT 1",
+            (plan, task_id),
+        ).fetchone()
+        return str(row["session_id"]) if row else None
+
     # ---- reads: used by the health check ----
 
     def active_attempts(self) -> list[ActiveAttempt]:

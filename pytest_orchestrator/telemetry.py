@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,7 @@ from .redact import redact
 if TYPE_CHECKING:
     from .config import Settings
     from .health import HealthReport
+    from .taskrun import Finished
 
 SERVICE_NAME = "orchestrator"
 
@@ -179,4 +180,45 @@ def export_health(report: HealthReport, settings: Settings) -> str | None:
     if report.status == "unhealthy":
         parent.set_status(trace.Status(trace.StatusCode.ERROR, report.status))
     parent.end(end_time=_ns(end))
+    return telemetry.export()
+
+
+def export_tasks(finished: Sequence[Finished], settings: Settings) -> str | None:
+    """Emit an `orchestrator.task` span per task and the task counters; None when disabled or delivered."""
+    if not settings.otlp_endpoint or not finished:
+        return None
+    telemetry = Telemetry(settings.otlp_endpoint, settings.otlp_timeout)
+    tasks_total = telemetry.meter.create_counter(
+        "orchestrator_tasks_total", description="Total tasks executed"
+    )
+    tokens_total = telemetry.meter.create_counter(
+        "orchestrator_tokens_total", description="Total tokens used"
+    )
+    cost_total = telemetry.meter.create_counter(
+        "orchestrator_cost_usd_total", description="Total cost in USD"
+    )
+    for item in finished:
+        result = item.result
+        telemetry.span(
+            "orchestrator.task",
+            item.start,
+            item.stop,
+            {
+                "task.id": result.task_id,
+                "task.title": item.title,
+                "task.status": result.status,
+                "task.nodeid": item.nodeid,
+                "claude.tokens": result.tokens,
+                "claude.cost_usd": result.cost_usd,
+                "claude.session_id": result.session_id,
+                "claude.num_turns": result.num_turns,
+                "gen_ai.system": "anthropic",
+                "gen_ai.usage.input_tokens": result.usage.input_tokens,
+                "gen_ai.usage.output_tokens": result.usage.output_tokens,
+                **({"task.error": result.error} if result.error else {}),
+            },
+        )
+        tasks_total.add(1, {"status": result.status})
+        tokens_total.add(result.tokens)
+        cost_total.add(result.cost_usd)
     return telemetry.export()

@@ -1,0 +1,167 @@
+"""A task's outcome: the agent's final-message protocol, and the TaskResult that becomes a test outcome."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+TaskStatus = Literal["completed", "failed", "needs_human"]
+
+# The protocol the prompt asks for (seed 001, Task 2.6). Markdown emphasis around the
+# label is tolerated because models like to bold it.
+_LABEL = re.compile(
+    r"^[\s>*_`#-]*(STATUS|QUESTION|OPTIONS|RECOMMENDATION|ERROR)[\s*_`]*:[\s*_`]*(.*)$",
+    re.IGNORECASE,
+)
+_STATUS_WORDS: dict[str, TaskStatus] = {
+    "complete": "completed",
+    "completed": "completed",
+    "done": "completed",
+    "needs_human": "needs_human",
+    "needs-human": "needs_human",
+    "needs human": "needs_human",
+    "failed": "failed",
+    "fail": "failed",
+}
+
+
+@dataclass
+class Usage:
+    """Token counts as the agent reported them, never estimated."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_creation_tokens: int = 0
+
+    @property
+    def total(self) -> int:
+        """All tokens, cached ones included."""
+        return (
+            self.input_tokens
+            + self.output_tokens
+            + self.cache_read_tokens
+            + self.cache_creation_tokens
+        )
+
+
+@dataclass
+class Verification:
+    """The outcome of a task's verification block, run in the sandbox after the agent finished."""
+
+    exit_code: int
+    output: str
+
+    @property
+    def passed(self) -> bool:
+        """True when the block exited 0."""
+        return self.exit_code == 0
+
+
+@dataclass
+class TaskResult:
+    """What one dispatch of a task produced."""
+
+    task_id: str
+    status: TaskStatus
+    duration_seconds: float = 0.0
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+    num_turns: int = 0
+    session_id: str = ""
+    output: str = ""
+    question: str | None = None
+    options: list[str] | None = None
+    recommendation: str | None = None
+    error: str | None = None
+    verification: Verification | None = None
+    agent: str = ""
+
+    @property
+    def tokens(self) -> int:
+        """All tokens used by the task."""
+        return self.usage.total
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form, for the report and across pytest-xdist."""
+        data = asdict(self)
+        data["tokens"] = self.tokens
+        if self.verification is not None:
+            data["verification"]["passed"] = self.verification.passed
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TaskResult:
+        """Rebuild a result from `to_dict()` output."""
+        data = dict(data)
+        data.pop("tokens", None)
+        usage = Usage(**data.pop("usage", {}))
+        verification = data.pop("verification", None)
+        if verification is not None:
+            verification.pop("passed", None)
+            verification = Verification(**verification)
+        return cls(usage=usage, verification=verification, **data)
+
+
+@dataclass
+class FinalMessage:
+    """The protocol fields found in the agent's final message."""
+
+    status: TaskStatus | None
+    question: str | None = None
+    options: list[str] = field(default_factory=list)
+    recommendation: str | None = None
+    error: str | None = None
+
+
+def _split_options(lines: list[str]) -> list[str]:
+    items: list[str] = []
+    for line in lines:
+        text = re.sub(r"^\s*(?:[-*+]|\d+[.)]|[A-Za-z][.)])\s+", "", line).strip()
+        if not text:
+            continue
+        items.extend(p.strip() for p in text.split("|") if p.strip()) if "|" in text else items.append(text)
+    if len(items) == 1 and "," in items[0]:
+        return [p.strip() for p in items[0].split(",") if p.strip()]
+    return items
+
+
+def parse_final_message(text: str) -> FinalMessage:
+    """Read STATUS / QUESTION / OPTIONS / RECOMMENDATION / ERROR from the final message.
+
+    A label's value runs on over the following lines until the next label or a blank
+    line; the last of each label wins, since the model may quote the protocol first.
+    """
+    fields: dict[str, list[str]] = {}
+    status_word: str | None = None
+    current: str | None = None
+    for raw in text.splitlines():
+        match = _LABEL.match(raw)
+        if match:
+            current = match.group(1).upper()
+            value = match.group(2).strip().strip("*_`").strip()
+            if current == "STATUS":
+                status_word = value.lower().strip(" .")
+                current = None
+                continue
+            fields[current] = [value] if value else []
+        elif current and raw.strip():
+            fields[current].append(raw.strip())
+        else:
+            current = None
+    status = _STATUS_WORDS.get(status_word.split()[0] if status_word else "", None)
+    if status is None and status_word:
+        status = _STATUS_WORDS.get(status_word)
+
+    def joined(name: str) -> str | None:
+        lines = fields.get(name)
+        return " ".join(lines).strip() or None if lines is not None else None
+
+    return FinalMessage(
+        status=status,
+        question=joined("QUESTION"),
+        options=_split_options(fields.get("OPTIONS", [])),
+        recommendation=joined("RECOMMENDATION"),
+        error=joined("ERROR"),
+    )

@@ -1,0 +1,109 @@
+"""The plugin object behind task runs: report each task's result, total them, export telemetry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from .result import TaskResult
+from .tasks import REPORT_ATTR, RESULT, RUN_STATE, TaskItem, status_line
+
+
+@dataclass
+class Finished:
+    """A task result as the controller received it."""
+
+    nodeid: str
+    title: str
+    result: TaskResult
+    start: float
+    stop: float
+
+
+class TaskRun:
+    """Turns task reports into terminal lines, JSON report entries and telemetry."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.finished: list[Finished] = []
+
+    # ---- the process that runs the task ----
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> pytest.TestReport:
+        """Attach the task's result to its call report."""
+        report: pytest.TestReport = yield
+        if isinstance(item, TaskItem) and call.when == "call" and RESULT in item.stash:
+            setattr(report, REPORT_ATTR, {"title": item.task.title, **item.stash[RESULT].to_dict()})
+        return report
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_json_runtest_metadata(self, item: pytest.Item, call: pytest.CallInfo[None]) -> dict[str, Any]:
+        """Put the task's result into its pytest-json-report entry."""
+        if isinstance(item, TaskItem) and call.when == "call" and RESULT in item.stash:
+            return {"orchestrator_task": item.stash[RESULT].to_dict()}
+        return {}
+
+    # ---- the controller ----
+
+    def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, str] | None:
+        """Show a task that needs a human as its own status, NEEDS_HUMAN."""
+        data = getattr(report, REPORT_ATTR, None)
+        if data and data.get("status") == "needs_human" and report.when == "call":
+            return "needs_human", "H", "NEEDS_HUMAN"
+        return None
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Print the seed's line for each finished task and keep the result for the totals."""
+        data = getattr(report, REPORT_ATTR, None)
+        if not data:
+            return
+        data = dict(data)
+        title = data.pop("title", "")
+        result = TaskResult.from_dict(data)
+        self.finished.append(Finished(report.nodeid, title, result, report.start, report.stop))
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(status_line(result.task_id, result, report.stop))
+
+    def totals(self) -> dict[str, Any]:
+        """Task counts by status, tokens and cost over the run."""
+        by_status: dict[str, int] = {}
+        for item in self.finished:
+            by_status[item.result.status] = by_status.get(item.result.status, 0) + 1
+        results = [f.result for f in self.finished]
+        return {
+            "tasks": len(results),
+            "by_status": by_status,
+            "input_tokens": sum(r.usage.input_tokens for r in results),
+            "output_tokens": sum(r.usage.output_tokens for r in results),
+            "cache_read_tokens": sum(r.usage.cache_read_tokens for r in results),
+            "cache_creation_tokens": sum(r.usage.cache_creation_tokens for r in results),
+            "tokens": sum(r.tokens for r in results),
+            "cost_usd": round(sum(r.cost_usd for r in results), 6),
+            "duration_seconds": round(sum(r.duration_seconds for r in results), 3),
+        }
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_json_modifyreport(self, json_report: dict[str, Any]) -> None:
+        """Add the run's task totals to the JSON report's summary."""
+        if self.finished:
+            json_report.setdefault("summary", {})["orchestrator"] = self.totals()
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        """Close this process's run in the state database; on the controller, export telemetry."""
+        state = self.config.stash.get(RUN_STATE, None)
+        if state is not None:
+            state.close("interrupted" if exitstatus == pytest.ExitCode.INTERRUPTED else "finished")
+        if not self.finished or getattr(self.config, "workerinput", None) is not None:
+            return
+        from .plugin import settings_for
+        from .telemetry import export_tasks
+
+        warning = export_tasks(self.finished, settings_for(self.config))
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if warning and reporter is not None:
+            reporter.write_line(f"orchestrator: {warning}", yellow=True)
