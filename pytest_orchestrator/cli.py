@@ -20,6 +20,16 @@ def _parser() -> argparse.ArgumentParser:
         description="Check orchestrator health status. Exit 0 healthy or degraded, 1 unhealthy.",
     )
     health.add_argument("--check", action="append", default=[], metavar="NAME", help="run only this check")
+    task = commands.add_parser(
+        "task",
+        help="run one task of a plan with the agent in the sandbox",
+        description="Execute a single task from a plan file. Exit 0 when it completed.",
+    )
+    task.add_argument("plan", metavar="PLAN", help="the plan file, e.g. plans/hello_world.md")
+    task.add_argument("task_id", metavar="TASK_ID", help="the task's id, e.g. 1.1")
+    task.add_argument(
+        "-g", "--guidance", metavar="TEXT", help="guidance for the agent; resumes the task's session"
+    )
     return parser
 
 
@@ -31,6 +41,14 @@ def health_args(check: Sequence[str], extra: Sequence[str]) -> list[str]:
     return args + list(extra)
 
 
+def task_args(plan: str, task_id: str, guidance: str | None, extra: Sequence[str]) -> list[str]:
+    """The pytest arguments that `orchestrator task` runs."""
+    args = [f"{plan}::{task_id}", "-p", "no:cacheprovider"]
+    if guidance:
+        args += ["--orchestrator-guidance", guidance]
+    return args + list(extra)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `orchestrator` command."""
     parser = _parser()
@@ -39,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if options.command == "health":
         return int(pytest.main(health_args(options.check, extra)))
+    if options.command == "task":
+        return int(pytest.main(task_args(options.plan, options.task_id, options.guidance, extra)))
     parser.error(f"unknown command {options.command}")  # pragma: no cover - argparse exits first
     return 2
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from .result import TaskResult
-from .tasks import REPORT_ATTR, RESULT, RUN_STATE, TaskItem, status_line
+from .tasks import REPORT_ATTR, RESULT, RUN_STATE, TaskItem, describe_failure, status_line
 
 
 @dataclass
@@ -68,6 +68,17 @@ class TaskRun:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
             reporter.write_line(status_line(result.task_id, result, report.stop))
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        """List the tasks that wait for a human, with their question and options."""
+        waiting = [f for f in self.finished if f.result.status == "needs_human"]
+        if not waiting:
+            return
+        terminalreporter.write_sep("=", "needs human")
+        for item in waiting:
+            terminalreporter.write_line(f"{item.nodeid}: {item.title}")
+            for line in describe_failure(item.result.task_id, item.result).splitlines()[1:]:
+                terminalreporter.write_line(f"  {line}")
 
     def totals(self) -> dict[str, Any]:
         """Task counts by status, tokens and cost over the run."""

@@ -72,3 +72,59 @@ def make_sandbox(docker_client: Any, busybox_image: str) -> Iterator[Callable[..
             container.remove(force=True)
         except Exception:
             pass
+
+
+AGENT_API_KEY = "sk-ant-api03-" + "E2eKey" * 6
+AGENT_GH_TOKEN = "ghp_" + "E2eTok" * 6
+
+
+@pytest.fixture(scope="session")
+def agent_image(docker_client: Any) -> str:
+    """The Debian sandbox image holding the real `claude` binary (built by .ci/setup, or here)."""
+    from tests.support.debian_image import ImageBuildError, ensure_debian_image
+
+    try:
+        return ensure_debian_image()
+    except ImageBuildError as exc:
+        require("the Debian sandbox image with Claude Code", f"{exc} (.ci/setup builds it)")
+        raise
+
+
+@pytest.fixture
+def messages_server() -> Iterator[Callable[..., Any]]:
+    """Start scripted Anthropic Messages API servers on loopback; all are closed afterwards."""
+    from tests.support.messages_server import MessagesServer
+
+    servers: list[Any] = []
+
+    def start(*steps: Any, **kwargs: Any) -> Any:
+        server = MessagesServer(list(steps), **kwargs)
+        server.__enter__()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture
+def agent_sandbox(make_sandbox: Callable[..., Any], agent_image: str) -> Callable[..., Any]:
+    """A sandbox running the real Claude Code CLI against a scripted server (host network)."""
+
+    def start(server: Any, env: dict[str, str] | None = None) -> Any:
+        return make_sandbox(
+            image=agent_image,
+            network_mode="host",
+            env={
+                "ANTHROPIC_BASE_URL": server.url,
+                "ANTHROPIC_API_KEY": AGENT_API_KEY,
+                "GH_TOKEN": AGENT_GH_TOKEN,
+                "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+                # Claude Code's own retries would make every error test take minutes.
+                "CLAUDE_CODE_MAX_RETRIES": "0",
+                **(env or {}),
+            },
+        )
+
+    return start
