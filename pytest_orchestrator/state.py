@@ -101,6 +101,9 @@ class StateStore:
             conn = _connect(path, readonly=False)
             # WAL lets readers (the health check) run while a task run writes.
             conn.execute("PRAGMA journal_mode=WAL")
+            # In WAL mode NORMAL never corrupts the database; a power cut may lose the last
+            # commits, which resume then treats as an interrupted attempt.
+            conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
             store = cls(conn, path)
             store._migrate()

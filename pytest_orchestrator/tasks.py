@@ -153,7 +153,7 @@ def dispatch_context(config: pytest.Config, task: Task) -> DispatchContext:
 
 
 class RunState:
-    """This process's run in the state database, with a heartbeat while a task runs."""
+    """This process's run in the state database, and a heartbeat thread for as long as it lasts."""
 
     def __init__(self, settings: Settings) -> None:
         from .state import StateStore
@@ -162,14 +162,14 @@ class RunState:
         self.store: StateStore = StateStore.open(settings.state_dir)
         self.run_id = self.store.begin_run()
         self.worker = worker_id()
-
-    def heartbeat(self) -> _Heartbeat:
-        """A thread that keeps this worker's heartbeat fresh while a task runs."""
-        interval = max(0.5, min(30.0, self.settings.freeze_threshold / 4))
-        return _Heartbeat(self.settings.state_dir, self.run_id, self.worker, interval)
+        interval = max(0.5, min(30.0, settings.freeze_threshold / 4))
+        self._heartbeat = _Heartbeat(settings.state_dir, self.run_id, self.worker, interval)
+        self._heartbeat.start()
 
     def close(self, status: str) -> None:
-        """Record how the run ended."""
+        """Stop the heartbeat and record how the run ended."""
+        self._heartbeat.stopped.set()
+        self._heartbeat.join(timeout=5)
         self.store.end_run(self.run_id, status)
         self.store.close()
 
@@ -193,14 +193,6 @@ class _Heartbeat(threading.Thread):
                 store.heartbeat(self.run_id, self.worker)
         finally:
             store.close()
-
-    def __enter__(self) -> _Heartbeat:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stopped.set()
-        self.join(timeout=5)
 
 
 def run_state(config: pytest.Config, settings: Settings) -> RunState:
@@ -271,12 +263,11 @@ def run_task(item: TaskItem) -> TaskResult:
     attempt = state.store.start_attempt(state.run_id, item.plan_key, task.id, task.title, worker=state.worker)
     status, result = "error", None
     try:
-        with state.heartbeat():
-            result = item.ihook.pytest_orchestrator_dispatch(task=task, sandbox=sandbox, config=config)
-            if result is None:
-                raise pytest.UsageError("no plugin implements pytest_orchestrator_dispatch")
-            if result.status == "completed" and task.verification is not None:
-                result.verification = verify(sandbox, task, settings)
+        result = item.ihook.pytest_orchestrator_dispatch(task=task, sandbox=sandbox, config=config)
+        if result is None:
+            raise pytest.UsageError("no plugin implements pytest_orchestrator_dispatch")
+        if result.status == "completed" and task.verification is not None:
+            result.verification = verify(sandbox, task, settings)
         status = result.status
         if result.verification is not None and not result.verification.passed:
             status = "failed"
