@@ -105,9 +105,27 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     from .tasks import PlanFile, is_plan
 
     config = parent.config
-    if is_plan(file_path, parent.session, lambda: settings_for(config).plan_dirs):
+    if is_plan(file_path, parent.session, lambda: _plan_dirs(config)):
         return PlanFile.from_parent(parent, path=file_path)
     return None
+
+
+def _plan_dirs(config: pytest.Config) -> tuple[Path, ...]:
+    # A bad setting must not turn into a collection traceback; it is reported once, as a
+    # usage error, when tasks were collected (pytest_collection_modifyitems).
+    try:
+        return settings_for(config).plan_dirs
+    except pytest.UsageError:
+        return (config.rootpath / "plans",)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Validate the settings before any task is dispatched."""
+    from .tasks import TaskItem
+
+    if any(isinstance(item, TaskItem) for item in items):
+        settings_for(config)
 
 
 # ---- fixtures ----

@@ -67,7 +67,8 @@ class TaskRun:
         self.finished.append(Finished(report.nodeid, title, result, report.start, report.stop))
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
-            reporter.write_line(status_line(result.task_id, result, report.stop))
+            plan = report.nodeid.split("::")[0]
+            reporter.write_line(status_line(result.task_id, result, report.stop, plan))
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         """List the tasks that wait for a human, with their question and options."""
@@ -77,7 +78,8 @@ class TaskRun:
         terminalreporter.write_sep("=", "needs human")
         for item in waiting:
             terminalreporter.write_line(f"{item.nodeid}: {item.title}")
-            for line in describe_failure(item.result.task_id, item.result).splitlines()[1:]:
+            plan = item.nodeid.split("::")[0]
+            for line in describe_failure(item.result.task_id, item.result, plan).splitlines()[1:]:
                 terminalreporter.write_line(f"  {line}")
 
     def totals(self) -> dict[str, Any]:

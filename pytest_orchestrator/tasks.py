@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -62,14 +63,16 @@ class PlanFile(pytest.File):
     def collect(self) -> Iterator[TaskItem]:
         from .plan import PlanError, parse_plan
 
+        relative = self.nodeid.split("::")[0] or self.path.name
         try:
             plan = parse_plan(self.path)
         except PlanError as exc:
-            raise self.CollectError(str(exc)) from None
-        relative = self.nodeid.split("::")[0] or self.path.name
+            raise self.CollectError(str(PlanError(relative, exc.line, exc.message))) from None
         for task in plan.tasks:
-            item = TaskItem.from_parent(self, name=task.id, task=task, plan_key=relative)
-            yield item
+            # The rootdir-relative path means something to the agent and in reports; the
+            # absolute one is a detail of this machine.
+            task = dataclasses.replace(task, plan=relative)
+            yield TaskItem.from_parent(self, name=task.id, task=task, plan_key=relative)
 
 
 class TaskItem(pytest.Item):
@@ -109,13 +112,13 @@ class TaskItem(pytest.Item):
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, TaskFailure):
-            return describe_failure(self.task.id, excinfo.value.result)
+            return describe_failure(self.task.id, excinfo.value.result, self.plan_key)
         if isinstance(excinfo.value, SandboxError):
             return f"Task {self.task.id} was not dispatched: {excinfo.value}"
         return redact(str(super().repr_failure(excinfo, style=style)))
 
 
-def describe_failure(task_id: str, result: TaskResult) -> str:
+def describe_failure(task_id: str, result: TaskResult, plan: str = "PLAN") -> str:
     """The failure text shown by pytest for a task that did not complete."""
     if result.status == "needs_human":
         lines = [f"Task {task_id} NEEDS_HUMAN"]
@@ -124,7 +127,7 @@ def describe_failure(task_id: str, result: TaskResult) -> str:
             lines.append("OPTIONS: " + " | ".join(result.options))
         if result.recommendation:
             lines.append(f"RECOMMENDATION: {result.recommendation}")
-        lines.append(f"Answer with: orchestrator task PLAN {task_id} -g 'your answer'")
+        lines.append(f"Answer with: orchestrator task {plan} {task_id} -g 'your answer'")
         return "\n".join(lines)
     if result.status == "completed" and result.verification is not None:
         return (
@@ -238,13 +241,17 @@ def _progress(config: pytest.Config, task_id: str) -> Callable[[dict[str, Any]],
 def verify(sandbox: Sandbox, task: Task, settings: Settings) -> Verification:
     """Run the task's verification block in the sandbox's workspace."""
     assert task.verification is not None
-    chunks, exit_code = sandbox.stream(
-        [task.verification.lang, "-c", task.verification.code],
-        environment={},
-        workdir=settings.workspace,
-    )
-    output = b"".join((out or b"") + (err or b"") for out, err in chunks)
-    code = exit_code()
+    try:
+        chunks, exit_code = sandbox.stream(
+            [task.verification.lang, "-c", task.verification.code],
+            environment={},
+            workdir=settings.workspace,
+        )
+        output = b"".join((out or b"") + (err or b"") for out, err in chunks)
+        code = exit_code()
+    except SandboxError as exc:
+        # The agent's work and spending are real even when the check cannot run.
+        return Verification(-1, f"verification could not run: {exc}")
     return Verification(code if code is not None else -1, redact(output.decode("utf-8", "replace")))
 
 
@@ -261,7 +268,7 @@ def run_task(item: TaskItem) -> TaskResult:
     sandbox = sandbox_for(config, settings)
     config.stash[CONTEXT] = DispatchContext(settings, guidance, resume, _progress(config, task.id))
     attempt = state.store.start_attempt(state.run_id, item.plan_key, task.id, task.title, worker=state.worker)
-    status, result = "error", None
+    status, result, error = "error", None, None
     try:
         result = item.ihook.pytest_orchestrator_dispatch(task=task, sandbox=sandbox, config=config)
         if result is None:
@@ -277,16 +284,19 @@ def run_task(item: TaskItem) -> TaskResult:
         raise
     except BaseException as exc:
         status = "timeout" if "Timeout" in str(exc) else "error"
+        error = redact(f"{type(exc).__name__}: {exc}".strip())[:500]
         raise
     finally:
-        _record(state.store, attempt, status, result)
+        _record(state.store, attempt, status, result, error)
         del config.stash[CONTEXT]
     return result
 
 
-def _record(store: StateStore, attempt: int, status: str, result: TaskResult | None) -> None:
+def _record(
+    store: StateStore, attempt: int, status: str, result: TaskResult | None, error: str | None
+) -> None:
     if result is None:
-        store.finish_attempt(attempt, status)
+        store.finish_attempt(attempt, status, error=error)
         return
     store.finish_attempt(
         attempt,
@@ -298,14 +308,14 @@ def _record(store: StateStore, attempt: int, status: str, result: TaskResult | N
         cost_usd=result.cost_usd,
         num_turns=result.num_turns,
         session_id=result.session_id or None,
-        error=result.error,
+        error=result.error or error,
     )
 
 
 # ---- reporting ----
 
 
-def status_line(task_id: str, result: TaskResult, when: float | None = None) -> str:
+def status_line(task_id: str, result: TaskResult, when: float | None = None, plan: str = "") -> str:
     """The seed's one line per task: `[12:00:01] Task 1.1: COMPLETED (45s, 3.2k tokens, $0.02)`."""
     stamp = time.strftime("%H:%M:%S", time.localtime(when))
     label = result.status.upper()
@@ -315,4 +325,5 @@ def status_line(task_id: str, result: TaskResult, when: float | None = None) -> 
     return (
         f"[{stamp}] Task {task_id}: {label} "
         f"({result.duration_seconds:.0f}s, {tokens} tokens, ${result.cost_usd:.2f})"
+        + (f" {plan}" if plan else "")
     )
