@@ -61,9 +61,7 @@ PROMPT_FIELDS = (
 
 def render_prompt(task: Task, template: str, guidance: str | None = None) -> str:
     """Fill the prompt template with the task's fields."""
-    criteria = "\n".join(
-        f"- [{'x' if c.checked else ' '}] {c.text}" for c in task.acceptance_criteria
-    )
+    criteria = "\n".join(f"- [{'x' if c.checked else ' '}] {c.text}" for c in task.acceptance_criteria)
     values = {
         "task_id": task.id,
         "title": task.title,
@@ -139,7 +137,9 @@ def describe_event(event: Event) -> str | None:
     if kind == "system" and event.get("subtype") == "init":
         return f"agent started (session {str(event.get('session_id', '?'))[:8]})"
     if kind == "system" and event.get("subtype") == "api_retry":
-        return f"API error {event.get('error_status')}, retry {event.get('attempt')}/{event.get('max_retries')}"
+        return (
+            f"API error {event.get('error_status')}, retry {event.get('attempt')}/{event.get('max_retries')}"
+        )
     if kind != "assistant":
         return None
     parts = []
@@ -172,7 +172,9 @@ def _usage(event: Event) -> Usage:
     )
 
 
-def to_result(task_id: str, event: Event | None, exit_code: int | None, stderr: str, duration: float) -> TaskResult:
+def to_result(
+    task_id: str, event: Event | None, exit_code: int | None, stderr: str, duration: float
+) -> TaskResult:
     """Turn the final `result` event (or its absence) into a TaskResult."""
     if event is None:
         tail = redact(stderr.strip().splitlines()[-1] if stderr.strip() else "no output")
@@ -226,7 +228,9 @@ class Dispatch:
     settings: Settings
     marker: str = ""
 
-    def run(self, task: Task, prompt: str, resume: str | None, on_event: Callable[[Event], None]) -> TaskResult:
+    def run(
+        self, task: Task, prompt: str, resume: str | None, on_event: Callable[[Event], None]
+    ) -> TaskResult:
         """Run the agent to its end; stop it in the sandbox if we are interrupted."""
         self.marker = f"{MARKER_ENV}={uuid.uuid4().hex}"
         environment = {MARKER_ENV: self.marker.split("=", 1)[1]}
@@ -264,4 +268,3 @@ class ClaudeCodeAgent:
         context = dispatch_context(config, task)
         prompt = render_prompt(task, context.settings.prompt_template, context.guidance)
         return Dispatch(sandbox, context.settings).run(task, prompt, context.resume, context.on_event)
-

@@ -28,7 +28,10 @@ def _parser() -> argparse.ArgumentParser:
     task.add_argument("plan", metavar="PLAN", help="the plan file, e.g. plans/hello_world.md")
     task.add_argument("task_id", metavar="TASK_ID", help="the task's id, e.g. 1.1")
     task.add_argument(
-        "-g", "--guidance", metavar="TEXT", help="guidance for the agent; resumes the task's session"
+        "-g",
+        "--guidance",
+        metavar="TEXT",
+        help="guidance for the agent; resumes the task's session",
     )
     return parser
 

@@ -46,9 +46,7 @@ def check_files(extra: Sequence[Path], origin: str) -> list[Path]:
         elif path.is_file() and path.suffix == ".py":
             files.append(path)
         else:
-            raise pytest.UsageError(
-                f"check path {path} (from {origin}) is not a .py file or a directory"
-            )
+            raise pytest.UsageError(f"check path {path} (from {origin}) is not a .py file or a directory")
     unique: dict[Path, None] = dict.fromkeys(p.resolve() for p in files)
     return list(unique)
 
@@ -71,15 +69,11 @@ def collect_checks(session: pytest.Session, files: Iterable[Path]) -> list[pytes
     items: list[pytest.Item] = []
     seen: dict[str, str] = {}
     for path in files:
-        module = CheckModule.from_parent(
-            session, path=path, nodeid=_nodeid(path, session.config.rootpath)
-        )
+        module = CheckModule.from_parent(session, path=path, nodeid=_nodeid(path, session.config.rootpath))
         for item in session.genitems(module):
             name = item.name.removeprefix(CHECK_PREFIX)
             if name in seen:
-                raise pytest.UsageError(
-                    f"check '{name}' is defined twice: {seen[name]} and {item.nodeid}"
-                )
+                raise pytest.UsageError(f"check '{name}' is defined twice: {seen[name]} and {item.nodeid}")
             seen[name] = item.nodeid
             _mark(item, name)
             items.append(item)
@@ -91,9 +85,7 @@ def _mark(item: pytest.Item, name: str) -> None:
     marker = item.get_closest_marker("check")
     level = marker.kwargs.get("level", "error") if marker else "error"
     if level not in LEVELS:
-        raise pytest.UsageError(
-            f"{item.nodeid}: check level {level!r} is not one of {', '.join(LEVELS)}"
-        )
+        raise pytest.UsageError(f"{item.nodeid}: check level {level!r} is not one of {', '.join(LEVELS)}")
     if name not in BUILTIN_CHECKS:
         # Registered first so the marker also passes --strict-markers.
         item.config.addinivalue_line("markers", f"{name}: the {name} health check")

@@ -267,9 +267,7 @@ def add_options(parser: pytest.Parser) -> None:
         parser.addini(setting.ini, help=setting.help)
 
 
-def _raw_value(
-    setting: Setting, config: pytest.Config, environ: Mapping[str, str]
-) -> tuple[str, str, Path]:
+def _raw_value(setting: Setting, config: pytest.Config, environ: Mapping[str, str]) -> tuple[str, str, Path]:
     """Return (raw value, where it came from, base dir for relative paths)."""
     cli = config.getoption(setting.dest, default=None)
     if cli is not None:
@@ -295,11 +293,12 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         try:
             value = setting.parse(raw)
         except ValueError as exc:
-            reason = {
+            reasons: dict[Callable[[str], Any], str] = {
                 _positive_float: "expected a number > 0",
                 _optional_budget: "expected a number > 0",
                 _positive_int: "expected a whole number >= 1",
-            }.get(setting.parse, str(exc))
+            }
+            reason = reasons.get(setting.parse, str(exc))
             raise ConfigError(
                 f"invalid {setting.name.replace('_', ' ')} {raw!r} from {source}: {reason}"
             ) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Generator
 from typing import Any
 
 import pytest
@@ -126,13 +127,14 @@ class HealthHarness:
                 self.config.hook.pytest_deselected(items=dropped)
             items = kept
         session.items = items
-        self.config.hook.pytest_collection_modifyitems(
-            session=session, config=self.config, items=items
-        )
+        self.config.hook.pytest_collection_modifyitems(session=session, config=self.config, items=items)
         if known and not items and not session.testsfailed:
             selection = " ".join(
                 f"{flag} {value!r}"
-                for flag, value in (("-k", self.config.option.keyword), ("-m", self.config.option.markexpr))
+                for flag, value in (
+                    ("-k", self.config.option.keyword),
+                    ("-m", self.config.option.markexpr),
+                )
                 if value
             )
             raise pytest.UsageError(
@@ -156,7 +158,7 @@ class HealthHarness:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
-    ) -> pytest.TestReport:
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         """Attach the check's result to each phase's report."""
         report: pytest.TestReport = yield
         if collect.CHECK_NAME in item.stash:

@@ -110,12 +110,9 @@ def describe_state(
     if not active:
         return True, "idle"
     work = "; ".join(
-        f"working on task {a.task_id} ({a.plan}), started {_ago(now - a.started_at)}"
-        for a in active
+        f"working on task {a.task_id} ({a.plan}), started {_ago(now - a.started_at)}" for a in active
     )
-    stale = [
-        a for a in active if now - (a.heartbeat_at or a.started_at) > freeze_threshold
-    ]
+    stale = [a for a in active if now - (a.heartbeat_at or a.started_at) > freeze_threshold]
     if stale:
         worst = max(now - (a.heartbeat_at or a.started_at) for a in stale)
         return False, (

@@ -16,9 +16,7 @@ if TYPE_CHECKING:
 
 
 @pytest.hookspec(firstresult=True)
-def pytest_orchestrator_dispatch(
-    task: Task, sandbox: Sandbox, config: pytest.Config
-) -> TaskResult | None:
+def pytest_orchestrator_dispatch(task: Task, sandbox: Sandbox, config: pytest.Config) -> TaskResult | None:
     """Run `task` with an agent and return its TaskResult; the first non-None result wins."""
 
 

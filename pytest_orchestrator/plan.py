@@ -207,9 +207,7 @@ _TASK_HEADING = re.compile(
     r"\s*(?:[:.)]|--?|[\u2013\u2014])?\s*(?P<title>.*)$",
     re.IGNORECASE,
 )
-_CHECKLIST_TASK = re.compile(
-    r"^(?P<indent>\s*)[-*+]\s+\[[ xX]\]\s+(?P<id>T\d+)(?!\w)[:.]?\s*(?P<title>.*)$"
-)
+_CHECKLIST_TASK = re.compile(r"^(?P<indent>\s*)[-*+]\s+\[[ xX]\]\s+(?P<id>T\d+)(?!\w)[:.]?\s*(?P<title>.*)$")
 _YAML_KEY = re.compile(r"^[A-Za-z_][\w-]*\s*:(\s|$)")
 _TAG = re.compile(r"^\[(?P<tag>P|US\d+)\]\s*", re.IGNORECASE)
 _LABEL = re.compile(r"^\s*\*\*(?P<name>[^*\n]+?)(?::\*\*|\*\*\s*:)\s*(?P<value>.*)$")
@@ -398,16 +396,12 @@ class _Document:
                 task = _TASK_HEADING.match(text.replace("**", "").strip())
                 if task and level >= 2:
                     title, parallel, story = _tags(task["title"])
-                    self.starts.append(
-                        _Start(index, task["id"], title, level, 0, parallel, story, "")
-                    )
+                    self.starts.append(_Start(index, task["id"], title, level, 0, parallel, story, ""))
             elif checklist := _CHECKLIST_TASK.match(line):
                 title, parallel, story = _tags(checklist["title"])
                 context = " > ".join(text for level, text in headings if level >= 2 and text)
                 self.starts.append(
-                    _Start(
-                        index, checklist["id"], title, 0, _indent(line), parallel, story, context
-                    )
+                    _Start(index, checklist["id"], title, 0, _indent(line), parallel, story, context)
                 )
             index += 1
 
@@ -487,8 +481,7 @@ class _Document:
                 raise PlanError(
                     self.path,
                     line,
-                    f"task {task_id} has a second verification block (first at line {found.line}); "
-                    "keep one",
+                    f"task {task_id} has a second verification block (first at line {found.line}); keep one",
                 )
             found = CodeBlock(lang, fence.code, line)
         return found
@@ -536,8 +529,7 @@ class _Document:
             ),
             tests=tuple(tests),
             code_blocks=tuple(
-                CodeBlock((f.info.split() or [""])[0].lower(), f.code, f.start + 1)
-                for f, _ in fences
+                CodeBlock((f.info.split() or [""])[0].lower(), f.code, f.start + 1) for f, _ in fences
             ),
             verification=verification,
         )

@@ -146,9 +146,7 @@ def sandbox_probe(orchestrator_settings: settings_mod.Settings) -> SandboxProbe:
 
 
 @pytest.fixture(scope="session")
-def sandbox(
-    sandbox_probe: SandboxProbe, orchestrator_settings: settings_mod.Settings
-) -> Sandbox:
+def sandbox(sandbox_probe: SandboxProbe, orchestrator_settings: settings_mod.Settings) -> Sandbox:
     """The running sandbox container; skips the requesting item when it is not running."""
     from .health import SANDBOX_DOWN
     from .sandbox import Sandbox

@@ -38,12 +38,7 @@ class Usage:
     @property
     def total(self) -> int:
         """All tokens, cached ones included."""
-        return (
-            self.input_tokens
-            + self.output_tokens
-            + self.cache_read_tokens
-            + self.cache_creation_tokens
-        )
+        return self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_creation_tokens
 
 
 @dataclass

@@ -124,7 +124,9 @@ def describe(container: Any, name: str) -> SandboxProbe:
         )
     if state.get("Paused"):
         return SandboxProbe(
-            name, False, f"sandbox container '{name}' is paused: resume it with `docker unpause {name}`"
+            name,
+            False,
+            f"sandbox container '{name}' is paused: resume it with `docker unpause {name}`",
         )
     if state.get("Running"):
         image = container.attrs.get("Config", {}).get("Image", "?")

@@ -182,9 +182,7 @@ class StateStore:
         """Record how a run ended."""
         now = time.time() if now is None else now
         with self._transaction() as conn:
-            conn.execute(
-                "UPDATE runs SET ended_at = ?, status = ? WHERE id = ?", (now, status, run_id)
-            )
+            conn.execute("UPDATE runs SET ended_at = ?, status = ? WHERE id = ?", (now, status, run_id))
 
     def heartbeat(self, run_id: int, worker: str = "main", now: float | None = None) -> None:
         """Record that `worker` of run `run_id` is alive."""

@@ -180,7 +180,12 @@ class RunState:
 class _Heartbeat(threading.Thread):
     def __init__(self, state_dir: Path, run_id: int, worker: str, interval: float) -> None:
         super().__init__(name="orchestrator-heartbeat", daemon=True)
-        self.state_dir, self.run_id, self.worker, self.interval = state_dir, run_id, worker, interval
+        self.state_dir, self.run_id, self.worker, self.interval = (
+            state_dir,
+            run_id,
+            worker,
+            interval,
+        )
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -268,7 +273,8 @@ def run_task(item: TaskItem) -> TaskResult:
     sandbox = sandbox_for(config, settings)
     config.stash[CONTEXT] = DispatchContext(settings, guidance, resume, _progress(config, task.id))
     attempt = state.store.start_attempt(state.run_id, item.plan_key, task.id, task.title, worker=state.worker)
-    status, result, error = "error", None, None
+    status, error = "error", None
+    result: TaskResult | None = None
     try:
         result = item.ihook.pytest_orchestrator_dispatch(task=task, sandbox=sandbox, config=config)
         if result is None:

@@ -102,12 +102,10 @@ class Telemetry:
             exporter = OTLPSpanExporter(endpoint=f"{self.endpoint}/v1/traces", timeout=self.timeout)
             if exporter.export(spans) is not SpanExportResult.SUCCESS:
                 failed.append("traces")
-            exporter.shutdown()
+            exporter.shutdown()  # type: ignore[no-untyped-call]
         metrics = self._reader.get_metrics_data()
         if metrics is not None and metrics.resource_metrics:
-            metric_exporter = OTLPMetricExporter(
-                endpoint=f"{self.endpoint}/v1/metrics", timeout=self.timeout
-            )
+            metric_exporter = OTLPMetricExporter(endpoint=f"{self.endpoint}/v1/metrics", timeout=self.timeout)
             result = metric_exporter.export(metrics, timeout_millis=self.timeout * 1000)
             if result is not MetricExportResult.SUCCESS:
                 failed.append("metrics")
@@ -156,7 +154,8 @@ def export_health(report: HealthReport, settings: Settings) -> str | None:
         "orchestrator_health_checks_total", description="Total health checks performed"
     )
     check_status = telemetry.meter.create_gauge(
-        "orchestrator_health_check_status", description="Health check status (1=ok, 0=failed/skipped)"
+        "orchestrator_health_check_status",
+        description="Health check status (1=ok, 0=failed/skipped)",
     )
     from opentelemetry import trace
 

@@ -95,8 +95,13 @@ def test_missing_credentials_say_what_was_looked_for(
     message = doc["checks"]["claude_auth"]["message"]
     assert result.ret == 1
     assert doc["checks"]["claude_auth"]["status"] == "failed"
-    for looked_for in ("~/.claude/.credentials.json", "/root/.claude/.credentials.json",
-                       "/home/ubuntu/.claude/credentials.json", "ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"):
+    for looked_for in (
+        "~/.claude/.credentials.json",
+        "/root/.claude/.credentials.json",
+        "/home/ubuntu/.claude/credentials.json",
+        "ANTHROPIC_API_KEY",
+        "CLAUDE_CODE_OAUTH_TOKEN",
+    ):
         assert looked_for in message
     assert "claude login" in message
 
@@ -105,7 +110,13 @@ def test_a_credentials_file_counts_and_its_paths_are_configurable(
     pytester: pytest.Pytester, make_sandbox: Callable[..., Any]
 ) -> None:
     sandbox = make_sandbox()
-    sandbox.exec_run(["sh", "-c", "mkdir -p /root/.claude && echo '{\"token\": 1}' > /root/.claude/.credentials.json"])
+    sandbox.exec_run(
+        [
+            "sh",
+            "-c",
+            "mkdir -p /root/.claude && echo '{\"token\": 1}' > /root/.claude/.credentials.json",
+        ]
+    )
     result, doc = health(pytester, sandbox.name, "-k", "claude_auth")
     assert doc["checks"]["claude_auth"] == {
         **doc["checks"]["claude_auth"],
@@ -113,8 +124,14 @@ def test_a_credentials_file_counts_and_its_paths_are_configurable(
         "message": "credentials file /root/.claude/.credentials.json",
     }
     # A configured list replaces the defaults, so the same file no longer counts.
-    result, doc = health(pytester, sandbox.name, "-k", "claude_auth",
-                         "--orchestrator-credential-paths", "/opt/agent/creds.json")
+    result, doc = health(
+        pytester,
+        sandbox.name,
+        "-k",
+        "claude_auth",
+        "--orchestrator-credential-paths",
+        "/opt/agent/creds.json",
+    )
     assert doc["checks"]["claude_auth"]["status"] == "failed"
     assert "/opt/agent/creds.json" in doc["checks"]["claude_auth"]["message"]
 
@@ -154,7 +171,11 @@ def test_exited_container_shows_exit_code_and_redacted_logs(
 ) -> None:
     sandbox = make_sandbox(
         env={"GH_TOKEN": GH_TOKEN},
-        command=["sh", "-c", 'echo "starting agent"; echo "token is $GH_TOKEN"; echo "fatal: no workspace"; exit 3'],
+        command=[
+            "sh",
+            "-c",
+            'echo "starting agent"; echo "token is $GH_TOKEN"; echo "fatal: no workspace"; exit 3',
+        ],
     )
     sandbox.wait(timeout=30)
     result, doc = health(pytester, sandbox.name, "-k", "sandbox")
@@ -195,9 +216,15 @@ def test_command_line_gives_the_same_document(
     pytester: pytest.Pytester, make_sandbox: Callable[..., Any]
 ) -> None:
     sandbox = make_sandbox(env={"GH_TOKEN": GH_TOKEN, "ANTHROPIC_API_KEY": API_KEY})
-    result = pytester.run("orchestrator", "health", "--check", "sandbox", "--orchestrator-sandbox", sandbox.name)
+    result = pytester.run(
+        "orchestrator", "health", "--check", "sandbox", "--orchestrator-sandbox", sandbox.name
+    )
     doc = document(result)
-    assert (result.ret, list(doc["checks"]), doc["checks"]["sandbox"]["status"]) == (0, ["sandbox"], "ok")
+    assert (result.ret, list(doc["checks"]), doc["checks"]["sandbox"]["status"]) == (
+        0,
+        ["sandbox"],
+        "ok",
+    )
     sandbox.stop(timeout=1)
     result = pytester.run("orchestrator", "health", "--orchestrator-sandbox", sandbox.name)
     assert result.ret == 1

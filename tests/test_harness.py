@@ -55,7 +55,11 @@ def test_daemon_down_fails_sandbox_and_skips_the_gated_checks(
     assert f"docker daemon not reachable at {dead_docker}" in sandbox["message"]
     assert "systemctl start docker" in sandbox["message"]
     for gated in ("claude_auth", "github_token"):
-        assert doc["checks"][gated] == {**doc["checks"][gated], "status": "skipped", "message": "sandbox not running"}
+        assert doc["checks"][gated] == {
+            **doc["checks"][gated],
+            "status": "skipped",
+            "message": "sandbox not running",
+        }
     assert doc["checks"]["orchestrator"]["status"] == "ok"
     assert doc["checks"]["orchestrator"]["message"] == "idle"
     assert all(entry["duration"] >= 0 for entry in doc["checks"].values())
@@ -81,7 +85,10 @@ def test_gate_holds_when_the_sandbox_check_is_deselected(pytester: pytest.Pytest
         (["-k", "sandbox"], ["sandbox"]),
         (["-m", "github_token"], ["github_token"]),
         (["-m", "check and not sandbox"], ["claude_auth", "github_token", "orchestrator"]),
-        (["--orchestrator-check", "orchestrator", "--orchestrator-check", "sandbox"], ["sandbox", "orchestrator"]),
+        (
+            ["--orchestrator-check", "orchestrator", "--orchestrator-check", "sandbox"],
+            ["sandbox", "orchestrator"],
+        ),
     ],
 )
 def test_selection_runs_only_the_selected_checks(
@@ -94,13 +101,31 @@ def test_selection_runs_only_the_selected_checks(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--orchestrator-check", "nope"], "ERROR: unknown check 'nope'; known checks: sandbox, claude_auth*"),
-        (["-k", "nothing_like_this"], "ERROR: no check matches -k 'nothing_like_this'; known checks:*"),
-        (["--orchestrator-docker-timeout", "soon"], "ERROR: invalid docker timeout 'soon' from --orchestrator-docker-timeout*"),
-        (["--orchestrator-freeze-threshold", "-5"], "ERROR: invalid freeze threshold '-5' from --orchestrator-freeze-threshold*"),
-        (["--orchestrator-otlp-endpoint", "collector:4318"], "ERROR: invalid otlp endpoint 'collector:4318'*http://*"),
+        (
+            ["--orchestrator-check", "nope"],
+            "ERROR: unknown check 'nope'; known checks: sandbox, claude_auth*",
+        ),
+        (
+            ["-k", "nothing_like_this"],
+            "ERROR: no check matches -k 'nothing_like_this'; known checks:*",
+        ),
+        (
+            ["--orchestrator-docker-timeout", "soon"],
+            "ERROR: invalid docker timeout 'soon' from --orchestrator-docker-timeout*",
+        ),
+        (
+            ["--orchestrator-freeze-threshold", "-5"],
+            "ERROR: invalid freeze threshold '-5' from --orchestrator-freeze-threshold*",
+        ),
+        (
+            ["--orchestrator-otlp-endpoint", "collector:4318"],
+            "ERROR: invalid otlp endpoint 'collector:4318'*http://*",
+        ),
         (["tests/"], "ERROR: --orchestrator-health runs the health checks and takes no paths*"),
-        (["--orchestrator-check-paths", "missing_dir"], "ERROR: check path *missing_dir (from --orchestrator-check-paths) is not a .py file or a directory"),
+        (
+            ["--orchestrator-check-paths", "missing_dir"],
+            "ERROR: check path *missing_dir (from --orchestrator-check-paths) is not a .py file or a directory",
+        ),
     ],
 )
 def test_bad_input_is_a_one_line_usage_error(
@@ -170,9 +195,7 @@ def test_settings_resolve_flag_over_env_over_ini_over_default(
     )
 
 
-def test_warning_level_failures_degrade_but_exit_zero(
-    pytester: pytest.Pytester, custom_checks: Path
-) -> None:
+def test_warning_level_failures_degrade_but_exit_zero(pytester: pytest.Pytester, custom_checks: Path) -> None:
     (custom_checks / "check_disk.py").write_text(
         textwrap.dedent(
             """
@@ -215,7 +238,9 @@ def test_user_checks_get_markers_and_errors_become_messages(
             """
         )
     )
-    result = pytester.runpytest_subprocess("--orchestrator-health", "-m", "queue or plain_assert", "--strict-markers")
+    result = pytester.runpytest_subprocess(
+        "--orchestrator-health", "-m", "queue or plain_assert", "--strict-markers"
+    )
     checks = document(result)["checks"]
     assert checks["queue"]["status"] == "failed"
     assert checks["queue"]["message"] == "ValueError: queue depth unknown"
@@ -223,14 +248,14 @@ def test_user_checks_get_markers_and_errors_become_messages(
     assert "helper_not_a_check" not in result.stderr.str()
 
 
-def test_a_check_name_defined_twice_is_a_usage_error(
-    pytester: pytest.Pytester, custom_checks: Path
-) -> None:
+def test_a_check_name_defined_twice_is_a_usage_error(pytester: pytest.Pytester, custom_checks: Path) -> None:
     (custom_checks / "check_again.py").write_text("def check_sandbox(check):\n    pass\n")
     result = pytester.runpytest_subprocess("--orchestrator-health")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        ["ERROR: check 'sandbox' is defined twice: checks/check_sandbox.py::check_sandbox and mychecks/check_again.py::check_sandbox"]
+        [
+            "ERROR: check 'sandbox' is defined twice: checks/check_sandbox.py::check_sandbox and mychecks/check_again.py::check_sandbox"
+        ]
     )
 
 

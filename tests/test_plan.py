@@ -141,9 +141,7 @@ def test_seed_001_nested_fences_in_a_markdown_example() -> None:
         "E2E test section is present",
     ]
     assert [(b.lang, b.line) for b in task.code_blocks] == [("markdown", 518), ("markdown", 535)]
-    assert (
-        task.code_blocks[1].code.rstrip().endswith("# orchestrator.health_check span exists\n```")
-    )
+    assert task.code_blocks[1].code.rstrip().endswith("# orchestrator.health_check span exists\n```")
 
 
 # ---- seed 003: spec-kit checklist lines ----
@@ -473,9 +471,7 @@ def test_verify_label(label: str) -> None:
 
 
 def test_a_shell_block_not_directly_after_the_label_is_not_verification() -> None:
-    task = only(
-        "## Task 1: V\n\n**Verification:** run the suite:\n\nsee below\n\n```bash\nx\n```\n"
-    )
+    task = only("## Task 1: V\n\n**Verification:** run the suite:\n\nsee below\n\n```bash\nx\n```\n")
     assert task.verification is None
 
 
@@ -563,9 +559,7 @@ def test_plan_error_survives_pickling() -> None:
 # ---- the model ----
 
 
-def test_parse_plan_keeps_the_path_as_given(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_parse_plan_keeps_the_path_as_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     Path("plan.md").write_text("# M\n\n## Task 1: A\n", encoding="utf-8")
     plan = parse_plan(Path("plan.md"))

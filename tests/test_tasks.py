@@ -165,9 +165,7 @@ def expected_totals(plans: int = 1) -> dict[str, Any]:
         "cache_creation_tokens": sum(u[3] for u in usages) * plans,
         "tokens": sum(sum(u) for u in usages) * plans,
         "cost_usd": pytest.approx(sum(o["cost"] for o in OUTCOMES.values()) * plans),
-        "duration_seconds": pytest.approx(
-            sum(o.get("duration", 0) for o in OUTCOMES.values()) * plans
-        ),
+        "duration_seconds": pytest.approx(sum(o.get("duration", 0) for o in OUTCOMES.values()) * plans),
     }
 
 
@@ -281,9 +279,7 @@ def test_task_results_become_test_outcomes(project: pytest.Pytester) -> None:
     assert result.parseoutcomes() == {"passed": 1, "failed": 1, "needs_human": 1}
     result.stdout.re_match_lines(
         [
-            STATUS_LINE.format(
-                id=r"1\.1", label="COMPLETED", secs=3, tokens=r"3\.9k", cost=r"0\.12"
-            ),
+            STATUS_LINE.format(id=r"1\.1", label="COMPLETED", secs=3, tokens=r"3\.9k", cost=r"0\.12"),
             STATUS_LINE.format(id=r"1\.2", label="NEEDS_HUMAN", secs=0, tokens=30, cost=r"0\.50"),
             STATUS_LINE.format(id=r"1\.3", label="FAILED", secs=0, tokens=10, cost=r"0\.25"),
         ]
@@ -351,13 +347,9 @@ def test_conftest_agent_wins_over_the_builtin_after_a_declining_plugin(
     assert "docker daemon" not in result.stdout.str()
 
 
-def test_builtin_agent_runs_when_every_plugin_declines(
-    pytester: pytest.Pytester, dead_docker: str
-) -> None:
+def test_builtin_agent_runs_when_every_plugin_declines(pytester: pytest.Pytester, dead_docker: str) -> None:
     pytester.makeini("[pytest]\n")
-    pytester.makeconftest(
-        "def pytest_orchestrator_dispatch(task, sandbox, config):\n    return None\n"
-    )
+    pytester.makeconftest("def pytest_orchestrator_dispatch(task, sandbox, config):\n    return None\n")
     pytester.mkdir("plans")
     (pytester.path / "plans" / "x.md").write_text(PLAN)
     result = pytester.runpytest_subprocess("plans/x.md", "-k", "1.1")
@@ -399,9 +391,7 @@ def test_json_report_carries_each_result_and_the_totals(project: pytest.Pytester
 
 def test_results_cross_xdist_to_the_controller(project: pytest.Pytester) -> None:
     (project.path / "plans" / "y.md").write_text(PLAN)
-    result = project.runpytest_subprocess(
-        "-n", "2", "plans", "--json-report", "--json-report-file", "r.json"
-    )
+    result = project.runpytest_subprocess("-n", "2", "plans", "--json-report", "--json-report-file", "r.json")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert result.parseoutcomes() == {"passed": 2, "failed": 2, "needs_human": 2}
     completed = re.compile(
@@ -417,9 +407,7 @@ def test_results_cross_xdist_to_the_controller(project: pytest.Pytester) -> None
 # ---- verification ----
 
 
-def test_verification_without_a_reachable_sandbox_says_so(
-    project: pytest.Pytester, dead_docker: str
-) -> None:
+def test_verification_without_a_reachable_sandbox_says_so(project: pytest.Pytester, dead_docker: str) -> None:
     (project.path / "plans" / "v.md").write_text(
         "# V\n\n## Task 1.1: Write the parser\nDo it.\n\n```bash verify\ntest -f done.txt\n```\n"
     )
@@ -436,9 +424,7 @@ def test_verification_without_a_reachable_sandbox_says_so(
     store = StateStore.read(project.path / ".orchestrator")
     assert store is not None
     try:
-        rows = store.conn.execute(
-            "SELECT status, input_tokens, cost_usd, error FROM attempts"
-        ).fetchall()
+        rows = store.conn.execute("SELECT status, input_tokens, cost_usd, error FROM attempts").fetchall()
     finally:
         store.close()
     # The agent's spending is kept even though the task could not be verified.
@@ -502,9 +488,7 @@ def test_state_db_records_one_attempt_per_task(project: pytest.Pytester) -> None
     ],
     ids=["max-turns", "placeholder", "missing-prompt-file"],
 )
-def test_bad_settings_are_usage_errors(
-    project: pytest.Pytester, args: list[str], message: str
-) -> None:
+def test_bad_settings_are_usage_errors(project: pytest.Pytester, args: list[str], message: str) -> None:
     (project.path / "bad.txt").write_text("Do {task_id}: {title} {nope}\n")
     result = project.runpytest_subprocess("plans/x.md", *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -564,9 +548,7 @@ def test_prompt_carries_guidance() -> None:
 def test_custom_template() -> None:
     template = "{milestone} / {task_id} {title}{guidance}"
     assert render_prompt(make_task(), template) == "Milestone 2: Speed / 2.3 Add the cache\n"
-    assert render_prompt(make_task(), template, "go").startswith(
-        "Milestone 2: Speed / 2.3 Add the cache"
-    )
+    assert render_prompt(make_task(), template, "go").startswith("Milestone 2: Speed / 2.3 Add the cache")
     assert "from a human: go" in render_prompt(make_task(), template, "go")
 
 
@@ -610,9 +592,7 @@ def test_final_message_needs_human(options: str, expected: list[str]) -> None:
 
 
 def test_final_message_failed_with_error() -> None:
-    final = parse_final_message(
-        "STATUS: failed\nERROR: tests do not pass:\nImportError in app\n\nBye"
-    )
+    final = parse_final_message("STATUS: failed\nERROR: tests do not pass:\nImportError in app\n\nBye")
     assert final.status == "failed"
     assert final.error == "tests do not pass: ImportError in app"
 
@@ -677,10 +657,7 @@ def test_to_result_without_a_result_event_keeps_the_stderr_tail() -> None:
     stderr = "starting\nInvalid API key · Please run /login\n"
     result = to_result("1.1", None, 1, stderr, 0.4)
     assert result.status == "failed"
-    assert (
-        result.error
-        == "claude exited with code 1 without a result: Invalid API key · Please run /login"
-    )
+    assert result.error == "claude exited with code 1 without a result: Invalid API key · Please run /login"
     assert to_result("1.1", None, 127, "", 0.1).error == (
         "claude exited with code 127 without a result: no output"
     )
@@ -689,9 +666,7 @@ def test_to_result_without_a_result_event_keeps_the_stderr_tail() -> None:
 def test_to_result_needs_human_and_failed_from_the_final_message() -> None:
     asked = to_result(
         "1.1",
-        result_event(
-            result="STATUS: needs_human\nQUESTION: A or B?\nOPTIONS: A | B\nRECOMMENDATION: A"
-        ),
+        result_event(result="STATUS: needs_human\nQUESTION: A or B?\nOPTIONS: A | B\nRECOMMENDATION: A"),
         0,
         "",
         1.0,

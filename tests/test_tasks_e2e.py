@@ -51,8 +51,14 @@ def write_plan(pytester: pytest.Pytester, text: str, name: str = "x.md") -> str:
 
 def run(pytester: pytest.Pytester, sandbox: Any, *args: str) -> tuple[pytest.RunResult, dict[str, Any]]:
     result = pytester.runpytest_subprocess(
-        *args, "--orchestrator-sandbox", sandbox.name, "-p", "no:cacheprovider",
-        "--json-report", "--json-report-file", "report.json",
+        *args,
+        "--orchestrator-sandbox",
+        sandbox.name,
+        "-p",
+        "no:cacheprovider",
+        "--json-report",
+        "--json-report-file",
+        "report.json",
     )
     report_path = pytester.path / "report.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
@@ -80,11 +86,20 @@ Do the thing.
 
 
 def test_hello_world_runs_with_the_real_cli(
-    pytester: pytest.Pytester, messages_server: Callable[..., Any], agent_sandbox: Callable[..., Any]
+    pytester: pytest.Pytester,
+    messages_server: Callable[..., Any],
+    agent_sandbox: Callable[..., Any],
 ) -> None:
     server = messages_server(
-        tool_use(HELLO.name, HELLO.input, usage={"input_tokens": 1000, "output_tokens": 50, "cache_read_input_tokens": 200}),
-        reply("Created hello.py.\nSTATUS: complete", usage={"input_tokens": 1100, "output_tokens": 10, "cache_creation_input_tokens": 30}),
+        tool_use(
+            HELLO.name,
+            HELLO.input,
+            usage={"input_tokens": 1000, "output_tokens": 50, "cache_read_input_tokens": 200},
+        ),
+        reply(
+            "Created hello.py.\nSTATUS: complete",
+            usage={"input_tokens": 1100, "output_tokens": 10, "cache_creation_input_tokens": 30},
+        ),
     )
     sandbox = agent_sandbox(server)
     plan = copy_plan(pytester, "hello_world.md")
@@ -97,7 +112,10 @@ def test_hello_world_runs_with_the_real_cli(
     assert data["status"] == "completed"
     assert data["verification"] == {"exit_code": 0, "output": "", "passed": True}
     assert data["usage"] == {
-        "input_tokens": 2100, "output_tokens": 60, "cache_read_tokens": 200, "cache_creation_tokens": 30,
+        "input_tokens": 2100,
+        "output_tokens": 60,
+        "cache_read_tokens": 200,
+        "cache_creation_tokens": 30,
     }
     assert data["tokens"] == 2390
     # Claude Code prices its default model at $5 / $25 / $0.50 / $6.25 per million tokens.
@@ -109,16 +127,25 @@ def test_hello_world_runs_with_the_real_cli(
     result.stdout.re_match_lines([r"\[\d\d:\d\d:\d\d\] Task 1\.1: COMPLETED \(\d+s, 2\.4k tokens, \$0\.01\)"])
     # The prompt carried the task and the protocol.
     prompt = json.dumps(server.requests[0]["messages"])
-    for expected in ("Task 1.1: Create hello.py", "plans/hello_world.md", "Hello, World!", "STATUS: complete"):
+    for expected in (
+        "Task 1.1: Create hello.py",
+        "plans/hello_world.md",
+        "Hello, World!",
+        "STATUS: complete",
+    ):
         assert expected in prompt
     store = StateStore.read(pytester.path / ".orchestrator")
     assert store is not None
     row = store.conn.execute("SELECT status, input_tokens, cost_usd, session_id FROM attempts").fetchall()
-    assert [tuple(r) for r in row] == [("completed", 2100, pytest.approx(data["cost_usd"]), data["session_id"])]
+    assert [tuple(r) for r in row] == [
+        ("completed", 2100, pytest.approx(data["cost_usd"]), data["session_id"])
+    ]
 
 
 def test_verification_failure_fails_the_task(
-    pytester: pytest.Pytester, messages_server: Callable[..., Any], agent_sandbox: Callable[..., Any]
+    pytester: pytest.Pytester,
+    messages_server: Callable[..., Any],
+    agent_sandbox: Callable[..., Any],
 ) -> None:
     wrong = tool_use("Write", {"file_path": "/workspace/hello.py", "content": 'print("Goodbye")\n'})
     sandbox = agent_sandbox(messages_server(wrong, reply("STATUS: complete")))
@@ -132,7 +159,9 @@ def test_verification_failure_fails_the_task(
 
 
 def test_needs_human_then_guidance_resumes_the_session(
-    pytester: pytest.Pytester, messages_server: Callable[..., Any], agent_sandbox: Callable[..., Any]
+    pytester: pytest.Pytester,
+    messages_server: Callable[..., Any],
+    agent_sandbox: Callable[..., Any],
 ) -> None:
     server = messages_server(
         reply(
@@ -144,20 +173,35 @@ def test_needs_human_then_guidance_resumes_the_session(
     plan = write_plan(pytester, ONE_TASK.format(title="Build the API"))
     result, report = run(pytester, sandbox, plan)
     assert result.ret == 1
-    result.stdout.fnmatch_lines([
-        "*Task 1.1: NEEDS_HUMAN*", "*= needs human =*", f"{plan}::1.1: Build the API",
-        "  QUESTION: Which web framework?", "  OPTIONS: flask | fastapi", "  RECOMMENDATION: fastapi",
-        "*1 needs_human*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*Task 1.1: NEEDS_HUMAN*",
+            "*= needs human =*",
+            f"{plan}::1.1: Build the API",
+            "  QUESTION: Which web framework?",
+            "  OPTIONS: flask | fastapi",
+            "  RECOMMENDATION: fastapi",
+            "*1 needs_human*",
+        ]
+    )
     data = task_data(report, f"{plan}::1.1")
     assert (data["status"], data["question"], data["options"], data["recommendation"]) == (
-        "needs_human", "Which web framework?", ["flask", "fastapi"], "fastapi",
+        "needs_human",
+        "Which web framework?",
+        ["flask", "fastapi"],
+        "fastapi",
     )
 
     server.add(reply("Used fastapi.\nSTATUS: complete"))
     result = pytester.run(
-        "orchestrator", "task", plan, "1.1", "-g", "use fastapi",
-        "--orchestrator-sandbox", sandbox.name,
+        "orchestrator",
+        "task",
+        plan,
+        "1.1",
+        "-g",
+        "use fastapi",
+        "--orchestrator-sandbox",
+        sandbox.name,
     )
     assert result.ret == 0, result.stdout.str()
     resumed = json.dumps(server.requests[-1]["messages"])
@@ -166,7 +210,9 @@ def test_needs_human_then_guidance_resumes_the_session(
 
 
 def test_agent_reports_failure(
-    pytester: pytest.Pytester, messages_server: Callable[..., Any], agent_sandbox: Callable[..., Any]
+    pytester: pytest.Pytester,
+    messages_server: Callable[..., Any],
+    agent_sandbox: Callable[..., Any],
 ) -> None:
     sandbox = agent_sandbox(messages_server(reply("STATUS: failed\nERROR: the disk is read-only")))
     plan = write_plan(pytester, ONE_TASK.format(title="Write files"))
@@ -177,20 +223,29 @@ def test_agent_reports_failure(
 
 
 def test_final_message_without_status(
-    pytester: pytest.Pytester, messages_server: Callable[..., Any], agent_sandbox: Callable[..., Any]
+    pytester: pytest.Pytester,
+    messages_server: Callable[..., Any],
+    agent_sandbox: Callable[..., Any],
 ) -> None:
     sandbox = agent_sandbox(messages_server(reply("All done, I think.")))
     plan = write_plan(pytester, ONE_TASK.format(title="Vague"))
     result, report = run(pytester, sandbox, plan)
     assert result.ret == 1
-    assert task_data(report, f"{plan}::1.1")["error"] == "final message has no STATUS line: All done, I think."
+    assert (
+        task_data(report, f"{plan}::1.1")["error"] == "final message has no STATUS line: All done, I think."
+    )
 
 
 @pytest.mark.parametrize("status", [500, 429])
 def test_api_errors_fail_the_task_after_claude_retries(
-    pytester: pytest.Pytester, messages_server: Callable[..., Any], agent_sandbox: Callable[..., Any], status: int
+    pytester: pytest.Pytester,
+    messages_server: Callable[..., Any],
+    agent_sandbox: Callable[..., Any],
+    status: int,
 ) -> None:
-    server = messages_server(error(status, headers={"retry-after": "0"}), error(status, headers={"retry-after": "0"}))
+    server = messages_server(
+        error(status, headers={"retry-after": "0"}), error(status, headers={"retry-after": "0"})
+    )
     sandbox = agent_sandbox(server, env={"CLAUDE_CODE_MAX_RETRIES": "1"})
     plan = write_plan(pytester, ONE_TASK.format(title="Throttled"))
     result, report = run(pytester, sandbox, plan)
@@ -203,7 +258,9 @@ def test_api_errors_fail_the_task_after_claude_retries(
 
 
 def test_api_error_then_success_passes(
-    pytester: pytest.Pytester, messages_server: Callable[..., Any], agent_sandbox: Callable[..., Any]
+    pytester: pytest.Pytester,
+    messages_server: Callable[..., Any],
+    agent_sandbox: Callable[..., Any],
 ) -> None:
     server = messages_server(error(529, headers={"retry-after": "0"}), reply("STATUS: complete"))
     sandbox = agent_sandbox(server, env={"CLAUDE_CODE_MAX_RETRIES": "1"})
@@ -214,7 +271,9 @@ def test_api_error_then_success_passes(
 
 
 def test_max_turns_fails_with_the_reason(
-    pytester: pytest.Pytester, messages_server: Callable[..., Any], agent_sandbox: Callable[..., Any]
+    pytester: pytest.Pytester,
+    messages_server: Callable[..., Any],
+    agent_sandbox: Callable[..., Any],
 ) -> None:
     sandbox = agent_sandbox(messages_server(HELLO, HELLO, reply("STATUS: complete")))
     plan = write_plan(pytester, ONE_TASK.format(title="Too long"))
@@ -224,7 +283,9 @@ def test_max_turns_fails_with_the_reason(
 
 
 def test_a_hung_agent_is_stopped_inside_the_sandbox(
-    pytester: pytest.Pytester, messages_server: Callable[..., Any], agent_sandbox: Callable[..., Any]
+    pytester: pytest.Pytester,
+    messages_server: Callable[..., Any],
+    agent_sandbox: Callable[..., Any],
 ) -> None:
     server = messages_server(hang(120))
     sandbox = agent_sandbox(server)
@@ -242,9 +303,11 @@ def test_a_hung_agent_is_stopped_inside_the_sandbox(
 
 
 def test_a_hostile_title_is_never_run_by_a_shell(
-    pytester: pytest.Pytester, messages_server: Callable[..., Any], agent_sandbox: Callable[..., Any]
+    pytester: pytest.Pytester,
+    messages_server: Callable[..., Any],
+    agent_sandbox: Callable[..., Any],
 ) -> None:
-    title = '$(touch /tmp/pwned) `touch /tmp/pwned2` "quoted" \'single\'; touch /tmp/pwned3'
+    title = "$(touch /tmp/pwned) `touch /tmp/pwned2` \"quoted\" 'single'; touch /tmp/pwned3"
     server = messages_server(reply("STATUS: complete"))
     sandbox = agent_sandbox(server)
     plan = write_plan(pytester, ONE_TASK.format(title=title))
@@ -255,7 +318,9 @@ def test_a_hostile_title_is_never_run_by_a_shell(
 
 
 def test_state_says_working_while_the_task_runs(
-    pytester: pytest.Pytester, messages_server: Callable[..., Any], agent_sandbox: Callable[..., Any]
+    pytester: pytest.Pytester,
+    messages_server: Callable[..., Any],
+    agent_sandbox: Callable[..., Any],
 ) -> None:
     server = messages_server(reply("STATUS: complete", delay=6))
     sandbox = agent_sandbox(server)
@@ -268,7 +333,9 @@ def test_state_says_working_while_the_task_runs(
         time.sleep(0.1)
     health = subprocess.run(
         ["pytest", "--orchestrator-health", "-k", "orchestrator", "-p", "no:cacheprovider"],
-        cwd=pytester.path, capture_output=True, text=True,
+        cwd=pytester.path,
+        capture_output=True,
+        text=True,
     )
     runner.join()
     message = json.loads(health.stdout)["checks"]["orchestrator"]["message"]
@@ -276,7 +343,9 @@ def test_state_says_working_while_the_task_runs(
     assert outcome["result"][0].ret == 0
     after = subprocess.run(
         ["pytest", "--orchestrator-health", "-k", "orchestrator", "-p", "no:cacheprovider"],
-        cwd=pytester.path, capture_output=True, text=True,
+        cwd=pytester.path,
+        capture_output=True,
+        text=True,
     )
     assert json.loads(after.stdout)["checks"]["orchestrator"]["message"] == "idle"
 

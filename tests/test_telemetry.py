@@ -128,9 +128,7 @@ def test_selected_check_only(
     # gzip is what many collectors' clients send; the flag also beats the environment.
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", closed_endpoint())
-    result, document, _ = health(
-        pytester, "-k", "orchestrator", "--orchestrator-otlp-endpoint", receiver.url
-    )
+    result, document, _ = health(pytester, "-k", "orchestrator", "--orchestrator-otlp-endpoint", receiver.url)
 
     assert result.ret == 0
     assert list(document["checks"]) == ["orchestrator"]
@@ -164,9 +162,7 @@ def assert_bounded_warning(
     sys.stderr.write(f"\n[telemetry] {endpoint} cost {elapsed:.2f}s in total\n")
 
 
-def test_unreachable_endpoint_is_bounded(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_unreachable_endpoint_is_bounded(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     endpoint = closed_endpoint()
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
     result, document, elapsed = health(pytester, "--orchestrator-otlp-timeout", "1")
@@ -242,9 +238,7 @@ def test_secrets_stay_out_of_spans(
     assert children["leaky"].attributes["check.message"] == "token *** and key ***"
     assert children["leaky_failure"].attributes["check.message"] == "rejected *** for ***"
     exported = json.dumps([[s.name, s.attributes, s.resource] for s in receiver.spans()])
-    exported += json.dumps(
-        [[m.resource, [p.attributes for p in m.points]] for m in receiver.metrics()]
-    )
+    exported += json.dumps([[m.resource, [p.attributes for p in m.points]] for m in receiver.metrics()])
     for secret in (GH_TOKEN, API_KEY):
         assert secret not in exported
 

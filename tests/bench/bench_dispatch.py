@@ -12,7 +12,6 @@ Needs a running Docker engine and the sandbox image (see .ci/setup).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -22,6 +21,8 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.bench._common import PYTEST, bench_env
 
 WRAPPER = """#!/bin/sh
 start=$(date +%s%N)
@@ -70,13 +71,23 @@ def main() -> int:
                 },
             )
             try:
-                container.exec_run(["sh", "-c", f"cat > /usr/local/bin/timed-claude <<'EOF'\n{WRAPPER}EOF\nchmod +x /usr/local/bin/timed-claude"])
+                container.exec_run(
+                    [
+                        "sh",
+                        "-c",
+                        f"cat > /usr/local/bin/timed-claude <<'EOF'\n{WRAPPER}EOF\nchmod +x /usr/local/bin/timed-claude",
+                    ]
+                )
                 Path(work, "plans").mkdir()
                 Path(work, "plans", "bench.md").write_text(_plan(options.tasks))
-                env = {k: v for k, v in os.environ.items() if not k.startswith(("ORCHESTRATOR_", "OTEL_"))}
+                env = bench_env()
                 args = [
-                    sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "plans/bench.md",
-                    "--orchestrator-sandbox", name, "--orchestrator-claude-command", "timed-claude",
+                    *PYTEST,
+                    "plans/bench.md",
+                    "--orchestrator-sandbox",
+                    name,
+                    "--orchestrator-claude-command",
+                    "timed-claude",
                 ]
                 started = time.perf_counter()
                 subprocess.run([*args, "--collect-only"], cwd=work, env=env, capture_output=True, check=True)
@@ -98,7 +109,9 @@ def main() -> int:
         print(f"round: wall {wall:.2f}s, claude {agent:.2f}s, overhead {overheads[-1] * 1000:.0f} ms/task")
 
     print(f"tasks per round: {options.tasks}, rounds: {options.rounds}")
-    print(f"median wall {statistics.median(walls):.2f}s, median claude time {statistics.median(agent_times):.2f}s")
+    print(
+        f"median wall {statistics.median(walls):.2f}s, median claude time {statistics.median(agent_times):.2f}s"
+    )
     startup = statistics.median(startups)
     print(
         f"orchestration overhead per task (median): {statistics.median(overheads) * 1000:.0f} ms "
@@ -106,7 +119,7 @@ def main() -> int:
     )
     print(
         f"pytest start-up and collection alone (--collect-only): {startup:.2f}s; overhead per task "
-        f"without it: {statistics.median((w - a - startup) / options.tasks for w, a in zip(walls, agent_times)) * 1000:.0f} ms"
+        f"without it: {statistics.median((w - a - startup) / options.tasks for w, a in zip(walls, agent_times, strict=True)) * 1000:.0f} ms"
     )
     return 0
 

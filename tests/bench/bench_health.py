@@ -11,7 +11,6 @@ Needs a running Docker engine and busybox-static (see .ci/setup).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -21,6 +20,8 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.bench._common import PYTEST, bench_env
 
 FLOOR_TEST = """
 import docker
@@ -54,17 +55,24 @@ def main() -> int:
     image = ensure_busybox_image(client)
     name = f"orch-bench-{uuid.uuid4().hex[:8]}"
     container = client.containers.run(
-        image, name=name, detach=True, environment={"GH_TOKEN": "bench-gh", "ANTHROPIC_API_KEY": "bench-key"}
+        image,
+        name=name,
+        detach=True,
+        environment={"GH_TOKEN": "bench-gh", "ANTHROPIC_API_KEY": "bench-key"},
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORCHESTRATOR_", "OTEL_"))}
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env = bench_env()
     try:
-        with tempfile.TemporaryDirectory() as floor_dir, tempfile.TemporaryDirectory() as health_dir:
+        with (
+            tempfile.TemporaryDirectory() as floor_dir,
+            tempfile.TemporaryDirectory() as health_dir,
+        ):
             Path(floor_dir, "test_floor.py").write_text(FLOOR_TEST.format(name=name))
-            floor = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_floor.py"]
+            floor = [*PYTEST, "test_floor.py"]
             health = [
-                sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                "--orchestrator-health", "--orchestrator-sandbox", name,
+                *PYTEST,
+                "--orchestrator-health",
+                "--orchestrator-sandbox",
+                name,
             ]
             # One warm-up each so the page cache holds both sets of modules.
             _time(floor, Path(floor_dir), env)
@@ -79,10 +87,14 @@ def main() -> int:
     floor_median = statistics.median(floor_times)
     health_median = statistics.median(health_times)
     print(f"rounds: {options.rounds}")
-    print(f"floor  (pytest, one Docker SDK call): median {floor_median * 1000:.0f} ms, "
-          f"min {min(floor_times) * 1000:.0f} ms")
-    print(f"health (pytest --orchestrator-health): median {health_median * 1000:.0f} ms, "
-          f"min {min(health_times) * 1000:.0f} ms")
+    print(
+        f"floor  (pytest, one Docker SDK call): median {floor_median * 1000:.0f} ms, "
+        f"min {min(floor_times) * 1000:.0f} ms"
+    )
+    print(
+        f"health (pytest --orchestrator-health): median {health_median * 1000:.0f} ms, "
+        f"min {min(health_times) * 1000:.0f} ms"
+    )
     print(f"ratio (median): {health_median / floor_median:.3f}x  (target <= 1.25x)")
     return 0
 

@@ -49,9 +49,7 @@ def _phase(name: str) -> Iterator[None]:
     _log(f"{name}: {time.monotonic() - start:.1f}s")
 
 
-def _run(
-    args: list[str], what: str, timeout: float | None = None
-) -> subprocess.CompletedProcess[str]:
+def _run(args: list[str], what: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
     """Run a command, turning a failure into an ImageBuildError naming the step."""
     try:
         result = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
@@ -165,48 +163,33 @@ def _check_preconditions() -> None:
             "(or run `dockerd` as root)"
         )
     if os.geteuid() != 0:
-        raise ImageBuildError(
-            "building the Debian image needs root (debootstrap chroots): rerun with sudo"
-        )
+        raise ImageBuildError("building the Debian image needs root (debootstrap chroots): rerun with sudo")
     if shutil.which("debootstrap") is None:
-        raise ImageBuildError(
-            "debootstrap not found: install it with `apt-get install debootstrap`"
-        )
+        raise ImageBuildError("debootstrap not found: install it with `apt-get install debootstrap`")
+
+
+def _inspect(tag: str, template: str) -> str | None:
+    """Return a Go-template field of an image, or None if the tag does not exist."""
+    result = subprocess.run(
+        ["docker", "image", "inspect", "--format", template, tag],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if result.returncode != 0:
+        return None
+    return result.stdout.strip() or None
 
 
 def _image_id(tag: str) -> str | None:
     """Return the ID of the image a tag points to, or None if the tag does not exist."""
-    result = subprocess.run(
-        ["docker", "image", "inspect", "--format", "{{.Id}}", tag],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    if result.returncode != 0:
-        return None
-    return result.stdout.strip() or None
+    return _inspect(tag, "{{.Id}}")
 
 
 def image_claude_version(tag: str) -> str | None:
     """Return the Claude version recorded on an image, or None if there is no such image."""
-    result = subprocess.run(
-        [
-            "docker",
-            "image",
-            "inspect",
-            "--format",
-            f'{{{{ index .Config.Labels "{CLAUDE_VERSION_LABEL}" }}}}',
-            tag,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    if result.returncode != 0:
-        return None
-    return result.stdout.strip() or None
+    return _inspect(tag, f'{{{{ index .Config.Labels "{CLAUDE_VERSION_LABEL}" }}}}')
 
 
 def _unmount_under(root: Path) -> None:
@@ -285,9 +268,7 @@ def _import(rootfs: Path, tag: str, version: str) -> None:
     )
     assert tar.stdout is not None
     try:
-        docker = subprocess.run(
-            import_args, stdin=tar.stdout, capture_output=True, text=True, check=False
-        )
+        docker = subprocess.run(import_args, stdin=tar.stdout, capture_output=True, text=True, check=False)
     finally:
         tar.stdout.close()
         tar_err = tar.stderr.read().decode(errors="replace") if tar.stderr else ""
@@ -295,9 +276,7 @@ def _import(rootfs: Path, tag: str, version: str) -> None:
     if tar_rc != 0:
         raise ImageBuildError(f"tar of rootfs failed (exit {tar_rc}): {tar_err.strip()}")
     if docker.returncode != 0:
-        raise ImageBuildError(
-            f"docker import failed (exit {docker.returncode}): {docker.stderr.strip()}"
-        )
+        raise ImageBuildError(f"docker import failed (exit {docker.returncode}): {docker.stderr.strip()}")
 
 
 @contextlib.contextmanager
@@ -370,9 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Build the Debian sandbox image for end-to-end tests.",
     )
     parser.add_argument("--tag", default=DEFAULT_TAG, help=f"image tag (default: {DEFAULT_TAG})")
-    parser.add_argument(
-        "--force", action="store_true", help="rebuild even if a matching image exists"
-    )
+    parser.add_argument("--force", action="store_true", help="rebuild even if a matching image exists")
     args = parser.parse_args(argv)
     # SIGTERM becomes an exception so a stopped build still removes its temporary rootfs.
     signal.signal(signal.SIGTERM, _raise_on_sigterm)

@@ -60,6 +60,6 @@ def ensure_busybox_image(client: Any, tag: str = BUSYBOX_TAG) -> str:
         _rootfs_tar(_busybox_binary()),
         repository=repository,
         tag=version or "latest",
-        changes=['ENV PATH=/bin', 'CMD ["sleep", "2147483647"]'],
+        changes=["ENV PATH=/bin", 'CMD ["sleep", "2147483647"]'],
     )
     return tag

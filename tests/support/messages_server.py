@@ -235,9 +235,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.owner._record(self, body)
         self.server.owner._handle(self, body)
 
-    def send_json(
-        self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
-    ) -> None:
+    def send_json(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         """Send a complete JSON response."""
         data = json.dumps(payload).encode()
         self.send_response(status)
@@ -286,9 +284,7 @@ class MessagesServer:
         self._is_side_request = is_side_request
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.owner = self
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="messages-server", daemon=True
-        )
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="messages-server", daemon=True)
         self._thread.start()
 
     @property
@@ -381,9 +377,7 @@ class MessagesServer:
             else:
                 self._unscripted += 1
                 # 400 is never retried by the CLI, so the run fails at once instead of backing off.
-                step = error(
-                    400, message=f"MessagesServer script exhausted: no step for call {call}"
-                )
+                step = error(400, message=f"MessagesServer script exhausted: no step for call {call}")
         self._answer(handler, body, step, call)
 
     def _answer(self, handler: _Handler, body: dict[str, Any], step: Step, call: int) -> None:
@@ -411,9 +405,7 @@ class MessagesServer:
             content.append({"type": "text", "text": step.text})
         if isinstance(step, ToolUse):
             tool_id = step.id or f"toolu_test_{call:04d}"
-            content.append(
-                {"type": "tool_use", "id": tool_id, "name": step.name, "input": step.input}
-            )
+            content.append({"type": "tool_use", "id": tool_id, "name": step.name, "input": step.input})
         return {
             "id": f"msg_test_{call:04d}",
             "type": "message",

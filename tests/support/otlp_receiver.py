@@ -151,9 +151,7 @@ class OTLPReceiver:
         self.errors: list[str] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="otlp-receiver", daemon=True
-        )
+        self._thread = threading.Thread(target=self._server.serve_forever, name="otlp-receiver", daemon=True)
 
     @property
     def url(self) -> str:
