@@ -184,6 +184,7 @@ def to_result(
             duration_seconds=duration,
             error=f"claude exited with code {exit_code} without a result: {tail}",
             agent="claude-code",
+            crashed=True,
         )
     text = redact(str(event.get("result") or ""))
     result = TaskResult(
@@ -197,6 +198,8 @@ def to_result(
         output=text,
         agent="claude-code",
     )
+    if event.get("api_error_status") is not None:
+        result.api_error_status = int(event["api_error_status"])
     subtype = str(event.get("subtype") or "")
     errors = "; ".join(str(e) for e in event.get("errors") or [])
     if subtype == "error_max_turns":
@@ -229,11 +232,17 @@ class Dispatch:
     marker: str = ""
 
     def run(
-        self, task: Task, prompt: str, resume: str | None, on_event: Callable[[Event], None]
+        self,
+        task: Task,
+        prompt: str,
+        resume: str | None,
+        on_event: Callable[[Event], None],
+        dispatch_id: str | None = None,
     ) -> TaskResult:
         """Run the agent to its end; stop it in the sandbox if we are interrupted."""
-        self.marker = f"{MARKER_ENV}={uuid.uuid4().hex}"
-        environment = {MARKER_ENV: self.marker.split("=", 1)[1]}
+        dispatch_id = dispatch_id or uuid.uuid4().hex
+        self.marker = f"{MARKER_ENV}={dispatch_id}"
+        environment = {MARKER_ENV: dispatch_id}
         started = time.monotonic()
         stderr: list[str] = []
         final: Event | None = None
@@ -263,8 +272,10 @@ class ClaudeCodeAgent:
     @pytest.hookimpl(trylast=True)
     def pytest_orchestrator_dispatch(self, task: Task, sandbox: Sandbox, config: pytest.Config) -> TaskResult:
         """Run `task` with Claude Code in the sandbox."""
-        from .tasks import dispatch_context
+        from .runner import dispatch_context
 
         context = dispatch_context(config, task)
         prompt = render_prompt(task, context.settings.prompt_template, context.guidance)
-        return Dispatch(sandbox, context.settings).run(task, prompt, context.resume, context.on_event)
+        return Dispatch(sandbox, context.settings).run(
+            task, prompt, context.resume, context.on_event, context.dispatch_id
+        )

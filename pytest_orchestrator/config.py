@@ -192,6 +192,49 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="USD",
     ),
     Setting(
+        "max_cost",
+        "once the run's tasks have cost this many USD, no new task is dispatched (empty: no limit)",
+        "",
+        _optional_budget,
+        metavar="USD",
+    ),
+    Setting(
+        "task_timeout",
+        "seconds a task may run before pytest-timeout stops it, unless --timeout is given",
+        "600",
+        _positive_float,
+        metavar="SECONDS",
+    ),
+    Setting(
+        "retry_attempts",
+        "attempts per task when failures are transient (API 429/5xx/overloaded, agent crash, "
+        "Docker transport)",
+        "3",
+        _positive_int,
+        metavar="N",
+    ),
+    Setting(
+        "retry_delay",
+        "seconds before the first retry; later ones wait retry_factor times longer, with jitter",
+        "1",
+        _positive_float,
+        metavar="SECONDS",
+    ),
+    Setting(
+        "retry_factor",
+        "growth of the delay between retries",
+        "2",
+        _positive_float,
+        metavar="X",
+    ),
+    Setting(
+        "retry_max_delay",
+        "the longest wait between two attempts",
+        "60",
+        _positive_float,
+        metavar="SECONDS",
+    ),
+    Setting(
         "prompt_file",
         "file holding the prompt template; {task_id}, {title}, {description}, {files}, "
         "{acceptance_criteria}, {implementation_notes}, {plan}, {milestone} and {guidance} "
@@ -242,6 +285,12 @@ class Settings:
     max_turns: int
     allowed_tools: tuple[str, ...]
     max_budget_usd: float
+    max_cost: float
+    task_timeout: float
+    retry_attempts: int
+    retry_delay: float
+    retry_factor: float
+    retry_max_delay: float
     prompt_file: Path | None
     guidance: str
     otlp_endpoint: str

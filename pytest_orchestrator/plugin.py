@@ -47,6 +47,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="NAME",
         help="with --orchestrator-health, run only this check (repeatable)",
     )
+    group.addoption(
+        "--orchestrator-rerun",
+        action="store_true",
+        default=False,
+        help="dispatch the selected tasks even when an earlier run completed them",
+    )
+    group.addoption(
+        "--orchestrator-dry-run",
+        action="store_true",
+        default=False,
+        help="collect and resolve order, resume and budget; print what would be dispatched, start no agent",
+    )
     settings_mod.add_options(parser)
 
 
@@ -76,6 +88,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
     config.pluginmanager.register(ClaudeCodeAgent(), "orchestrator-claude-code")
     config.pluginmanager.register(TaskRun(config), "orchestrator-tasks")
+    if config.getoption("dist", "no") == "load" and _uses_plans(config):
+        # Each plan is an xdist group, so one worker runs a plan's tasks in order while
+        # other workers run other plans; workers inherit this option.
+        config.option.dist = "loadgroup"
     if config.getoption("orchestrator_health"):
         from .harness import HealthHarness
 
@@ -121,11 +137,57 @@ def _plan_dirs(config: pytest.Config) -> tuple[Path, ...]:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Validate the settings before any task is dispatched."""
+    """Validate the settings before any task is dispatched, and bound each task's time."""
     from .tasks import TaskItem
 
-    if any(isinstance(item, TaskItem) for item in items):
-        settings_for(config)
+    tasks = [item for item in items if isinstance(item, TaskItem)]
+    if not tasks:
+        return
+    settings = settings_for(config)
+    if _timeout_configured(config):
+        return
+    for item in tasks:
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(settings.task_timeout))
+
+
+def _timeout_configured(config: pytest.Config) -> bool:
+    """Whether the user set pytest-timeout's timeout, which then wins over task_timeout."""
+    import os
+
+    try:
+        given = config.getoption("timeout", default=None)
+        ini = config.getini("timeout")
+    except ValueError:
+        return True
+    return given is not None or bool(ini) or "PYTEST_TIMEOUT" in os.environ
+
+
+# ---- pytest-xdist ----
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: object) -> None:
+    """Give each xdist worker the run key, so its attempts count toward the same run."""
+    from .runner import RUN_KEY_INPUT, run_key
+
+    node.workerinput[RUN_KEY_INPUT] = run_key(node.config)  # type: ignore[attr-defined]
+
+
+def _uses_plans(config: pytest.Config) -> bool:
+    args = [a.split("::")[0] for a in config.args]
+    if any(a.lower().endswith(".md") for a in args):
+        return True
+    try:
+        plan_dirs = settings_for(config).plan_dirs
+    except pytest.UsageError:
+        return False
+    base = config.invocation_params.dir
+    return any(
+        (base / a).resolve() == d.resolve() or d.resolve().is_relative_to((base / a).resolve())
+        for a in args
+        for d in plan_dirs
+    )
 
 
 # ---- fixtures ----

@@ -72,6 +72,11 @@ class TaskResult:
     error: str | None = None
     verification: Verification | None = None
     agent: str = ""
+    # For retries: the API's HTTP status when the agent stopped on an API error, and
+    # whether the agent process died without a result.
+    api_error_status: int | None = None
+    crashed: bool = False
+    attempts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def tokens(self) -> int:

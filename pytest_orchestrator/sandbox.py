@@ -33,6 +33,10 @@ class SandboxError(Exception):
     """The sandbox cannot be reached or used; the message says what to do next."""
 
 
+class SandboxTransportError(SandboxError):
+    """The connection to the Docker engine failed mid-way: worth another attempt."""
+
+
 def docker_endpoint(environ: Mapping[str, str] | None = None) -> str:
     """The Docker endpoint the SDK will use, for messages."""
     environ = os.environ if environ is None else environ
@@ -55,11 +59,11 @@ def _is_timeout(exc: BaseException) -> bool:
 def _transport_error(exc: BaseException, timeout: float, environ: Mapping[str, str]) -> SandboxError:
     endpoint = docker_endpoint(environ)
     if _is_timeout(exc):
-        return SandboxError(
+        return SandboxTransportError(
             f"docker daemon at {endpoint} did not answer within {timeout:g}s: check it with "
             "`docker info`, or raise --orchestrator-docker-timeout"
         )
-    return SandboxError(
+    return SandboxTransportError(
         f"docker daemon not reachable at {endpoint}: start it with `sudo systemctl start docker` "
         "(or `sudo dockerd &`), or point DOCKER_HOST at a running engine"
     )
@@ -258,11 +262,20 @@ class Sandbox:
         except docker.errors.APIError as exc:
             raise SandboxError(redact(f"cannot start the agent in sandbox '{self.name}': {exc}")) from None
 
+        def guarded() -> Iterator[tuple[bytes | None, bytes | None]]:
+            try:
+                yield from chunks
+            except (requests.exceptions.RequestException, OSError) as exc:
+                raise _transport_error(exc, self.timeout, os.environ) from None
+
         def exit_code() -> int | None:
-            code = api.exec_inspect(exec_id).get("ExitCode")
+            try:
+                code = api.exec_inspect(exec_id).get("ExitCode")
+            except (requests.exceptions.RequestException, OSError) as exc:
+                raise _transport_error(exc, self.timeout, os.environ) from None
             return int(code) if code is not None else None
 
-        return chunks, exit_code
+        return guarded(), exit_code
 
     def stop_marked(self, marker: str, grace: float = 2.0) -> int:
         """Stop every process in the sandbox whose environment holds `marker`; returns how many."""

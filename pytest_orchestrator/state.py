@@ -10,13 +10,13 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 DB_NAME = "state.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Each entry upgrades the schema from version N-1 to N; index 0 creates version 1.
 MIGRATIONS: tuple[str, ...] = (
@@ -58,6 +58,14 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (run_id, worker)
     );
     """,
+    # Version 2: the processes of one pytest invocation (an xdist controller and its
+    # workers) share a run key; an attempt keeps the marker of its agent processes, so
+    # a later run can stop what a killed run left behind.
+    """
+    ALTER TABLE runs ADD COLUMN run_key TEXT;
+    ALTER TABLE attempts ADD COLUMN dispatch_id TEXT;
+    CREATE INDEX runs_by_key ON runs (run_key);
+    """,
 )
 
 
@@ -74,6 +82,23 @@ class ActiveAttempt:
     title: str
     started_at: float
     heartbeat_at: float | None
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """An attempt found running on behalf of a process that no longer exists."""
+
+    plan: str
+    task_id: str
+    dispatch_id: str | None
+
+
+@dataclass(frozen=True)
+class Completion:
+    """Where and when a task was completed."""
+
+    run_id: int
+    at: float
 
 
 def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
@@ -168,13 +193,13 @@ class StateStore:
 
     # ---- writes: used by task runs ----
 
-    def begin_run(self, now: float | None = None) -> int:
-        """Record a new run and return its id."""
+    def begin_run(self, run_key: str | None = None, now: float | None = None) -> int:
+        """Record a new run of this process and return its id."""
         now = time.time() if now is None else now
         with self._transaction() as conn:
             cur = conn.execute(
-                "INSERT INTO runs (started_at, pid, host) VALUES (?, ?, ?)",
-                (now, os.getpid(), socket.gethostname()),
+                "INSERT INTO runs (started_at, pid, host, run_key) VALUES (?, ?, ?, ?)",
+                (now, os.getpid(), socket.gethostname(), run_key),
             )
             return int(cur.lastrowid or 0)
 
@@ -203,14 +228,15 @@ class StateStore:
         attempt: int = 1,
         worker: str = "main",
         now: float | None = None,
+        dispatch_id: str | None = None,
     ) -> int:
         """Record that a task attempt started; returns the attempt's row id."""
         now = time.time() if now is None else now
         with self._transaction() as conn:
             cur = conn.execute(
-                "INSERT INTO attempts (run_id, plan, task_id, title, attempt, started_at, worker) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (run_id, plan, task_id, title, attempt, now, worker),
+                "INSERT INTO attempts (run_id, plan, task_id, title, attempt, started_at, worker, "
+                "dispatch_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, plan, task_id, title, attempt, now, worker, dispatch_id),
             )
             conn.execute(
                 "INSERT INTO heartbeats (run_id, worker, at) VALUES (?, ?, ?) "
@@ -265,7 +291,72 @@ class StateStore:
         ).fetchone()
         return str(row["session_id"]) if row else None
 
-    # ---- reads: used by the health check ----
+    def set_dispatch_id(self, attempt_id: int, dispatch_id: str) -> None:
+        """Remember the marker carried by the attempt's agent processes."""
+        with self._transaction() as conn:
+            conn.execute("UPDATE attempts SET dispatch_id = ? WHERE id = ?", (dispatch_id, attempt_id))
+
+    def reap_interrupted(self, is_alive: Callable[[int, str], bool], stale_after: float) -> list[Interrupted]:
+        """Mark attempts left 'running' by a dead process as interrupted, and return them.
+
+        A run's process is dead when it ran on this host and its pid is gone, or when its
+        heartbeat is older than `stale_after` seconds (another host, or pid reuse).
+        """
+        now = time.time()
+        rows = self.conn.execute(
+            "SELECT a.id, a.plan, a.task_id, a.dispatch_id, a.run_id, r.pid, r.host, "
+            "COALESCE(h.at, a.started_at) AS beat "
+            "FROM attempts a JOIN runs r ON r.id = a.run_id "
+            "LEFT JOIN heartbeats h ON h.run_id = a.run_id AND h.worker = a.worker "
+            "WHERE a.status = 'running'"
+        ).fetchall()
+        dead = [
+            r
+            for r in rows
+            if (r["host"] == socket.gethostname() and not is_alive(r["pid"], r["host"]))
+            or now - r["beat"] > stale_after
+        ]
+        if not dead:
+            return []
+        with self._transaction() as conn:
+            for r in dead:
+                conn.execute(
+                    "UPDATE attempts SET status = 'interrupted', ended_at = ?, "
+                    "error = COALESCE(error, ?) WHERE id = ? AND status = 'running'",
+                    (now, "the orchestrator process ended during the attempt", r["id"]),
+                )
+                conn.execute(
+                    "UPDATE runs SET status = 'interrupted', ended_at = COALESCE(ended_at, ?) "
+                    "WHERE id = ? AND status = 'running'",
+                    (now, r["run_id"]),
+                )
+        return [Interrupted(r["plan"], r["task_id"], r["dispatch_id"]) for r in dead]
+
+    # ---- reads: used by resume, budgets and the health check ----
+
+    def completed(self, plan: str, task_id: str) -> Completion | None:
+        """The latest completed attempt of a task, if any."""
+        row = self.conn.execute(
+            "SELECT run_id, ended_at FROM attempts WHERE plan = ? AND task_id = ? "
+            "AND status = 'completed' ORDER BY id DESC LIMIT 1",
+            (plan, task_id),
+        ).fetchone()
+        return Completion(int(row["run_id"]), float(row["ended_at"] or 0)) if row else None
+
+    def run_cost(self, run_key: str) -> float:
+        """What all attempts of the processes sharing `run_key` have cost so far."""
+        row = self.conn.execute(
+            "SELECT COALESCE(SUM(a.cost_usd), 0) FROM attempts a JOIN runs r ON r.id = a.run_id "
+            "WHERE r.run_key = ?",
+            (run_key,),
+        ).fetchone()
+        return float(row[0])
+
+    def attempts_of(self, plan: str, task_id: str) -> list[sqlite3.Row]:
+        """Every recorded attempt of a task, oldest first."""
+        return self.conn.execute(
+            "SELECT * FROM attempts WHERE plan = ? AND task_id = ? ORDER BY id", (plan, task_id)
+        ).fetchall()
 
     def active_attempts(self) -> list[ActiveAttempt]:
         """Attempts recorded as running, oldest first, with their worker's last heartbeat."""

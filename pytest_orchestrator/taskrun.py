@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from .result import TaskResult
-from .tasks import REPORT_ATTR, RESULT, RUN_STATE, TaskItem, describe_failure, status_line
+from .runner import RUN_STATE
+from .tasks import REPORT_ATTR, RESULT, TaskItem, describe_failure, status_line
 
 
 @dataclass

@@ -92,7 +92,7 @@ Parse the input files.
 **Acceptance Criteria:**
 - [ ] it parses
 
-## Task 1.2: Pick a database
+## Task 1.2: [P] Pick a database
 **Type:** Research
 
 Storage needs a database.

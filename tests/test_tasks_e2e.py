@@ -248,7 +248,7 @@ def test_api_errors_fail_the_task_after_claude_retries(
     )
     sandbox = agent_sandbox(server, env={"CLAUDE_CODE_MAX_RETRIES": "1"})
     plan = write_plan(pytester, ONE_TASK.format(title="Throttled"))
-    result, report = run(pytester, sandbox, plan)
+    result, report = run(pytester, sandbox, plan, "--orchestrator-retry-attempts", "1")
     assert result.ret == 1
     data = task_data(report, f"{plan}::1.1")
     assert data["status"] == "failed"
