@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 SETTINGS = pytest.StashKey["settings_mod.Settings"]()
 HARNESS = pytest.StashKey["object"]()
+LOADGROUP_INPUT = "orchestrator_loadgroup"
 
 
 # ---- options and hooks ----
@@ -90,8 +91,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(TaskRun(config), "orchestrator-tasks")
     if config.getoption("dist", "no") == "load" and _uses_plans(config):
         # Each plan is an xdist group, so one worker runs a plan's tasks in order while
-        # other workers run other plans; workers inherit this option.
+        # other workers run other plans.
         config.option.dist = "loadgroup"
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None and workerinput.get(LOADGROUP_INPUT):
+        # A worker parses the command line again, where the switch above is not, and only
+        # names its items by group (what the scheduler groups by) when it sees loadgroup.
+        config.option.loadgroup = True
     if config.getoption("orchestrator_health"):
         from .harness import HealthHarness
 
@@ -168,10 +174,11 @@ def _timeout_configured(config: pytest.Config) -> bool:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: object) -> None:
-    """Give each xdist worker the run key, so its attempts count toward the same run."""
+    """Give each xdist worker the run key and the dist mode the controller switched to."""
     from .runner import RUN_KEY_INPUT, run_key
 
     node.workerinput[RUN_KEY_INPUT] = run_key(node.config)  # type: ignore[attr-defined]
+    node.workerinput[LOADGROUP_INPUT] = node.config.getoption("dist") == "loadgroup"  # type: ignore[attr-defined]
 
 
 def _uses_plans(config: pytest.Config) -> bool:

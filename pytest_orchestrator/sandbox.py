@@ -207,7 +207,7 @@ marker="$1"; signal="$2"; found=0
 for dir in /proc/[0-9]*; do
   pid="${dir#/proc/}"
   [ "$pid" = "$$" ] && continue
-  if tr '\0' '\n' < "$dir/environ" 2>/dev/null | grep -qxF "$marker"; then
+  if { tr '\0' '\n' < "$dir/environ"; } 2>/dev/null | grep -qxF "$marker"; then
     kill "-$signal" "$pid" 2>/dev/null && found=$((found + 1))
   fi
 done
@@ -215,6 +215,12 @@ echo "$found"
 """
 
 MARKER_ENV = "ORCHESTRATOR_DISPATCH_ID"
+
+
+def _count(result: ExecResult) -> int:
+    """The number the stop script printed last; processes may vanish while it runs."""
+    lines = result.output.strip().splitlines()
+    return int(lines[-1]) if lines and lines[-1].strip().isdigit() else 0
 
 
 class Sandbox:
@@ -281,13 +287,11 @@ class Sandbox:
         """Stop every process in the sandbox whose environment holds `marker`; returns how many."""
         import time
 
-        first = self.exec(["sh", "-c", _STOP_SCRIPT, "sh", marker, "TERM"])
-        stopped = int(first.output.strip() or 0) if first.exit_code == 0 else 0
+        stopped = _count(self.exec(["sh", "-c", _STOP_SCRIPT, "sh", marker, "TERM"]))
         deadline = time.monotonic() + grace
         while stopped and time.monotonic() < deadline:
             time.sleep(0.1)
-            probe_again = self.exec(["sh", "-c", _STOP_SCRIPT, "sh", marker, "0"])
-            if probe_again.output.strip() in ("", "0"):
+            if _count(self.exec(["sh", "-c", _STOP_SCRIPT, "sh", marker, "0"])) == 0:
                 return stopped
         if stopped:
             self.exec(["sh", "-c", _STOP_SCRIPT, "sh", marker, "KILL"])

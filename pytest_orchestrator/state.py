@@ -121,20 +121,32 @@ class StateStore:
     def open(cls, state_dir: Path) -> StateStore:
         """Open state.db for writing, creating or upgrading it."""
         path = state_dir / DB_NAME
-        try:
-            state_dir.mkdir(parents=True, exist_ok=True)
-            conn = _connect(path, readonly=False)
-            # WAL lets readers (the health check) run while a task run writes.
-            conn.execute("PRAGMA journal_mode=WAL")
-            # In WAL mode NORMAL never corrupts the database; a power cut may lose the last
-            # commits, which resume then treats as an interrupted attempt.
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=30000")
-            store = cls(conn, path)
-            store._migrate()
-        except (sqlite3.Error, OSError) as exc:
-            raise StateError(f"cannot open state database {path}: {exc}") from None
-        return store
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                state_dir.mkdir(parents=True, exist_ok=True)
+                conn = _connect(path, readonly=False)
+                try:
+                    # WAL lets readers (the health check) run while a task run writes.
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    # In WAL mode NORMAL never corrupts the database; a power cut may lose
+                    # the last commits, which resume then treats as an interrupted attempt.
+                    conn.execute("PRAGMA synchronous=NORMAL")
+                    conn.execute("PRAGMA busy_timeout=30000")
+                    store = cls(conn, path)
+                    store._migrate()
+                except BaseException:
+                    conn.close()
+                    raise
+                return store
+            except sqlite3.OperationalError as exc:
+                # Switching a new database to WAL does not wait on the busy handler, so
+                # xdist workers creating it together retry here instead.
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise StateError(f"cannot open state database {path}: {exc}") from None
+                time.sleep(0.05)
+            except (sqlite3.Error, OSError) as exc:
+                raise StateError(f"cannot open state database {path}: {exc}") from None
 
     @classmethod
     def read(cls, state_dir: Path) -> StateStore | None:

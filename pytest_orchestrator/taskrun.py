@@ -37,10 +37,15 @@ class TaskRun:
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-        """Attach the task's result to its call report."""
+        """Attach the task's result to its call report; a skipped task points at its heading."""
         report: pytest.TestReport = yield
-        if isinstance(item, TaskItem) and call.when == "call" and RESULT in item.stash:
+        if not isinstance(item, TaskItem):
+            return report
+        if call.when == "call" and RESULT in item.stash:
             setattr(report, REPORT_ATTR, {"title": item.task.title, **item.stash[RESULT].to_dict()})
+        if report.skipped and isinstance(report.longrepr, tuple):
+            path, line, _ = item.reportinfo()
+            report.longrepr = (str(path), line + 1, report.longrepr[2])
         return report
 
     @pytest.hookimpl(optionalhook=True)

@@ -295,8 +295,10 @@ def test_a_hung_agent_is_stopped_inside_the_sandbox(
     assert time.monotonic() - started < 60
     assert result.ret == 1
     result.stdout.fnmatch_lines(["*Timeout*"])
-    left = sandbox.exec_run(["pgrep", "-a", "claude"]).output.decode()
-    assert left.strip() == "", f"claude still running in the sandbox: {left}"
+    listing = sandbox.exec_run(["ps", "-eo", "stat=,pid=,args="]).output.decode()
+    # Zombies are dead processes that the container's PID 1 (sleep) never reaps.
+    left = [line for line in listing.splitlines() if "claude" in line and not line.strip().startswith("Z")]
+    assert left == [], f"claude still running in the sandbox: {left}"
     store = StateStore.read(pytester.path / ".orchestrator")
     assert store is not None
     assert store.conn.execute("SELECT status FROM attempts").fetchone()[0] == "timeout"
