@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from .config import Settings
     from .plan import Task
     from .sandbox import Sandbox
-    from .state import StateStore
+    from .state import Interrupted, StateStore
     from .tasks import TaskItem
 
 CONTEXT = pytest.StashKey["DispatchContext"]()
@@ -90,10 +90,17 @@ class RunState:
         self.settings = settings
         self.key = run_key(config)
         self.store: StateStore = StateStore.open(settings.state_dir)
-        self.interrupted = self.store.reap_interrupted(_pid_alive, settings.freeze_threshold)
-        self.run_id = self.store.begin_run(self.key)
         self.worker = worker_id()
         self.blocked: dict[str, tuple[str, str]] = {}
+        self.dry_run = bool(config.getoption("orchestrator_dry_run"))
+        self.interrupted: list[Interrupted] = []
+        self.run_id = 0
+        self._heartbeat: _Heartbeat | None = None
+        if self.dry_run:
+            # A dry run reads the state to explain its decisions and writes nothing.
+            return
+        self.interrupted = self.store.reap_interrupted(_pid_alive, settings.freeze_threshold)
+        self.run_id = self.store.begin_run(self.key)
         interval = max(0.5, min(30.0, settings.freeze_threshold / 4))
         self._heartbeat = _Heartbeat(settings.state_dir, self.run_id, self.worker, interval)
         self._heartbeat.start()
@@ -101,9 +108,10 @@ class RunState:
 
     def close(self, status: str) -> None:
         """Stop the heartbeat and record how the run ended."""
-        self._heartbeat.stopped.set()
-        self._heartbeat.join(timeout=5)
-        self.store.end_run(self.run_id, status)
+        if self._heartbeat is not None:
+            self._heartbeat.stopped.set()
+            self._heartbeat.join(timeout=5)
+            self.store.end_run(self.run_id, status)
         self.store.close()
 
 

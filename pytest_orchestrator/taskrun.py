@@ -10,7 +10,9 @@ import pytest
 
 from .result import TaskResult
 from .runner import RUN_STATE
-from .tasks import REPORT_ATTR, RESULT, TaskItem, describe_failure, status_line
+from .tasks import REPORT_ATTR, RESULT, TaskItem, describe_failure, skip_line, status_line
+
+SKIP_ATTR = "orchestrator_skip"
 
 
 @dataclass
@@ -45,7 +47,9 @@ class TaskRun:
             setattr(report, REPORT_ATTR, {"title": item.task.title, **item.stash[RESULT].to_dict()})
         if report.skipped and isinstance(report.longrepr, tuple):
             path, line, _ = item.reportinfo()
-            report.longrepr = (str(path), line + 1, report.longrepr[2])
+            reason = str(report.longrepr[2]).removeprefix("Skipped: ")
+            report.longrepr = (str(path), line + 1, reason)
+            setattr(report, SKIP_ATTR, {"task_id": item.task.id, "reason": reason})
         return report
 
     @pytest.hookimpl(optionalhook=True)
@@ -67,6 +71,10 @@ class TaskRun:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Print the seed's line for each finished task and keep the result for the totals."""
+        skipped = getattr(report, SKIP_ATTR, None)
+        if skipped:
+            self._write(skip_line(skipped["task_id"], skipped["reason"], report.stop, report.nodeid.split("::")[0]))
+            return
         data = getattr(report, REPORT_ATTR, None)
         if not data:
             return
@@ -74,10 +82,12 @@ class TaskRun:
         title = data.pop("title", "")
         result = TaskResult.from_dict(data)
         self.finished.append(Finished(report.nodeid, title, result, report.start, report.stop))
+        self._write(status_line(result.task_id, result, report.stop, report.nodeid.split("::")[0]))
+
+    def _write(self, line: str) -> None:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
-            plan = report.nodeid.split("::")[0]
-            reporter.write_line(status_line(result.task_id, result, report.stop, plan))
+            reporter.write_line(line)
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         """List the tasks that wait for a human, with their question and options."""

@@ -142,3 +142,13 @@ def status_line(task_id: str, result: TaskResult, when: float | None = None, pla
         f"({result.duration_seconds:.0f}s, {tokens} tokens, ${result.cost_usd:.2f})"
         + (f" {plan}" if plan else "")
     )
+
+
+def skip_line(task_id: str, reason: str, when: float | None = None, plan: str = "") -> str:
+    """The line for a task that was not dispatched, e.g. `Task 1.2: SKIPPED (blocked by 1.1 (failed))`."""
+    stamp = time.strftime("%H:%M:%S", time.localtime(when))
+    if reason.startswith("dry run: "):
+        label, reason = "DRY RUN", reason.removeprefix("dry run: ")
+    else:
+        label = "SKIPPED"
+    return f"[{stamp}] Task {task_id}: {label} ({reason})" + (f" {plan}" if plan else "")
