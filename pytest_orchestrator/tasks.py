@@ -103,7 +103,9 @@ class TaskItem(pytest.Item):
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, TaskFailure):
             return describe_failure(self.task.id, excinfo.value.result, self.plan_key)
-        if isinstance(excinfo.value, SandboxError):
+        from .state import StateError
+
+        if isinstance(excinfo.value, SandboxError | StateError):
             return f"Task {self.task.id} was not dispatched: {excinfo.value}"
         return redact(str(super().repr_failure(excinfo, style=style)))
 

@@ -1,0 +1,649 @@
+"""Runs that survive: resume, interrupted attempts, blocking, xdist, retries, budget, dry run, timeouts.
+
+Each run is a real pytest process (pytester subprocess; the orchestrator installs signal
+handlers) against a real SQLite state database. The agent is a conftest plugin that
+follows a script per task and logs every dispatch with the xdist worker that made it.
+No Docker engine and no Claude are needed: the Docker endpoint is a dead socket.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_orchestrator import config as settings_mod
+from pytest_orchestrator.claude import DEFAULT_PROMPT, render_prompt
+from pytest_orchestrator.plan import parse_plan
+from pytest_orchestrator.runner import backoff
+from pytest_orchestrator.state import MIGRATIONS, SCHEMA_VERSION, StateError, StateStore
+
+# The script maps "plans/x.md::1.2" (or "*") to the results of successive dispatches;
+# the last one repeats. A step may sleep first, to outlast a timeout.
+AGENT = """
+import json
+import os
+import time
+from pathlib import Path
+
+from pytest_orchestrator.result import TaskResult
+
+DEFAULT = [{"status": "completed"}]
+
+
+def pytest_orchestrator_dispatch(task, sandbox, config):
+    root = Path(str(config.rootpath))
+    script = root / "script.json"
+    steps = json.loads(script.read_text()) if script.exists() else {}
+    key = f"{task.plan}::{task.id}"
+    log = root / "dispatched.log"
+    earlier = log.read_text().splitlines() if log.exists() else []
+    number = sum(1 for line in earlier if line.split()[0] == key)
+    with open(log, "a") as out:
+        out.write(f"{key} {os.environ.get('PYTEST_XDIST_WORKER', 'main')}\\n")
+    plan = steps.get(key) or steps.get("*") or DEFAULT
+    step = plan[min(number, len(plan) - 1)]
+    time.sleep(step.get("sleep", 0))
+    return TaskResult(
+        task.id,
+        step.get("status", "completed"),
+        cost_usd=step.get("cost", 0.0),
+        error=step.get("error"),
+        question=step.get("question"),
+        api_error_status=step.get("api"),
+        crashed=step.get("crashed", False),
+        agent="scripted",
+    )
+"""
+
+PLAN = """\
+# Milestone 1: Storage
+
+## Task 1.1: Write the parser
+
+Parse the input files.
+
+## Task 1.2: Pick a database
+
+Storage needs a database.
+
+## Task 1.3: Wire the storage
+
+Connect the parser to the database.
+"""
+
+STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
+
+
+@pytest.fixture(autouse=True)
+def dead_docker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    endpoint = f"unix://{tmp_path}/dead.sock"
+    monkeypatch.setenv("DOCKER_HOST", endpoint)
+    for name in list(os.environ):
+        if name.startswith(("ORCHESTRATOR_", "OTEL_", "PYTEST_XDIST_")) or name in (
+            "PYTEST_TIMEOUT",
+            "PYTEST_ADDOPTS",
+        ):
+            monkeypatch.delenv(name)
+    return endpoint
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A project with an ini file, the scripted agent and plans/x.md."""
+    pytester.makeini("[pytest]\n")
+    pytester.makeconftest(AGENT)
+    pytester.mkdir("plans")
+    write_plan(pytester, "x.md", PLAN)
+    return pytester
+
+
+def write_plan(pytester: pytest.Pytester, name: str, text: str) -> None:
+    (pytester.path / "plans" / name).write_text(text, encoding="utf-8")
+
+
+def plan_of(milestone: int, titles: list[str]) -> str:
+    """A plan whose tasks are `milestone.1`, `milestone.2`, ... with the given titles."""
+    body = "".join(f"## Task {milestone}.{n}: {title}\n\nDo it.\n\n" for n, title in enumerate(titles, 1))
+    return f"# Milestone {milestone}\n\n{body}"
+
+
+def script(pytester: pytest.Pytester, steps: dict[str, list[dict[str, Any]]]) -> None:
+    (pytester.path / "script.json").write_text(json.dumps(steps), encoding="utf-8")
+
+
+def dispatched(pytester: pytest.Pytester) -> list[tuple[str, str]]:
+    """(nodeid, worker) of every dispatch, in the order they happened."""
+    log = pytester.path / "dispatched.log"
+    if not log.exists():
+        return []
+    return [(key, worker) for key, worker in (line.split() for line in log.read_text().splitlines())]
+
+
+def keys(pytester: pytest.Pytester) -> list[str]:
+    return [key for key, _ in dispatched(pytester)]
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess(*args)
+
+
+def query(pytester: pytest.Pytester, sql: str, *params: Any) -> list[sqlite3.Row]:
+    """Rows of `sql` from the project's state database."""
+    conn = sqlite3.connect(pytester.path / ".orchestrator" / "state.db")
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def count(pytester: pytest.Pytester, sql: str, *params: Any) -> int:
+    return int(query(pytester, sql, *params)[0][0])
+
+
+def attempt_rows(pytester: pytest.Pytester, where: str = "1", *params: Any) -> list[tuple[Any, ...]]:
+    """(plan, task_id, attempt, status) of the attempts, oldest first."""
+    sql = f"SELECT plan, task_id, attempt, status FROM attempts WHERE {where} ORDER BY id"
+    return [tuple(r) for r in query(pytester, sql, *params)]
+
+
+def summary_skips(result: pytest.RunResult) -> list[tuple[str, str]]:
+    """(location, reason) from the `-rs` summary, e.g. `SKIPPED [1] plans/x.md:9: reason`."""
+    lines = (re.match(r"SKIPPED \[1\] (\S+?:\d+): (.*)$", line) for line in result.outlines)
+    return [(m.group(1), m.group(2)) for m in lines if m]
+
+
+def verbose_skips(result: pytest.RunResult) -> dict[str, str]:
+    """nodeid -> skip reason, from `-v` lines such as `plans/x.md::1.2 SKIPPED (reason)`."""
+    skips = {}
+    for line in result.outlines:
+        match = re.match(r"^(\S+::\S+) SKIPPED \((.*)\)\s*(?:\[\s*\d+%\])?$", line)
+        if match:
+            skips[match.group(1)] = match.group(2)
+    return skips
+
+
+def dead_pid() -> int:
+    """A pid with no process behind it on this host."""
+    pid = 2**22 + 12345
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        except PermissionError:
+            pass
+        pid += 1
+
+
+# ---- resume ----
+
+
+def test_second_run_skips_completed_tasks_and_rerun_dispatches_them(
+    project: pytest.Pytester,
+) -> None:
+    first = run(project, "plans/x.md")
+    assert first.ret == pytest.ExitCode.OK
+    assert first.parseoutcomes() == {"passed": 3}
+
+    second = run(project, "plans/x.md", "-rs")
+    assert second.ret == pytest.ExitCode.OK
+    assert second.parseoutcomes() == {"skipped": 3}
+    skips = summary_skips(second)
+    assert [location for location, _ in skips] == ["plans/x.md:3", "plans/x.md:7", "plans/x.md:11"]
+    assert all(re.fullmatch(rf"completed in run 1 at {STAMP}", reason) for _, reason in skips)
+    assert keys(project) == ["plans/x.md::1.1", "plans/x.md::1.2", "plans/x.md::1.3"]
+
+    again = run(project, "plans/x.md", "--orchestrator-rerun")
+    assert again.parseoutcomes() == {"passed": 3}
+    assert len(keys(project)) == 6
+
+    one = run(project, "plans/x.md", "-k", "1.2", "--orchestrator-rerun")
+    assert one.parseoutcomes() == {"passed": 1, "deselected": 2}
+    assert keys(project)[6:] == ["plans/x.md::1.2"]
+
+
+def test_skip_names_the_run_and_time_per_task(project: pytest.Pytester) -> None:
+    run(project, "plans/x.md", "-k", "1.1")
+    run(project, "plans/x.md", "-k", "1.2")
+    result = run(project, "plans/x.md", "-v", "-k", "1.1 or 1.2")
+    skips = verbose_skips(result)
+    assert sorted(skips) == ["plans/x.md::1.1", "plans/x.md::1.2"]
+    assert re.fullmatch(rf"completed in run 1 at {STAMP}", skips["plans/x.md::1.1"])
+    assert re.fullmatch(rf"completed in run 2 at {STAMP}", skips["plans/x.md::1.2"])
+
+
+def test_failed_task_is_dispatched_again_in_the_next_run(project: pytest.Pytester) -> None:
+    script(project, {"plans/x.md::1.2": [{"status": "failed", "error": "flaky"}, {"status": "completed"}]})
+    first = run(project, "plans/x.md", "-v")
+    assert first.ret == pytest.ExitCode.TESTS_FAILED
+    assert first.parseoutcomes() == {"passed": 1, "failed": 1, "skipped": 1}
+
+    second = run(project, "plans/x.md", "-v")
+    assert second.ret == pytest.ExitCode.OK
+    assert second.parseoutcomes() == {"passed": 2, "skipped": 1}
+    assert list(verbose_skips(second)) == ["plans/x.md::1.1"]
+    assert keys(project) == [
+        "plans/x.md::1.1",
+        "plans/x.md::1.2",
+        "plans/x.md::1.2",
+        "plans/x.md::1.3",
+    ]
+
+
+def test_last_failed_still_selects_the_failed_task(project: pytest.Pytester) -> None:
+    script(project, {"plans/x.md::1.3": [{"status": "failed", "error": "broken"}]})
+    first = run(project, "plans/x.md")
+    assert first.parseoutcomes() == {"passed": 2, "failed": 1}
+
+    result = run(project, "plans/x.md", "--lf")
+    assert result.parseoutcomes() == {"failed": 1, "deselected": 2}
+    result.stdout.fnmatch_lines(["run-last-failure: rerun previous 1 failure*"])
+    assert keys(project)[3:] == ["plans/x.md::1.3"]
+
+
+# ---- interrupted attempts ----
+
+
+def test_attempt_of_a_dead_process_is_marked_interrupted_and_dispatched_again(
+    project: pytest.Pytester,
+) -> None:
+    store = StateStore.open(project.path / ".orchestrator")
+    try:
+        dead_run = store.begin_run("killed-run")
+        dead_attempt = store.start_attempt(dead_run, "plans/x.md", "1.2", "Pick a database", dispatch_id="d1")
+        live_run = store.begin_run("live-run")
+        live_attempt = store.start_attempt(live_run, "plans/x.md", "1.3", "Wire the storage")
+        store.conn.execute("UPDATE runs SET pid = ? WHERE id = ?", (dead_pid(), dead_run))
+        # This test process is alive, so its attempt must be left alone.
+        store.conn.execute("UPDATE runs SET pid = ? WHERE id = ?", (os.getpid(), live_run))
+    finally:
+        store.close()
+
+    result = run(project, "plans/x.md", "-k", "1.2")
+    assert result.ret == pytest.ExitCode.OK
+    assert result.parseoutcomes() == {"passed": 1, "deselected": 2}
+    assert keys(project) == ["plans/x.md::1.2"]
+
+    (old,) = query(project, "SELECT status, ended_at, error FROM attempts WHERE id = ?", dead_attempt)
+    assert old["status"] == "interrupted"
+    assert old["ended_at"] is not None
+    assert "ended during the attempt" in old["error"]
+    (dead,) = query(project, "SELECT status FROM runs WHERE id = ?", dead_run)
+    assert dead["status"] == "interrupted"
+    (live,) = query(project, "SELECT status FROM attempts WHERE id = ?", live_attempt)
+    assert live["status"] == "running"
+    assert attempt_rows(project, "task_id = '1.2'") == [
+        ("plans/x.md", "1.2", 1, "interrupted"),
+        ("plans/x.md", "1.2", 1, "completed"),
+    ]
+
+
+# ---- ordering and blocking within a plan ----
+
+
+def test_failed_or_waiting_task_blocks_the_rest_of_its_plan(project: pytest.Pytester) -> None:
+    write_plan(
+        project,
+        "x.md",
+        "# M1\n\n## Task 1.1: First\n\n## Task 1.2: Second\n\n## Task 1.3: Third\n\n"
+        "## Task 1.4: [P] Fourth\n\n## Task 1.5: Fifth\n",
+    )
+    write_plan(project, "y.md", "# M2\n\n## Task 2.1: Ask\n\n## Task 2.2: Answer\n")
+    script(
+        project,
+        {
+            "plans/x.md::1.2": [{"status": "failed", "error": "tests do not pass"}],
+            "plans/y.md::2.1": [{"status": "needs_human", "question": "A or B?"}],
+        },
+    )
+    result = run(project, "plans/x.md", "plans/y.md", "-v")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert result.parseoutcomes() == {"passed": 2, "failed": 1, "needs_human": 1, "skipped": 3}
+    assert verbose_skips(result) == {
+        "plans/x.md::1.3": "blocked by 1.2 (failed)",
+        "plans/x.md::1.5": "blocked by 1.2 (failed)",
+        "plans/y.md::2.2": "blocked by 2.1 (needs_human)",
+    }
+    assert keys(project) == [
+        "plans/x.md::1.1",
+        "plans/x.md::1.2",
+        "plans/x.md::1.4",
+        "plans/y.md::2.1",
+    ]
+
+
+def test_tasks_run_in_document_order(project: pytest.Pytester) -> None:
+    write_plan(project, "x.md", "# M\n\n## Task 3: Last id first\n\n## Task 1: One\n\n## Task 2: Two\n")
+    result = run(project, "plans/x.md")
+    assert result.parseoutcomes() == {"passed": 3}
+    assert keys(project) == ["plans/x.md::3", "plans/x.md::1", "plans/x.md::2"]
+
+
+# ---- pytest-xdist ----
+
+
+def test_xdist_runs_each_plan_on_one_worker_in_order(project: pytest.Pytester) -> None:
+    write_plan(project, "x.md", "# A\n\n## Task 1.3: C\n\n## Task 1.1: A\n\n## Task 1.2: B\n")
+    write_plan(project, "y.md", plan_of(2, ["D", "E", "F"]))
+    result = run(project, "-n", "2", "plans")
+    assert result.ret == pytest.ExitCode.OK
+    assert result.parseoutcomes() == {"passed": 6}
+    log = dispatched(project)
+    for plan, order in (("plans/x.md", ["1.3", "1.1", "1.2"]), ("plans/y.md", ["2.1", "2.2", "2.3"])):
+        mine = [(key, worker) for key, worker in log if key.startswith(plan + "::")]
+        assert [key.split("::")[1] for key, _ in mine] == order
+        workers = {worker for _, worker in mine}
+        assert len(workers) == 1 and workers <= {"gw0", "gw1"}, mine
+
+
+def test_xdist_workers_share_one_run_in_the_state_database(project: pytest.Pytester) -> None:
+    for milestone in range(1, 9):
+        write_plan(project, f"p{milestone}.md", plan_of(milestone, [f"T{n}" for n in range(5)]))
+    (project.path / "plans" / "x.md").unlink()
+    result = run(project, "-n", "4", "plans")
+    assert result.ret == pytest.ExitCode.OK
+    assert result.parseoutcomes() == {"passed": 40}
+    assert count(project, "SELECT COUNT(*) FROM attempts") == 40
+    assert count(project, "SELECT COUNT(*) FROM attempts WHERE status = 'completed'") == 40
+    assert count(project, "SELECT COUNT(DISTINCT plan || task_id) FROM attempts") == 40
+    runs = query(project, "SELECT run_key, status FROM runs")
+    assert len(runs) >= 2
+    assert len({r["run_key"] for r in runs}) == 1
+    assert runs[0]["run_key"]
+    assert {r["status"] for r in runs} == {"finished"}
+    workers = count(project, "SELECT COUNT(DISTINCT worker) FROM attempts")
+    assert workers == len(runs)
+
+
+# ---- retries ----
+
+API_429 = {"status": "failed", "api": 429, "error": "API Error: 429"}
+
+
+def test_transient_api_errors_are_retried(project: pytest.Pytester) -> None:
+    script(project, {"plans/x.md::1.1": [API_429, API_429, {"status": "completed"}]})
+    result = run(
+        project,
+        "plans/x.md",
+        "-k",
+        "1.1",
+        "--orchestrator-retry-delay",
+        "0.01",
+        "--json-report",
+        "--json-report-file",
+        "r.json",
+    )
+    assert result.ret == pytest.ExitCode.OK
+    assert result.parseoutcomes() == {"passed": 1, "deselected": 2}
+    assert attempt_rows(project) == [
+        ("plans/x.md", "1.1", 1, "failed"),
+        ("plans/x.md", "1.1", 2, "failed"),
+        ("plans/x.md", "1.1", 3, "completed"),
+    ]
+    report = json.loads((project.path / "r.json").read_text())
+    (test,) = report["tests"]
+    attempts = test["metadata"]["orchestrator_task"]["attempts"]
+    assert [a["attempt"] for a in attempts] == [1, 2, 3]
+    assert [a["status"] for a in attempts] == ["failed", "failed", "completed"]
+    for entry in attempts[:2]:
+        assert entry["reason"] == "API Error: 429"
+        assert re.fullmatch(r"the API answered 429; retrying in \d+\.\ds", entry["retry"])
+    assert "retry" not in attempts[2]
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        {"status": "failed", "api": 401, "error": "API Error: 401 invalid x-api-key"},
+        {"status": "failed", "error": "max turns reached (50)"},
+        {"status": "needs_human", "question": "Which one?"},
+    ],
+    ids=["unauthorized", "max-turns", "needs-human"],
+)
+def test_lasting_failures_are_not_retried(project: pytest.Pytester, step: dict[str, Any]) -> None:
+    script(project, {"plans/x.md::1.1": [step, {"status": "completed"}]})
+    result = run(project, "plans/x.md", "-k", "1.1", "--orchestrator-retry-delay", "0.01")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert attempt_rows(project) == [("plans/x.md", "1.1", 1, step["status"])]
+    assert keys(project) == ["plans/x.md::1.1"]
+
+
+def test_crashed_agent_is_retried(project: pytest.Pytester) -> None:
+    crash = {"status": "failed", "crashed": True, "error": "claude exited with code 137 without a result"}
+    script(project, {"plans/x.md::1.1": [crash, {"status": "completed"}]})
+    result = run(project, "plans/x.md", "-k", "1.1", "--orchestrator-retry-delay", "0.01")
+    assert result.ret == pytest.ExitCode.OK
+    assert attempt_rows(project) == [
+        ("plans/x.md", "1.1", 1, "failed"),
+        ("plans/x.md", "1.1", 2, "completed"),
+    ]
+
+
+def test_retries_stop_after_retry_attempts(project: pytest.Pytester) -> None:
+    script(project, {"plans/x.md::1.1": [{"status": "failed", "api": 529, "error": "API Error: 529"}]})
+    result = run(
+        project,
+        "plans/x.md",
+        "-k",
+        "1.1",
+        "--orchestrator-retry-delay",
+        "0.01",
+        "--orchestrator-retry-attempts",
+        "2",
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*Task 1.1 FAILED: API Error: 529"])
+    assert attempt_rows(project) == [("plans/x.md", "1.1", 1, "failed"), ("plans/x.md", "1.1", 2, "failed")]
+
+
+def test_backoff_grows_exponentially_with_jitter_up_to_the_cap(pytester: pytest.Pytester) -> None:
+    resolved = settings_mod.resolve(pytester.parseconfig(), environ={})
+    settings = dataclasses.replace(resolved, retry_delay=1.0, retry_factor=2.0, retry_max_delay=60.0)
+    ceilings = []
+    for attempt in range(1, 11):
+        low = backoff(attempt, settings, rng=lambda: 0.0)
+        high = backoff(attempt, settings, rng=lambda: 1.0)
+        middle = backoff(attempt, settings, rng=lambda: 0.5)
+        assert low == high / 2
+        assert low < middle < high
+        ceilings.append(high)
+    assert ceilings == [1, 2, 4, 8, 16, 32, 60, 60, 60, 60]
+    assert all(0.5 <= backoff(1, settings) <= 1.0 for _ in range(100))
+
+
+# ---- budget ----
+
+PARALLEL_PLAN = "# M\n\n" + "".join(f"## Task 1.{n}: [P] Part {n}\n\nDo it.\n\n" for n in range(1, 5))
+
+
+def test_budget_stops_dispatching_once_reached(project: pytest.Pytester) -> None:
+    write_plan(project, "x.md", PARALLEL_PLAN)
+    script(project, {"*": [{"status": "completed", "cost": 0.30}]})
+    result = run(project, "plans/x.md", "-rs", "--orchestrator-max-cost", "0.5")
+    assert result.ret == pytest.ExitCode.OK
+    assert result.parseoutcomes() == {"passed": 2, "skipped": 2}
+    assert keys(project) == ["plans/x.md::1.1", "plans/x.md::1.2"]
+    reason = "budget reached: $0.60 of $0.50 spent in this run"
+    # Tasks 1.3 and 1.4 have their headings on lines 11 and 15.
+    assert summary_skips(result) == [("plans/x.md:11", reason), ("plans/x.md:15", reason)]
+    assert count(project, "SELECT COUNT(*) FROM attempts") == 2
+
+
+def test_budget_counts_only_this_run(project: pytest.Pytester) -> None:
+    write_plan(project, "x.md", PARALLEL_PLAN)
+    script(project, {"*": [{"status": "completed", "cost": 0.30}]})
+    run(project, "plans/x.md", "--orchestrator-max-cost", "0.5")
+    result = run(project, "plans/x.md", "--orchestrator-max-cost", "0.5")
+    # Run 1 spent $0.60 already; run 2 starts from zero and dispatches the two left.
+    assert result.parseoutcomes() == {"passed": 2, "skipped": 2}
+    assert keys(project)[2:] == ["plans/x.md::1.3", "plans/x.md::1.4"]
+
+
+def test_budget_is_shared_by_the_xdist_workers(project: pytest.Pytester) -> None:
+    cost, budget = 0.30, 1.0
+    for name, milestone in (("x.md", 1), ("y.md", 2)):
+        tasks = "".join(f"## Task {milestone}.{n}: [P] Part {n}\n\nDo it.\n\n" for n in range(1, 7))
+        write_plan(project, name, f"# M{milestone}\n\n{tasks}")
+    # A short sleep keeps both workers busy at once.
+    script(project, {"*": [{"status": "completed", "cost": cost, "sleep": 0.2}]})
+    result = run(project, "-n", "2", "plans", "-rs", "--orchestrator-max-cost", str(budget))
+    assert result.ret == pytest.ExitCode.OK
+    log = dispatched(project)
+    assert {worker for _, worker in log} == {"gw0", "gw1"}
+    spent = len(log) * cost
+    # Each worker may have one task in flight when the other reaches the budget.
+    assert budget <= spent <= budget + 2 * cost
+    outcomes = result.parseoutcomes()
+    assert outcomes["passed"] == len(log)
+    assert outcomes["skipped"] == 12 - len(log)
+    result.stdout.re_match_lines([r".*budget reached: \$\d\.\d\d of \$1\.00 spent in this run$"])
+
+
+# ---- dry run ----
+
+
+def test_dry_run_dispatches_nothing(project: pytest.Pytester) -> None:
+    result = run(project, "plans/x.md", "-v", "--orchestrator-dry-run")
+    assert result.ret == pytest.ExitCode.OK
+    assert result.parseoutcomes() == {"skipped": 3}
+    assert not (project.path / "dispatched.log").exists()
+    plan = parse_plan(project.path / "plans" / "x.md")
+    expected = {
+        f"plans/x.md::{task.id}": "dry run: would dispatch, prompt "
+        f"{len(render_prompt(dataclasses.replace(task, plan='plans/x.md'), DEFAULT_PROMPT))} chars"
+        for task in plan.tasks
+    }
+    assert verbose_skips(result) == expected
+    assert count(project, "SELECT COUNT(*) FROM attempts") == 0
+    assert count(project, "SELECT COUNT(*) FROM runs") == 0
+
+
+def test_dry_run_shows_resume_for_completed_tasks(project: pytest.Pytester) -> None:
+    run(project, "plans/x.md", "-k", "1.1")
+    result = run(project, "plans/x.md", "-v", "--orchestrator-dry-run")
+    assert result.parseoutcomes() == {"skipped": 3}
+    skips = verbose_skips(result)
+    assert re.fullmatch(rf"completed in run 1 at {STAMP}", skips["plans/x.md::1.1"])
+    for task_id in ("1.2", "1.3"):
+        assert re.fullmatch(
+            r"dry run: would dispatch, prompt [1-9]\d* chars", skips[f"plans/x.md::{task_id}"]
+        )
+    assert keys(project) == ["plans/x.md::1.1"]
+    assert count(project, "SELECT COUNT(*) FROM attempts") == 1
+    assert count(project, "SELECT COUNT(*) FROM runs") == 1
+
+
+# ---- task timeout ----
+
+TIMEOUT_PROBE = """
+from pathlib import Path
+
+import pytest
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    marks = {}
+    for item in items:
+        mark = item.get_closest_marker("timeout")
+        marks[item.nodeid] = list(mark.args) if mark else None
+    (Path(str(config.rootpath)) / "timeouts.json").write_text(json.dumps(marks))
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [([], 600.0), (["--orchestrator-task-timeout", "42"], 42.0), (["--timeout", "5"], None)],
+    ids=["default", "task-timeout", "pytest-timeout-wins"],
+)
+def test_each_task_carries_the_task_timeout(
+    project: pytest.Pytester, args: list[str], expected: float | None
+) -> None:
+    project.makeconftest("import json\n" + AGENT + TIMEOUT_PROBE)
+    result = run(project, "plans/x.md", "--collect-only", *args)
+    assert result.ret == pytest.ExitCode.OK
+    marks = json.loads((project.path / "timeouts.json").read_text())
+    assert sorted(marks) == ["plans/x.md::1.1", "plans/x.md::1.2", "plans/x.md::1.3"]
+    assert set(map(json.dumps, marks.values())) == {json.dumps(None if expected is None else [expected])}
+
+
+def test_task_outliving_its_timeout_fails_and_is_recorded(project: pytest.Pytester) -> None:
+    script(project, {"plans/x.md::1.1": [{"status": "completed", "sleep": 30}]})
+    started = time.monotonic()
+    result = run(project, "plans/x.md", "-k", "1.1", "--orchestrator-task-timeout", "1")
+    assert time.monotonic() - started < 25
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*Timeout*"])
+    ((status, error),) = query(project, "SELECT status, error FROM attempts")
+    assert status == "timeout"
+    assert "Timeout" in error
+
+
+# ---- schema migration ----
+
+
+def make_v1_database(state_dir: Path, ended_at: float) -> None:
+    state_dir.mkdir()
+    conn = sqlite3.connect(state_dir / "state.db")
+    try:
+        conn.executescript(MIGRATIONS[0])
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute(
+            "INSERT INTO runs (id, started_at, ended_at, status, pid, host) "
+            "VALUES (1, ?, ?, 'finished', 1, 'old-host')",
+            (ended_at - 60, ended_at),
+        )
+        conn.execute(
+            "INSERT INTO attempts (run_id, plan, task_id, title, status, started_at, ended_at, cost_usd) "
+            "VALUES (1, 'plans/x.md', '1.1', 'Write the parser', 'completed', ?, ?, 0.25)",
+            (ended_at - 30, ended_at),
+        )
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def test_version_1_database_is_upgraded_and_still_resumes(project: pytest.Pytester) -> None:
+    ended_at = 1_700_000_000.0
+    state_dir = project.path / ".orchestrator"
+    make_v1_database(state_dir, ended_at)
+
+    store = StateStore.open(state_dir)
+    try:
+        assert store.schema_version == SCHEMA_VERSION == 2
+        run_columns = {r["name"] for r in store.conn.execute("PRAGMA table_info(runs)")}
+        attempt_columns = {r["name"] for r in store.conn.execute("PRAGMA table_info(attempts)")}
+        (old,) = store.attempts_of("plans/x.md", "1.1")
+    finally:
+        store.close()
+    assert "run_key" in run_columns
+    assert "dispatch_id" in attempt_columns
+    assert (old["run_id"], old["status"], old["cost_usd"], old["dispatch_id"]) == (1, "completed", 0.25, None)
+
+    result = run(project, "plans/x.md", "-v")
+    assert result.ret == pytest.ExitCode.OK
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ended_at))
+    assert verbose_skips(result) == {"plans/x.md::1.1": f"completed in run 1 at {stamp}"}
+    assert keys(project) == ["plans/x.md::1.2", "plans/x.md::1.3"]
+    assert query(project, "SELECT host FROM runs WHERE id = 1")[0]["host"] == "old-host"
+
+
+def test_newer_database_asks_to_upgrade(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    conn = sqlite3.connect(state_dir / "state.db")
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(StateError, match=r"schema version 99, newer than .*: upgrade pytest-orchestrator"):
+        StateStore.open(state_dir)
+    with pytest.raises(StateError, match=r"schema version 99.*upgrade pytest-orchestrator"):
+        StateStore.read(state_dir)
