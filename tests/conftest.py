@@ -128,3 +128,26 @@ def agent_sandbox(make_sandbox: Callable[..., Any], agent_image: str) -> Callabl
         )
 
     return start
+
+
+@pytest.fixture
+def agent_env(monkeypatch: pytest.MonkeyPatch, docker_client: Any) -> None:
+    """The orchestrator's own environment for agent runs: known secrets, nothing inherited."""
+    for name in ("DOCKER_HOST", "OTEL_EXPORTER_OTLP_ENDPOINT", "ORCHESTRATOR_SANDBOX"):
+        monkeypatch.delenv(name, raising=False)
+    # The secrets are in the orchestrator's environment too, where a careless log line could leak them.
+    monkeypatch.setenv("ANTHROPIC_API_KEY", AGENT_API_KEY)
+    monkeypatch.setenv("GH_TOKEN", AGENT_GH_TOKEN)
+
+
+def task_run_args(sandbox: Any) -> list[str]:
+    """The flags every end-to-end task run uses: the sandbox, no cache, a JSON report."""
+    return [
+        "--orchestrator-sandbox",
+        sandbox.name,
+        "-p",
+        "no:cacheprovider",
+        "--json-report",
+        "--json-report-file",
+        "report.json",
+    ]

@@ -16,16 +16,13 @@ from typing import Any
 import pytest
 
 from pytest_orchestrator.state import StateStore
-from tests.conftest import AGENT_API_KEY, AGENT_GH_TOKEN
+from tests.conftest import task_run_args
 from tests.support.messages_server import error, reply
 
 
 @pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch, docker_client: Any) -> None:
-    for name in ("DOCKER_HOST", "OTEL_EXPORTER_OTLP_ENDPOINT", "ORCHESTRATOR_SANDBOX"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("ANTHROPIC_API_KEY", AGENT_API_KEY)
-    monkeypatch.setenv("GH_TOKEN", AGENT_GH_TOKEN)
+def _env(agent_env: None) -> None:
+    """Every test here runs agents with known secrets in the environment."""
 
 
 def plan_text(tasks: list[str], title: str = "Milestone") -> str:
@@ -56,20 +53,7 @@ def attempts(pytester: pytest.Pytester) -> list[dict[str, Any]]:
 
 
 def pytest_args(sandbox: Any, *args: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "pytest",
-        *args,
-        "--orchestrator-sandbox",
-        sandbox.name,
-        "-p",
-        "no:cacheprovider",
-        "--json-report",
-        "--json-report-file",
-        "report.json",
-        "-rs",
-    ]
+    return [sys.executable, "-m", "pytest", *args, *task_run_args(sandbox), "-rs"]
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 60) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from pytest_orchestrator.state import StateStore
-from tests.conftest import AGENT_API_KEY, AGENT_GH_TOKEN
+from tests.conftest import AGENT_API_KEY, AGENT_GH_TOKEN, task_run_args
 from tests.support.messages_server import error, hang, reply, tool_use
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,12 +27,8 @@ HELLO = tool_use("Write", {"file_path": "/workspace/hello.py", "content": 'print
 
 
 @pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch, docker_client: Any) -> None:
-    for name in ("DOCKER_HOST", "OTEL_EXPORTER_OTLP_ENDPOINT", "ORCHESTRATOR_SANDBOX"):
-        monkeypatch.delenv(name, raising=False)
-    # The secrets are in the orchestrator's environment too, where a careless log line could leak them.
-    monkeypatch.setenv("ANTHROPIC_API_KEY", AGENT_API_KEY)
-    monkeypatch.setenv("GH_TOKEN", AGENT_GH_TOKEN)
+def _env(agent_env: None) -> None:
+    """Every test here runs agents with known secrets in the environment."""
 
 
 def copy_plan(pytester: pytest.Pytester, name: str) -> str:
@@ -50,16 +46,7 @@ def write_plan(pytester: pytest.Pytester, text: str, name: str = "x.md") -> str:
 
 
 def run(pytester: pytest.Pytester, sandbox: Any, *args: str) -> tuple[pytest.RunResult, dict[str, Any]]:
-    result = pytester.runpytest_subprocess(
-        *args,
-        "--orchestrator-sandbox",
-        sandbox.name,
-        "-p",
-        "no:cacheprovider",
-        "--json-report",
-        "--json-report-file",
-        "report.json",
-    )
+    result = pytester.runpytest_subprocess(*args, *task_run_args(sandbox))
     report_path = pytester.path / "report.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
     everything = result.stdout.str() + result.stderr.str() + (report_path.read_text() if report else "")
