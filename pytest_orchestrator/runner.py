@@ -89,16 +89,16 @@ class RunState:
 
         self.settings = settings
         self.key = run_key(config)
-        self.store: StateStore = StateStore.open(settings.state_dir)
         self.worker = worker_id()
         self.blocked: dict[str, tuple[str, str]] = {}
-        self.dry_run = bool(config.getoption("orchestrator_dry_run"))
         self.interrupted: list[Interrupted] = []
         self.run_id = 0
         self._heartbeat: _Heartbeat | None = None
-        if self.dry_run:
+        if config.getoption("orchestrator_dry_run"):
             # A dry run reads the state to explain its decisions and writes nothing.
+            self.store: StateStore = StateStore.read(settings.state_dir) or StateStore.empty()
             return
+        self.store = StateStore.open(settings.state_dir)
         self.interrupted = self.store.reap_interrupted(_pid_alive, settings.freeze_threshold)
         self.run_id = self.store.begin_run(self.key)
         interval = max(0.5, min(30.0, settings.freeze_threshold / 4))

@@ -149,6 +149,15 @@ class StateStore:
                 raise StateError(f"cannot open state database {path}: {exc}") from None
 
     @classmethod
+    def empty(cls) -> StateStore:
+        """An in-memory store with the current schema and no history, for runs that write nothing."""
+        conn = sqlite3.connect(":memory:", isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        store = cls(conn, Path(":memory:"))
+        store._migrate()
+        return store
+
+    @classmethod
     def read(cls, state_dir: Path) -> StateStore | None:
         """Open state.db read-only; None when there is no state yet."""
         path = state_dir / DB_NAME
