@@ -17,7 +17,7 @@ import pytest
 
 from .redact import redact
 from .result import TaskResult, Usage, parse_final_message
-from .sandbox import MARKER_ENV, Sandbox
+from .sandbox import MARKER_ENV, Sandbox, SandboxError
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -262,7 +262,11 @@ class Dispatch:
         finally:
             if not finished:
                 # A timeout or Ctrl-C lands here; the agent would otherwise keep running.
-                self.sandbox.stop_marked(self.marker)
+                # A failure to stop it must not replace the interrupt being handled.
+                try:
+                    self.sandbox.stop_marked(self.marker)
+                except SandboxError:
+                    pass
         return to_result(task.id, final, code, "".join(stderr), time.monotonic() - started)
 
 

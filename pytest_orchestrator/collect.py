@@ -18,9 +18,11 @@ class CheckModule(pytest.Module):
     """A module of health checks: its `check_*` functions are the items, whatever python_functions says."""
 
     def funcnamefilter(self, name: str) -> bool:
+        """Functions named `check_*` are checks."""
         return name.startswith(CHECK_PREFIX)
 
     def classnamefilter(self, name: str) -> bool:
+        """Checks are functions; classes are never collected."""
         return False
 
 

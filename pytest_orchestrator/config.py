@@ -78,18 +78,22 @@ class Setting:
 
     @property
     def flag(self) -> str:
+        """The command-line flag."""
         return "--orchestrator-" + self.name.replace("_", "-")
 
     @property
     def env(self) -> str:
+        """The environment variable."""
         return "ORCHESTRATOR_" + self.name.upper()
 
     @property
     def ini(self) -> str:
+        """The ini key."""
         return "orchestrator_" + self.name
 
     @property
     def dest(self) -> str:
+        """The attribute on config.option."""
         return "orchestrator_" + self.name
 
 

@@ -207,6 +207,9 @@ class HealthHarness:
             return
         if exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
             return
+        if self.config.option.collectonly:
+            # Nothing was checked, so there is no health to report.
+            return
         if getattr(self.config, "workerinput", None) is not None:
             return
         from .telemetry import export_health

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -54,11 +54,6 @@ class HealthReport:
         if any(r.level == "error" for r in failed):
             return "unhealthy"
         return "degraded" if failed else "healthy"
-
-    @property
-    def exit_code(self) -> int:
-        """0 when healthy or degraded, 1 when unhealthy."""
-        return 1 if self.status == "unhealthy" else 0
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON health document (seed 000 fields, plus level and duration per check)."""
@@ -120,11 +115,3 @@ def describe_state(
             f"{freeze_threshold:g}s) while {work}; stop the stuck run and start it again"
         )
     return True, work
-
-
-def counts(results: Mapping[str, CheckResult]) -> dict[str, int]:
-    """How many checks ended in each status."""
-    tally = {"ok": 0, "failed": 0, "skipped": 0}
-    for result in results.values():
-        tally[result.status] += 1
-    return tally

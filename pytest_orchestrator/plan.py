@@ -128,6 +128,9 @@ class Plan:
         return {"path": self.path, "title": self.title, "tasks": [t.to_dict() for t in self.tasks]}
 
 
+NO_TASKS = "no tasks found"
+
+
 class PlanError(Exception):
     """A plan that cannot be read or parsed; the message names the file and line."""
 
@@ -188,7 +191,7 @@ def parse_plan_text(text: str, path: str) -> Plan:
         raise PlanError(
             path,
             None,
-            "no tasks found: expected headings like '## Task 1.1: Title' "
+            f"{NO_TASKS}: expected headings like '## Task 1.1: Title' "
             "or checklist lines like '- [ ] T001 Description'",
         )
     stray = doc.stray_verification({b.line - 1 for t in tasks for b in t.code_blocks})

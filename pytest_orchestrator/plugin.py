@@ -89,10 +89,19 @@ def pytest_configure(config: pytest.Config) -> None:
 
     config.pluginmanager.register(ClaudeCodeAgent(), "orchestrator-claude-code")
     config.pluginmanager.register(TaskRun(config), "orchestrator-tasks")
-    if config.getoption("dist", "no") == "load" and _uses_plans(config):
-        # Each plan is an xdist group, so one worker runs a plan's tasks in order while
-        # other workers run other plans.
-        config.option.dist = "loadgroup"
+    from .tasks import uses_plans
+
+    if uses_plans(config, lambda: _plan_dirs(config)):
+        # Resolved now so a bad value is one usage error here, not a crash on each worker.
+        settings_for(config)
+        if config.getoption("dist", "no") == "load":
+            # Each plan is an xdist group, so one worker runs a plan's tasks in order while
+            # other workers run other plans.
+            config.option.dist = "loadgroup"
+        if config.getoption("dist", "no") != "no" and getattr(config, "workerinput", None) is None:
+            from .runner import install_controller_signal_handlers
+
+            install_controller_signal_handlers()
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None and workerinput.get(LOADGROUP_INPUT):
         # A worker parses the command line again, where the switch above is not, and only
@@ -144,29 +153,13 @@ def _plan_dirs(config: pytest.Config) -> tuple[Path, ...]:
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Validate the settings before any task is dispatched, and bound each task's time."""
-    from .tasks import TaskItem
+    from .tasks import TaskItem, bound_task_time, timeout_configured
 
-    tasks = [item for item in items if isinstance(item, TaskItem)]
-    if not tasks:
+    if not any(isinstance(item, TaskItem) for item in items):
         return
     settings = settings_for(config)
-    if _timeout_configured(config):
-        return
-    for item in tasks:
-        if item.get_closest_marker("timeout") is None:
-            item.add_marker(pytest.mark.timeout(settings.task_timeout))
-
-
-def _timeout_configured(config: pytest.Config) -> bool:
-    """Whether the user set pytest-timeout's timeout, which then wins over task_timeout."""
-    import os
-
-    try:
-        given = config.getoption("timeout", default=None)
-        ini = config.getini("timeout")
-    except ValueError:
-        return True
-    return given is not None or bool(ini) or "PYTEST_TIMEOUT" in os.environ
+    if not timeout_configured(config):
+        bound_task_time(items, settings.task_timeout)
 
 
 # ---- pytest-xdist ----
@@ -179,22 +172,6 @@ def pytest_configure_node(node: object) -> None:
 
     node.workerinput[RUN_KEY_INPUT] = run_key(node.config)  # type: ignore[attr-defined]
     node.workerinput[LOADGROUP_INPUT] = node.config.getoption("dist") == "loadgroup"  # type: ignore[attr-defined]
-
-
-def _uses_plans(config: pytest.Config) -> bool:
-    args = [a.split("::")[0] for a in config.args]
-    if any(a.lower().endswith(".md") for a in args):
-        return True
-    try:
-        plan_dirs = settings_for(config).plan_dirs
-    except pytest.UsageError:
-        return False
-    base = config.invocation_params.dir
-    return any(
-        (base / a).resolve() == d.resolve() or d.resolve().is_relative_to((base / a).resolve())
-        for a in args
-        for d in plan_dirs
-    )
 
 
 # ---- fixtures ----

@@ -28,10 +28,22 @@ MASK = "***"
 _MIN_SECRET_LENGTH = 6
 
 
+# Secrets seen elsewhere than our own environment, e.g. set only inside the sandbox.
+_remembered: set[str] = set()
+
+
+def remember(environment: list[str] | None) -> None:
+    """Mask from now on the secret values of a `NAME=value` list, such as a container's env."""
+    for entry in environment or ():
+        name, _, value = entry.partition("=")
+        if name in SECRET_ENV and len(value.strip()) >= _MIN_SECRET_LENGTH:
+            _remembered.add(value.strip())
+
+
 def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
-    """The values of the secret variables in `environ`, longest first."""
+    """The values of the secret variables in `environ` and those remembered, longest first."""
     environ = os.environ if environ is None else environ
-    values = {environ.get(name, "").strip() for name in SECRET_ENV}
+    values = {environ.get(name, "").strip() for name in SECRET_ENV} | _remembered
     return sorted((v for v in values if len(v) >= _MIN_SECRET_LENGTH), key=len, reverse=True)
 
 

@@ -137,6 +137,13 @@ class _Heartbeat(threading.Thread):
             store.close()
 
 
+def _ending(exc: BaseException) -> str:
+    """How an attempt that raised ended: interrupted, timeout (pytest-timeout) or error."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return "timeout" if "Timeout" in str(exc) else "error"
+
+
 def _exit_now(signum: int, frame: Any) -> None:
     os._exit(int(pytest.ExitCode.INTERRUPTED))
 
@@ -147,6 +154,36 @@ def _interrupt(signum: int, frame: Any) -> None:
     signal.signal(signal.SIGINT, _exit_now)
     signal.signal(signal.SIGTERM, _exit_now)
     raise KeyboardInterrupt
+
+
+def _children() -> list[int]:
+    """Pids of this process's direct children (the xdist workers), from /proc."""
+    me, found = os.getpid(), []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == me:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _interrupt_workers(signum: int, frame: Any) -> None:
+    # SIGTERM reaches only the controller; the workers, which run the agents, get what
+    # Ctrl-C would have sent them, so each stops its agent and records the attempt.
+    for pid in _children():
+        try:
+            os.kill(pid, signal.SIGINT)
+        except OSError:
+            pass
+    _interrupt(signum, frame)
+
+
+def install_controller_signal_handlers() -> None:
+    """On an xdist controller running plans: SIGTERM interrupts the workers like Ctrl-C."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt_workers)
 
 
 def _install_signal_handlers() -> None:
@@ -191,7 +228,8 @@ def sandbox_for(config: pytest.Config, settings: Settings) -> Sandbox:
 def skip_reason(item: TaskItem, state: RunState, settings: Settings) -> str | None:
     """Why the task is not dispatched in this run, or None."""
     task = item.task
-    if not item.config.getoption("orchestrator_rerun"):
+    # Guidance asks for another run of the task, whatever an earlier run achieved.
+    if not item.config.getoption("orchestrator_rerun") and not settings.guidance:
         done = state.store.completed(item.plan_key, task.id)
         if done is not None:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(done.at))
@@ -259,18 +297,26 @@ def _progress(config: pytest.Config, task_id: str) -> Callable[[dict[str, Any]],
 
 def verify(sandbox: Sandbox, task: Task, settings: Settings) -> Verification:
     """Run the task's verification block in the sandbox's workspace."""
+    from .sandbox import MARKER_ENV
+
     assert task.verification is not None
+    marker = uuid.uuid4().hex
+    finished = False
     try:
         chunks, exit_code = sandbox.stream(
             [task.verification.lang, "-c", task.verification.code],
-            environment={},
+            environment={MARKER_ENV: marker},
             workdir=settings.workspace,
         )
         output = b"".join((out or b"") + (err or b"") for out, err in chunks)
         code = exit_code()
+        finished = True
     except SandboxError as exc:
         # The agent's work and spending are real even when the check cannot run.
         return Verification(-1, f"verification could not run: {exc}")
+    finally:
+        if not finished:
+            _stop_quietly(sandbox, marker)
     return Verification(code if code is not None else -1, redact(output.decode("utf-8", "replace")))
 
 
@@ -305,11 +351,8 @@ def _attempt(item: TaskItem, state: RunState, settings: Settings, number: int) -
                 result.status = "failed"
                 result.error = f"verification exited {result.verification.exit_code}"
         status = result.status
-    except KeyboardInterrupt:
-        status, error = "interrupted", "interrupted by a signal"
-        raise
     except BaseException as exc:
-        status = "timeout" if "Timeout" in str(exc) else "error"
+        status = _ending(exc)
         error = redact(f"{type(exc).__name__}: {exc}".strip())[:500]
         raise
     finally:
@@ -351,9 +394,9 @@ def run_task(item: TaskItem) -> TaskResult:
             delay = backoff(number, settings)
             entry["retry"] = f"{why}; retrying in {delay:.1f}s"
             time.sleep(delay)
-    except BaseException:
+    except BaseException as exc:
         if not task.parallel:
-            state.blocked.setdefault(item.plan_key, (task.id, "error"))
+            state.blocked.setdefault(item.plan_key, (task.id, _ending(exc)))
         raise
     result.attempts = history
     if result.status != "completed" and not task.parallel:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .redact import redact
+from .redact import redact, remember
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
@@ -116,6 +116,8 @@ def _last_log_lines(container: Any, lines: int = 5) -> str:
 
 def describe(container: Any, name: str) -> SandboxProbe:
     """Classify a container's state into running or a message that says what to do."""
+    # Its logs and the agent's output may echo secrets that only the container knows.
+    remember(container.attrs.get("Config", {}).get("Env"))
     state = container.attrs.get("State", {})
     status = state.get("Status", "unknown")
     if state.get("Restarting"):

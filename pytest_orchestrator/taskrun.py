@@ -73,7 +73,9 @@ class TaskRun:
         """Print the seed's line for each finished task and keep the result for the totals."""
         skipped = getattr(report, SKIP_ATTR, None)
         if skipped:
-            self._write(skip_line(skipped["task_id"], skipped["reason"], report.stop, report.nodeid.split("::")[0]))
+            self._write(
+                skip_line(skipped["task_id"], skipped["reason"], report.stop, report.nodeid.split("::")[0])
+            )
             return
         data = getattr(report, REPORT_ATTR, None)
         if not data:

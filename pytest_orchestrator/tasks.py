@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,31 +36,112 @@ class TaskFailure(Exception):
 # ---- collection ----
 
 
+def explicit_dirs(config: pytest.Config) -> list[Path]:
+    """Directories named on the command line; a bare `pytest` names none."""
+    if config.args_source is not pytest.Config.ArgsSource.ARGS:
+        return []
+    base = config.invocation_params.dir
+    found = [(base / arg.split("::")[0]).resolve() for arg in config.args]
+    return [path for path in found if path.is_dir()]
+
+
 def is_plan(path: Path, session: pytest.Session, plan_dirs: Callable[[], tuple[Path, ...]]) -> bool:
-    """A markdown file named on the command line, or one under a configured plan directory."""
+    """A markdown file named on the command line, or one under a plan directory that pytest
+    reached from a directory named on the command line.
+
+    A bare `pytest` never walks into plans: running the tests must not dispatch agents.
+    """
     if path.suffix.lower() != ".md":
         return False
     if session.isinitpath(path):
         return True
-    return any(path.is_relative_to(directory) for directory in plan_dirs())
+    named = explicit_dirs(session.config)
+    if not any(path.is_relative_to(d) for d in named):
+        return False
+    return any(path.is_relative_to(directory.resolve()) for directory in plan_dirs())
+
+
+def uses_plans(config: pytest.Config, plan_dirs: Callable[[], tuple[Path, ...]]) -> bool:
+    """Whether this invocation names plans, or a directory holding or inside a plan directory."""
+    if config.args_source is not pytest.Config.ArgsSource.ARGS:
+        return False
+    if any(arg.split("::")[0].lower().endswith(".md") for arg in config.args):
+        return True
+    named = explicit_dirs(config)
+    if not named:
+        return False
+    dirs = [d.resolve() for d in plan_dirs()]
+    return any(d.is_relative_to(n) or n.is_relative_to(d) for n in named for d in dirs)
+
+
+def timeout_configured(config: pytest.Config) -> bool:
+    """Whether the user set pytest-timeout's timeout, which then wins over task_timeout."""
+    try:
+        given = config.getoption("timeout", default=None)
+        ini = config.getini("timeout")
+    except ValueError:
+        return True
+    return given is not None or bool(ini) or "PYTEST_TIMEOUT" in os.environ
+
+
+def bound_task_time(items: list[pytest.Item], seconds: float) -> None:
+    """Give each task a pytest-timeout marker of `seconds`, unless it has its own."""
+    for item in items:
+        if isinstance(item, TaskItem) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(seconds))
 
 
 class PlanFile(pytest.File):
     """A milestone plan: one item per task, in document order."""
 
     def collect(self) -> Iterator[TaskItem]:
-        from .plan import PlanError, parse_plan
+        """One item per task; a broken plan is a collection error naming its lines."""
+        from .plan import NO_TASKS, PlanError, parse_plan
 
         relative = self.nodeid.split("::")[0] or self.path.name
         try:
             plan = parse_plan(self.path)
         except PlanError as exc:
+            if exc.message.startswith(NO_TASKS) and not self.session.isinitpath(self.path):
+                # A README or notes file that pytest walked into is not a broken plan.
+                return
             raise self.CollectError(str(PlanError(relative, exc.line, exc.message))) from None
         for task in plan.tasks:
             # The rootdir-relative path means something to the agent and in reports; the
             # absolute one is a detail of this machine.
             task = dataclasses.replace(task, plan=relative)
             yield TaskItem.from_parent(self, name=task.id, task=task, plan_key=relative)
+
+
+# Markers pytest and its plugins act on: a plan's `**Type:** xfail` must not make a
+# failing task pass.
+_RESERVED_MARKERS = frozenset(
+    {
+        "skip",
+        "skipif",
+        "xfail",
+        "parametrize",
+        "usefixtures",
+        "filterwarnings",
+        "timeout",
+        "xdist_group",
+        "check",
+        "task",
+        "parallel",
+        "tryfirst",
+        "trylast",
+        "no_cover",
+        "flaky",
+    }
+)
+
+
+def marker_name(label: str) -> str:
+    """A plan label (type or story) as a marker name usable in `-m`: `Docs Update` -> `docs_update`."""
+    name = re.sub(r"\W+", "_", label.strip().lower()).strip("_") or "untyped"
+    if name in _RESERVED_MARKERS or name[0].isdigit():
+        name = f"type_{name}"
+    return name
 
 
 class TaskItem(pytest.Item):
@@ -72,10 +155,9 @@ class TaskItem(pytest.Item):
 
     def _add_markers(self) -> None:
         names = ["task"]
-        if self.task.type:
-            names.append(self.task.type.lower())
-        if self.task.story:
-            names.append(self.task.story.lower())
+        for label in (self.task.type, self.task.story):
+            if label:
+                names.append(marker_name(label))
         if self.task.parallel:
             names.append("parallel")
         for name in names:
@@ -86,12 +168,15 @@ class TaskItem(pytest.Item):
         self.add_marker(pytest.mark.xdist_group(self.plan_key))
 
     def __repr__(self) -> str:
+        """Shown by --collect-only: the task's id and title."""
         return f"<Task {self.name}: {self.task.title}>"
 
     def reportinfo(self) -> tuple[Path, int, str]:
+        """Where the task lives: its heading in the plan."""
         return self.path, self.task.line - 1, f"Task {self.task.id}: {self.task.title}"
 
     def runtest(self) -> None:
+        """Dispatch the task; anything but a completed, verified task fails the item."""
         from .runner import run_task
 
         result = run_task(self)
@@ -101,6 +186,7 @@ class TaskItem(pytest.Item):
             raise TaskFailure(result)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        """The task's outcome in words, instead of a traceback through the orchestrator."""
         if isinstance(excinfo.value, TaskFailure):
             return describe_failure(self.task.id, excinfo.value.result, self.plan_key)
         from .state import StateError

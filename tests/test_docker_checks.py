@@ -229,3 +229,19 @@ def test_command_line_gives_the_same_document(
     result = pytester.run("orchestrator", "health", "--orchestrator-sandbox", sandbox.name)
     assert result.ret == 1
     assert statuses(document(result))["github_token"] == "skipped"
+
+
+def test_a_secret_known_only_to_the_container_is_masked(
+    pytester: pytest.Pytester, make_sandbox: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "plainsecretvalue42"  # not token-shaped, and not in the orchestrator's environment
+    monkeypatch.delenv("GH_TOKEN")
+    sandbox = make_sandbox(
+        env={"GH_TOKEN": secret}, command=["sh", "-c", 'echo "token is $GH_TOKEN"; exit 1']
+    )
+    sandbox.wait(timeout=30)
+    result = pytester.runpytest_subprocess(
+        "--orchestrator-health", "--orchestrator-sandbox", sandbox.name, "-k", "sandbox"
+    )
+    assert "last log lines: token is ***" in document(result)["checks"]["sandbox"]["message"]
+    assert secret not in result.stdout.str() + result.stderr.str()

@@ -204,3 +204,29 @@ def test_sigterm_mid_task_stops_the_agent_and_keeps_the_report(
         t["nodeid"]: t["metadata"]["orchestrator_task"]["status"] for t in report["tests"] if "metadata" in t
     }
     assert finished == {f"{plan}::1.1": "completed"}
+
+
+def test_sigterm_to_an_xdist_controller_stops_the_agents_on_its_workers(
+    pytester: pytest.Pytester, messages_server: Callable[..., Any], agent_sandbox: Callable[..., Any]
+) -> None:
+    server = messages_server(*[reply("STATUS: complete", delay=120) for _ in range(2)])
+    sandbox = agent_sandbox(server)
+    write_plan(pytester, "a.md", ["1.1: Slow A"])
+    write_plan(pytester, "b.md", ["2.1: Slow B"])
+    run = subprocess.Popen(
+        pytest_args(sandbox, "plans", "-n", "2"),
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    wait_for(lambda: len(server.requests) >= 2)
+    run.send_signal(signal.SIGTERM)
+    output, _ = run.communicate(timeout=60)
+    assert run.returncode == pytest.ExitCode.INTERRUPTED, output
+    assert claude_processes(sandbox) == ""
+    assert sorted((r["task_id"], r["status"]) for r in attempts(pytester)) == [
+        ("1.1", "interrupted"),
+        ("2.1", "interrupted"),
+    ]
+    assert json.loads((pytester.path / "report.json").read_text())["exitcode"] == pytest.ExitCode.INTERRUPTED

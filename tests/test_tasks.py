@@ -227,10 +227,11 @@ def test_only_markdown_under_plan_dirs_is_collected_when_walking(project: pytest
     project.mkdir("docs")
     (project.path / "docs" / "guide.md").write_text(stray)
 
-    walked = project.runpytest_subprocess("-q", "--collect-only")
-    assert collected_ids(walked) == ["plans/x.md::1.1", "plans/x.md::1.2", "plans/x.md::1.3"]
+    # A bare `pytest` runs the tests, never the plans: no agent is dispatched by accident.
+    bare = project.runpytest_subprocess("-q", "--collect-only")
+    assert collected_ids(bare) == []
     dot = project.runpytest_subprocess(".", "-q", "--collect-only")
-    assert collected_ids(dot) == collected_ids(walked)
+    assert collected_ids(dot) == ["plans/x.md::1.1", "plans/x.md::1.2", "plans/x.md::1.3"]
     docs = project.runpytest_subprocess("docs", "-q", "--collect-only")
     assert docs.ret == pytest.ExitCode.NO_TESTS_COLLECTED
     assert collected_ids(docs) == []
@@ -243,7 +244,7 @@ def test_plan_dirs_ini_moves_the_plan_directory(project: pytest.Pytester) -> Non
     project.makeini("[pytest]\norchestrator_plan_dirs = milestones\n")
     project.mkdir("milestones")
     (project.path / "milestones" / "m1.md").write_text("# M1\n\n## Task 4.1: Moved\n")
-    result = project.runpytest_subprocess("-q", "--collect-only")
+    result = project.runpytest_subprocess(".", "-q", "--collect-only")
     assert collected_ids(result) == ["milestones/m1.md::4.1"]
 
 
