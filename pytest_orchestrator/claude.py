@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .redact import redact
 from .result import TaskResult, Usage, parse_final_message
-from .sandbox import MARKER_ENV, Sandbox, SandboxError
+from .sandbox import Sandbox
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -223,51 +221,28 @@ def to_result(
     return result
 
 
-@dataclass
-class Dispatch:
-    """One Claude Code run inside the sandbox, stoppable from outside."""
-
-    sandbox: Sandbox
-    settings: Settings
-    marker: str = ""
-
-    def run(
-        self,
-        task: Task,
-        prompt: str,
-        resume: str | None,
-        on_event: Callable[[Event], None],
-        dispatch_id: str | None = None,
-    ) -> TaskResult:
-        """Run the agent to its end; stop it in the sandbox if we are interrupted."""
-        dispatch_id = dispatch_id or uuid.uuid4().hex
-        self.marker = f"{MARKER_ENV}={dispatch_id}"
-        environment = {MARKER_ENV: dispatch_id}
-        started = time.monotonic()
-        stderr: list[str] = []
-        final: Event | None = None
-        finished = False
-        try:
-            chunks, exit_code = self.sandbox.stream(
-                command(self.settings, prompt, resume),
-                environment=environment,
-                workdir=self.settings.workspace,
-            )
-            for event in events(chunks, stderr):
-                on_event(event)
-                if event.get("type") == "result":
-                    final = event
-            finished = True
-            code = exit_code()
-        finally:
-            if not finished:
-                # A timeout or Ctrl-C lands here; the agent would otherwise keep running.
-                # A failure to stop it must not replace the interrupt being handled.
-                try:
-                    self.sandbox.stop_marked(self.marker)
-                except SandboxError:
-                    pass
-        return to_result(task.id, final, code, "".join(stderr), time.monotonic() - started)
+def run_claude(
+    sandbox: Sandbox,
+    settings: Settings,
+    task: Task,
+    prompt: str,
+    resume: str | None,
+    on_event: Callable[[Event], None],
+    dispatch_id: str,
+) -> TaskResult:
+    """One Claude Code run inside the sandbox, to its end; the sandbox stops it if we are interrupted."""
+    started = time.monotonic()
+    stderr: list[str] = []
+    final: Event | None = None
+    with sandbox.stream(
+        command(settings, prompt, resume), workdir=settings.workspace, marker=dispatch_id
+    ) as (chunks, exit_code):
+        for event in events(chunks, stderr):
+            on_event(event)
+            if event.get("type") == "result":
+                final = event
+        code = exit_code()
+    return to_result(task.id, final, code, "".join(stderr), time.monotonic() - started)
 
 
 class ClaudeCodeAgent:
@@ -280,6 +255,6 @@ class ClaudeCodeAgent:
 
         context = dispatch_context(config, task)
         prompt = render_prompt(task, context.settings.prompt_template, context.guidance)
-        return Dispatch(sandbox, context.settings).run(
-            task, prompt, context.resume, context.on_event, context.dispatch_id
+        return run_claude(
+            sandbox, context.settings, task, prompt, context.resume, context.on_event, context.dispatch_id
         )

@@ -200,17 +200,8 @@ def run_state(config: pytest.Config, settings: Settings) -> RunState:
         sandbox = sandbox_for(config, settings)
         for stale in state.interrupted:
             if stale.dispatch_id:
-                _stop_quietly(sandbox, stale.dispatch_id)
+                sandbox.stop_quietly(stale.dispatch_id)
     return config.stash[RUN_STATE]
-
-
-def _stop_quietly(sandbox: Sandbox, dispatch_id: str) -> None:
-    from .sandbox import MARKER_ENV
-
-    try:
-        sandbox.stop_marked(f"{MARKER_ENV}={dispatch_id}")
-    except SandboxError:
-        pass
 
 
 def sandbox_for(config: pytest.Config, settings: Settings) -> Sandbox:
@@ -297,26 +288,16 @@ def _progress(config: pytest.Config, task_id: str) -> Callable[[dict[str, Any]],
 
 def verify(sandbox: Sandbox, task: Task, settings: Settings) -> Verification:
     """Run the task's verification block in the sandbox's workspace."""
-    from .sandbox import MARKER_ENV
-
     assert task.verification is not None
-    marker = uuid.uuid4().hex
-    finished = False
     try:
-        chunks, exit_code = sandbox.stream(
-            [task.verification.lang, "-c", task.verification.code],
-            environment={MARKER_ENV: marker},
-            workdir=settings.workspace,
-        )
-        output = b"".join((out or b"") + (err or b"") for out, err in chunks)
-        code = exit_code()
-        finished = True
+        with sandbox.stream(
+            [task.verification.lang, "-c", task.verification.code], workdir=settings.workspace
+        ) as (chunks, exit_code):
+            output = b"".join((out or b"") + (err or b"") for out, err in chunks)
+            code = exit_code()
     except SandboxError as exc:
         # The agent's work and spending are real even when the check cannot run.
         return Verification(-1, f"verification could not run: {exc}")
-    finally:
-        if not finished:
-            _stop_quietly(sandbox, marker)
     return Verification(code if code is not None else -1, redact(output.decode("utf-8", "replace")))
 
 

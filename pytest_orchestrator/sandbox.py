@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,9 +58,9 @@ def _is_timeout(exc: BaseException) -> bool:
     return False
 
 
-def _transport_error(exc: BaseException, timeout: float, environ: Mapping[str, str]) -> SandboxError:
+def _transport_error(exc: BaseException, timeout: float | None, environ: Mapping[str, str]) -> SandboxError:
     endpoint = docker_endpoint(environ)
-    if _is_timeout(exc):
+    if _is_timeout(exc) and timeout is not None:
         return SandboxTransportError(
             f"docker daemon at {endpoint} did not answer within {timeout:g}s: check it with "
             "`docker info`, or raise --orchestrator-docker-timeout"
@@ -69,8 +71,9 @@ def _transport_error(exc: BaseException, timeout: float, environ: Mapping[str, s
     )
 
 
-def connect(timeout: float, environ: Mapping[str, str] | None = None) -> Any:
-    """A Docker client bound by `timeout` per call; raises SandboxError with the next step."""
+def connect(timeout: float | None, environ: Mapping[str, str] | None = None) -> Any:
+    """A Docker client bound by `timeout` per call (None: unbounded, for long streams);
+    raises SandboxError with the next step."""
     import docker
     import requests
 
@@ -82,16 +85,6 @@ def connect(timeout: float, environ: Mapping[str, str] | None = None) -> Any:
         )
     except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
         raise _transport_error(exc, timeout, environ) from None
-
-
-def connect_unbounded(environ: Mapping[str, str] | None = None) -> Any:
-    """A Docker client with no read timeout, for long-running streams."""
-    import docker
-
-    environ = dict(os.environ if environ is None else environ)
-    return docker.DockerClient(
-        timeout=None, version="auto", **docker.utils.kwargs_from_env(environment=environ)
-    )
 
 
 @dataclass(frozen=True)
@@ -245,10 +238,15 @@ class Sandbox:
             self._container = found.container
         return self._container
 
+    @contextmanager
     def stream(
-        self, argv: Sequence[str], *, environment: Mapping[str, str], workdir: str
-    ) -> tuple[Iterator[tuple[bytes | None, bytes | None]], Callable[[], int | None]]:
-        """Start argv and return (an iterator of (stdout, stderr) chunks, a function giving its exit code).
+        self, argv: Sequence[str], *, workdir: str, marker: str | None = None
+    ) -> Iterator[tuple[Iterator[tuple[bytes | None, bytes | None]], Callable[[], int | None]]]:
+        """Start argv; yield (an iterator of (stdout, stderr) chunks, a function giving its exit code).
+
+        Every process it starts carries `marker` in its environment. If the caller leaves
+        the block early (a timeout, Ctrl-C), they are all stopped in the sandbox: killing
+        the Docker exec client would leave them running.
 
         A client without a read timeout carries the stream: an agent may stay silent
         for minutes while it thinks. pytest-timeout bounds the whole task instead.
@@ -256,19 +254,20 @@ class Sandbox:
         import docker
         import requests
 
+        marker = marker or uuid.uuid4().hex
         container = self.container
         if self._streaming_client is None:
-            self._streaming_client = connect_unbounded()
+            self._streaming_client = connect(None)
         api = self._streaming_client.api
         try:
             exec_id = api.exec_create(
-                container.id, list(argv), environment=dict(environment), workdir=workdir
+                container.id, list(argv), environment={MARKER_ENV: marker}, workdir=workdir
             )["Id"]
             chunks = api.exec_start(exec_id, stream=True, demux=True)
         except (requests.exceptions.RequestException, OSError) as exc:
             raise _transport_error(exc, self.timeout, os.environ) from None
         except docker.errors.APIError as exc:
-            raise SandboxError(redact(f"cannot start the agent in sandbox '{self.name}': {exc}")) from None
+            raise SandboxError(redact(f"cannot start a process in sandbox '{self.name}': {exc}")) from None
 
         def guarded() -> Iterator[tuple[bytes | None, bytes | None]]:
             try:
@@ -283,12 +282,24 @@ class Sandbox:
                 raise _transport_error(exc, self.timeout, os.environ) from None
             return int(code) if code is not None else None
 
-        return guarded(), exit_code
+        try:
+            yield guarded(), exit_code
+        except BaseException:
+            self.stop_quietly(marker)
+            raise
+
+    def stop_quietly(self, marker: str) -> None:
+        """Stop the marked processes; a failure to do so must not replace what is being handled."""
+        try:
+            self.stop_marked(marker)
+        except SandboxError:
+            pass
 
     def stop_marked(self, marker: str, grace: float = 2.0) -> int:
-        """Stop every process in the sandbox whose environment holds `marker`; returns how many."""
+        """Stop every process in the sandbox started with `marker`; returns how many."""
         import time
 
+        marker = f"{MARKER_ENV}={marker}"
         stopped = _count(self.exec(["sh", "-c", _STOP_SCRIPT, "sh", marker, "TERM"]))
         deadline = time.monotonic() + grace
         while stopped and time.monotonic() < deadline:

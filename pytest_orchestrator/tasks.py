@@ -36,13 +36,19 @@ class TaskFailure(Exception):
 # ---- collection ----
 
 
+EXPLICIT_DIRS = pytest.StashKey[list[Path]]()
+
+
 def explicit_dirs(config: pytest.Config) -> list[Path]:
     """Directories named on the command line; a bare `pytest` names none."""
-    if config.args_source is not pytest.Config.ArgsSource.ARGS:
-        return []
-    base = config.invocation_params.dir
-    found = [(base / arg.split("::")[0]).resolve() for arg in config.args]
-    return [path for path in found if path.is_dir()]
+    # Asked for every markdown file pytest walks past, so resolved once.
+    if EXPLICIT_DIRS not in config.stash:
+        found: list[Path] = []
+        if config.args_source is pytest.Config.ArgsSource.ARGS:
+            base = config.invocation_params.dir
+            found = [(base / arg.split("::")[0]).resolve() for arg in config.args]
+        config.stash[EXPLICIT_DIRS] = [path for path in found if path.is_dir()]
+    return config.stash[EXPLICIT_DIRS]
 
 
 def is_plan(path: Path, session: pytest.Session, plan_dirs: Callable[[], tuple[Path, ...]]) -> bool:
