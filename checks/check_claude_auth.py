@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from pytest_orchestrator.sandbox import AUTH_ENV
+from pytest_orchestrator.plugin.checks import CheckRecord
+from pytest_orchestrator.sandbox import AUTH_ENV, Sandbox
+from pytest_orchestrator.settings import Settings
 
 
-def check_claude_auth(sandbox, orchestrator_settings, check):
+def check_claude_auth(sandbox: Sandbox, orchestrator_settings: Settings, check: CheckRecord) -> None:
     """A credentials file exists in the sandbox, or an API key / OAuth token is set there."""
     paths = orchestrator_settings.credential_paths
     facts = sandbox.facts(paths)

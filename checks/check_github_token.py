@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from pytest_orchestrator.sandbox import GITHUB_ENV
+from pytest_orchestrator.plugin.checks import CheckRecord
+from pytest_orchestrator.sandbox import GITHUB_ENV, Sandbox
+from pytest_orchestrator.settings import Settings
 
 
-def check_github_token(sandbox, orchestrator_settings, check):
+def check_github_token(sandbox: Sandbox, orchestrator_settings: Settings, check: CheckRecord) -> None:
     """GH_TOKEN or GITHUB_TOKEN is non-empty inside the sandbox."""
     facts = sandbox.facts(orchestrator_settings.credential_paths)
     found = [name for name in GITHUB_ENV if name in facts.env]

@@ -1,15 +1,16 @@
-"""A task's outcome: the agent's final-message protocol, and the TaskResult that becomes a test outcome."""
+"""A task's outcome: the agent's final-message protocol, the TaskResult, and how it is told in words."""
 
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 TaskStatus = Literal["completed", "failed", "needs_human"]
 
-# The protocol the prompt asks for (seed 001, Task 2.6). Markdown emphasis around the
-# label is tolerated because models like to bold it.
+# The protocol the prompt asks for. Markdown emphasis around the label is tolerated
+# because models like to bold it.
 _LABEL = re.compile(
     r"^[\s>*_`#-]*(STATUS|QUESTION|OPTIONS|RECOMMENDATION|ERROR)[\s*_`]*:[\s*_`]*(.*)$",
     re.IGNORECASE,
@@ -165,3 +166,60 @@ def parse_final_message(text: str) -> FinalMessage:
         recommendation=joined("RECOMMENDATION"),
         error=joined("ERROR"),
     )
+
+
+@dataclass
+class FinishedTask:
+    """A task result as the run's controller received it, with where and when it ran."""
+
+    nodeid: str
+    title: str
+    result: TaskResult
+    start: float
+    stop: float
+
+
+def describe_failure(task_id: str, result: TaskResult, plan: str = "PLAN") -> str:
+    """The failure text shown for a task that did not complete, with what to do next."""
+    if result.status == "needs_human":
+        lines = [f"Task {task_id} NEEDS_HUMAN"]
+        lines.append(f"QUESTION: {result.question or '(none given)'}")
+        if result.options:
+            lines.append("OPTIONS: " + " | ".join(result.options))
+        if result.recommendation:
+            lines.append(f"RECOMMENDATION: {result.recommendation}")
+        lines.append(f"Answer with: orchestrator task {plan} {task_id} -g 'your answer'")
+        return "\n".join(lines)
+    if result.verification is not None and not result.verification.passed:
+        return (
+            f"Task {task_id} FAILED: verification exited {result.verification.exit_code}\n"
+            f"{result.verification.output.rstrip()}"
+        )
+    return f"Task {task_id} FAILED: {result.error or 'no reason given'}"
+
+
+def status_line(task_id: str, result: TaskResult, when: float | None = None, plan: str = "") -> str:
+    """One line per task: `[12:00:01] Task 1.1: COMPLETED (45s, 3.2k tokens, $0.02) plans/x.md`."""
+    stamp = time.strftime("%H:%M:%S", time.localtime(when))
+    label = result.status.upper()
+    if result.verification is not None and not result.verification.passed:
+        label = "FAILED (verification)"
+    tokens = f"{result.tokens / 1000:.1f}k" if result.tokens >= 1000 else str(result.tokens)
+    return (
+        f"[{stamp}] Task {task_id}: {label} "
+        f"({result.duration_seconds:.0f}s, {tokens} tokens, ${result.cost_usd:.2f})"
+        + (f" {plan}" if plan else "")
+    )
+
+
+DRY_RUN_PREFIX = "dry run: "
+
+
+def skip_line(task_id: str, reason: str, when: float | None = None, plan: str = "") -> str:
+    """The line for a task that was not dispatched, e.g. `Task 1.2: SKIPPED (blocked by 1.1 (failed))`."""
+    stamp = time.strftime("%H:%M:%S", time.localtime(when))
+    if reason.startswith(DRY_RUN_PREFIX):
+        label, reason = "DRY RUN", reason.removeprefix(DRY_RUN_PREFIX)
+    else:
+        label = "SKIPPED"
+    return f"[{stamp}] Task {task_id}: {label} ({reason})" + (f" {plan}" if plan else "")

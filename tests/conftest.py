@@ -7,7 +7,14 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+# Imported here, before any in-process pytester run: pytester restores sys.modules after
+# each run, and a library imported anew by the next one no longer matches the classes
+# its already-imported dependents hold (requests' cookie jar, its exception types).
+import docker  # noqa: F401
+import opentelemetry.exporter.otlp.proto.http.metric_exporter
+import opentelemetry.exporter.otlp.proto.http.trace_exporter  # noqa: F401
 import pytest
+import requests  # noqa: F401
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -18,6 +25,26 @@ def require(component: str, how: str) -> None:
     if IN_CI:
         pytest.fail(f"{message} (CI=true: real components are required)", pytrace=False)
     pytest.skip(message)
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing of the caller's orchestrator, telemetry, Docker or xdist settings reaches inner runs."""
+    for name in list(os.environ):
+        if name.startswith(("ORCHESTRATOR_", "OTEL_", "PYTEST_XDIST_")) or name in (
+            "DOCKER_HOST",
+            "PYTEST_TIMEOUT",
+            "PYTEST_ADDOPTS",
+        ):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def dead_docker(clean_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> str:
+    """A clean environment whose Docker endpoint is a socket nobody listens on."""
+    endpoint = f"unix://{tmp_path}/dead.sock"
+    monkeypatch.setenv("DOCKER_HOST", endpoint)
+    return endpoint
 
 
 @pytest.fixture(scope="session")
@@ -131,10 +158,8 @@ def agent_sandbox(make_sandbox: Callable[..., Any], agent_image: str) -> Callabl
 
 
 @pytest.fixture
-def agent_env(monkeypatch: pytest.MonkeyPatch, docker_client: Any) -> None:
+def agent_env(clean_env: None, monkeypatch: pytest.MonkeyPatch, docker_client: Any) -> None:
     """The orchestrator's own environment for agent runs: known secrets, nothing inherited."""
-    for name in ("DOCKER_HOST", "OTEL_EXPORTER_OTLP_ENDPOINT", "ORCHESTRATOR_SANDBOX"):
-        monkeypatch.delenv(name, raising=False)
     # The secrets are in the orchestrator's environment too, where a careless log line could leak them.
     monkeypatch.setenv("ANTHROPIC_API_KEY", AGENT_API_KEY)
     monkeypatch.setenv("GH_TOKEN", AGENT_GH_TOKEN)

@@ -21,16 +21,14 @@ def document(result: pytest.RunResult) -> dict[str, Any]:
 
 
 @pytest.fixture(autouse=True)
-def _engine_env(monkeypatch: pytest.MonkeyPatch, docker_client: Any) -> None:
-    for name in ("DOCKER_HOST", "OTEL_EXPORTER_OTLP_ENDPOINT", "ORCHESTRATOR_SANDBOX"):
-        monkeypatch.delenv(name, raising=False)
+def _engine_env(clean_env: None, monkeypatch: pytest.MonkeyPatch, docker_client: Any) -> None:
     # The same secrets live in the caller's environment, where a careless message could pick them up.
     monkeypatch.setenv("GH_TOKEN", GH_TOKEN)
     monkeypatch.setenv("ANTHROPIC_API_KEY", API_KEY)
 
 
 def health(pytester: pytest.Pytester, name: str, *args: str) -> tuple[pytest.RunResult, dict[str, Any]]:
-    result = pytester.runpytest_subprocess("--orchestrator-health", "--orchestrator-sandbox", name, *args)
+    result = pytester.runpytest("--orchestrator-health", "--orchestrator-sandbox", name, *args)
     everything = result.stdout.str() + result.stderr.str()
     assert GH_TOKEN not in everything and API_KEY not in everything
     assert "Traceback" not in everything
@@ -240,7 +238,7 @@ def test_a_secret_known_only_to_the_container_is_masked(
         env={"GH_TOKEN": secret}, command=["sh", "-c", 'echo "token is $GH_TOKEN"; exit 1']
     )
     sandbox.wait(timeout=30)
-    result = pytester.runpytest_subprocess(
+    result = pytester.runpytest(
         "--orchestrator-health", "--orchestrator-sandbox", sandbox.name, "-k", "sandbox"
     )
     assert "last log lines: token is ***" in document(result)["checks"]["sandbox"]["message"]

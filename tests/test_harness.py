@@ -25,13 +25,7 @@ def document(result: pytest.RunResult) -> dict[str, Any]:
     return json.loads("\n".join(result.outlines))
 
 
-@pytest.fixture(autouse=True)
-def dead_docker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
-    endpoint = f"unix://{tmp_path}/dead.sock"
-    monkeypatch.setenv("DOCKER_HOST", endpoint)
-    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "ORCHESTRATOR_SANDBOX", "ORCHESTRATOR_STATE_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    return endpoint
+pytestmark = pytest.mark.usefixtures("dead_docker")
 
 
 @pytest.fixture
@@ -45,7 +39,7 @@ def custom_checks(pytester: pytest.Pytester) -> Path:
 def test_daemon_down_fails_sandbox_and_skips_the_gated_checks(
     pytester: pytest.Pytester, dead_docker: str
 ) -> None:
-    result = pytester.runpytest_subprocess("--orchestrator-health")
+    result = pytester.runpytest("--orchestrator-health")
     doc = document(result)
     assert result.ret == 1
     assert doc["status"] == "unhealthy"
@@ -69,7 +63,7 @@ def test_daemon_down_fails_sandbox_and_skips_the_gated_checks(
 
 
 def test_gate_holds_when_the_sandbox_check_is_deselected(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest_subprocess("--orchestrator-health", "-k", "claude_auth")
+    result = pytester.runpytest("--orchestrator-health", "-k", "claude_auth")
     doc = document(result)
     assert list(doc["checks"]) == ["claude_auth"]
     assert doc["checks"]["claude_auth"]["status"] == "skipped"
@@ -94,7 +88,7 @@ def test_gate_holds_when_the_sandbox_check_is_deselected(pytester: pytest.Pytest
 def test_selection_runs_only_the_selected_checks(
     pytester: pytest.Pytester, args: list[str], expected: list[str]
 ) -> None:
-    result = pytester.runpytest_subprocess("--orchestrator-health", *args)
+    result = pytester.runpytest("--orchestrator-health", *args)
     assert list(document(result)["checks"]) == expected
 
 
@@ -131,7 +125,7 @@ def test_selection_runs_only_the_selected_checks(
 def test_bad_input_is_a_one_line_usage_error(
     pytester: pytest.Pytester, args: list[str], message: str
 ) -> None:
-    result = pytester.runpytest_subprocess("--orchestrator-health", *args)
+    result = pytester.runpytest("--orchestrator-health", *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
     assert result.outlines == [] or not "".join(result.outlines).strip().startswith("{")
@@ -142,25 +136,25 @@ def test_bad_values_name_their_origin_in_env_and_ini(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ORCHESTRATOR_DOCKER_TIMEOUT", "abc")
-    result = pytester.runpytest_subprocess("--orchestrator-health")
+    result = pytester.runpytest("--orchestrator-health")
     result.stderr.fnmatch_lines(["ERROR: invalid docker timeout 'abc' from ORCHESTRATOR_DOCKER_TIMEOUT*"])
     monkeypatch.delenv("ORCHESTRATOR_DOCKER_TIMEOUT")
     pytester.makeini("[pytest]\norchestrator_sandbox = \n    \norchestrator_docker_timeout = 0\n")
-    result = pytester.runpytest_subprocess("--orchestrator-health")
+    result = pytester.runpytest("--orchestrator-health")
     result.stderr.fnmatch_lines(["ERROR: invalid docker timeout '0' from ini orchestrator_docker_timeout*"])
     assert result.ret == pytest.ExitCode.USAGE_ERROR
 
 
 def test_orchestrator_check_needs_health_mode(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_x(): pass")
-    result = pytester.runpytest_subprocess("--orchestrator-check", "sandbox")
+    result = pytester.runpytest("--orchestrator-check", "sandbox")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: --orchestrator-check needs --orchestrator-health"])
 
 
 def test_plain_pytest_runs_are_untouched(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_x(): pass")
-    result = pytester.runpytest_subprocess()
+    result = pytester.runpytest()
     result.assert_outcomes(passed=1)
     assert '"checks"' not in result.stdout.str()
 
@@ -179,7 +173,7 @@ def test_settings_resolve_flag_over_env_over_ini_over_default(
     )
 
     def message(*args: str) -> str:
-        result = pytester.runpytest_subprocess("--orchestrator-health", "-k", "settings", *args)
+        result = pytester.runpytest("--orchestrator-health", "-k", "settings", *args)
         return str(document(result)["checks"]["settings"]["message"])
 
     assert message() == "orchestrator-sandbox|5.0|default|default"
@@ -207,7 +201,7 @@ def test_warning_level_failures_degrade_but_exit_zero(pytester: pytest.Pytester,
             """
         )
     )
-    result = pytester.runpytest_subprocess("--orchestrator-health", "-k", "orchestrator or disk")
+    result = pytester.runpytest("--orchestrator-health", "-k", "orchestrator or disk")
     doc = document(result)
     assert doc["checks"]["disk"] == {
         **doc["checks"]["disk"],
@@ -217,7 +211,7 @@ def test_warning_level_failures_degrade_but_exit_zero(pytester: pytest.Pytester,
     }
     assert (doc["status"], result.ret) == ("degraded", 0)
     # An error-level failure next to it still makes the run unhealthy.
-    result = pytester.runpytest_subprocess("--orchestrator-health", "-k", "sandbox or disk")
+    result = pytester.runpytest("--orchestrator-health", "-k", "sandbox or disk")
     assert (document(result)["status"], result.ret) == ("unhealthy", 1)
 
 
@@ -238,9 +232,7 @@ def test_user_checks_get_markers_and_errors_become_messages(
             """
         )
     )
-    result = pytester.runpytest_subprocess(
-        "--orchestrator-health", "-m", "queue or plain_assert", "--strict-markers"
-    )
+    result = pytester.runpytest("--orchestrator-health", "-m", "queue or plain_assert", "--strict-markers")
     checks = document(result)["checks"]
     assert checks["queue"]["status"] == "failed"
     assert checks["queue"]["message"] == "ValueError: queue depth unknown"
@@ -250,7 +242,7 @@ def test_user_checks_get_markers_and_errors_become_messages(
 
 def test_a_check_name_defined_twice_is_a_usage_error(pytester: pytest.Pytester, custom_checks: Path) -> None:
     (custom_checks / "check_again.py").write_text("def check_sandbox(check):\n    pass\n")
-    result = pytester.runpytest_subprocess("--orchestrator-health")
+    result = pytester.runpytest("--orchestrator-health")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
         [
@@ -260,9 +252,7 @@ def test_a_check_name_defined_twice_is_a_usage_error(pytester: pytest.Pytester, 
 
 
 def test_the_document_is_embedded_in_the_json_report(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest_subprocess(
-        "--orchestrator-health", "--json-report", "--json-report-file", "report.json"
-    )
+    result = pytester.runpytest("--orchestrator-health", "--json-report", "--json-report-file", "report.json")
     report = json.loads((pytester.path / "report.json").read_text())
     assert report["health"] == document(result)
     assert report["exitcode"] == result.ret == 1
@@ -275,7 +265,7 @@ def test_the_document_is_embedded_in_the_json_report(pytester: pytest.Pytester) 
 
 
 def test_checks_run_under_xdist(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest_subprocess("--orchestrator-health", "-n", "2")
+    result = pytester.runpytest("--orchestrator-health", "-n", "2")
     doc = document(result)
     assert result.ret == 1
     assert {name: c["status"] for name, c in doc["checks"].items()} == {
@@ -319,7 +309,7 @@ def test_a_daemon_that_does_not_answer_fails_within_the_timeout(
 ) -> None:
     monkeypatch.setenv("DOCKER_HOST", silent_daemon)
     started = time.monotonic()
-    result = pytester.runpytest_subprocess("--orchestrator-health", "--orchestrator-docker-timeout", "0.5")
+    result = pytester.runpytest("--orchestrator-health", "--orchestrator-docker-timeout", "0.5")
     elapsed = time.monotonic() - started
     sandbox = document(result)["checks"]["sandbox"]
     assert sandbox["status"] == "failed"
@@ -343,7 +333,7 @@ def _state_with_running_task(state_dir: Path, heartbeat_age: float) -> None:
 
 def test_orchestrator_reports_the_running_task(pytester: pytest.Pytester) -> None:
     _state_with_running_task(pytester.path / ".orchestrator", heartbeat_age=3)
-    result = pytester.runpytest_subprocess("--orchestrator-health", "-k", "orchestrator")
+    result = pytester.runpytest("--orchestrator-health", "-k", "orchestrator")
     check = document(result)["checks"]["orchestrator"]
     assert check["status"] == "ok"
     assert check["message"] == "working on task 1.1 (plans/hello_world.md), started 2m ago"
@@ -351,7 +341,7 @@ def test_orchestrator_reports_the_running_task(pytester: pytest.Pytester) -> Non
 
 def test_orchestrator_fails_when_the_heartbeat_is_stale(pytester: pytest.Pytester) -> None:
     _state_with_running_task(pytester.path / "state", heartbeat_age=400)
-    result = pytester.runpytest_subprocess(
+    result = pytester.runpytest(
         "--orchestrator-health", "-k", "orchestrator", "--orchestrator-state-dir", "state"
     )
     check = document(result)["checks"]["orchestrator"]
@@ -361,14 +351,14 @@ def test_orchestrator_fails_when_the_heartbeat_is_stale(pytester: pytest.Pyteste
     assert "(threshold 300s) while working on task 1.1" in check["message"]
     # A higher threshold from the ini file accepts the same heartbeat.
     pytester.makeini("[pytest]\norchestrator_freeze_threshold = 600\norchestrator_state_dir = state\n")
-    result = pytester.runpytest_subprocess("--orchestrator-health", "-k", "orchestrator")
+    result = pytester.runpytest("--orchestrator-health", "-k", "orchestrator")
     assert document(result)["checks"]["orchestrator"]["status"] == "ok"
 
 
 def test_a_corrupt_state_database_is_a_clear_failure(pytester: pytest.Pytester) -> None:
     state = pytester.mkdir(".orchestrator")
     (state / "state.db").write_bytes(b"this is not sqlite" * 100)
-    result = pytester.runpytest_subprocess("--orchestrator-health", "-k", "orchestrator")
+    result = pytester.runpytest("--orchestrator-health", "-k", "orchestrator")
     check = document(result)["checks"]["orchestrator"]
     assert check["status"] == "failed"
     assert check["message"].startswith("cannot read state database ")
@@ -397,7 +387,7 @@ def test_orchestrator_health_command(pytester: pytest.Pytester) -> None:
 def test_bad_selection_under_xdist_is_still_a_usage_error(
     pytester: pytest.Pytester, args: list[str], message: str
 ) -> None:
-    result = pytester.runpytest_subprocess("--orchestrator-health", "-n", "2", *args)
+    result = pytester.runpytest("--orchestrator-health", "-n", "2", *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
     assert "INTERNALERROR" not in result.stderr.str() + result.stdout.str()

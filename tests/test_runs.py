@@ -1,7 +1,7 @@
 """Runs that survive: resume, interrupted attempts, blocking, xdist, retries, budget, dry run, timeouts.
 
-Each run is a real pytest process (pytester subprocess; the orchestrator installs signal
-handlers) against a real SQLite state database. The agent is a conftest plugin that
+Each run is a real pytest session (pytester, in-process: the plugin restores the signal
+handlers it installs) against a real SQLite state database. The agent is a conftest plugin that
 follows a script per task and logs every dispatch with the xdist worker that made it.
 No Docker engine and no Claude are needed: the Docker endpoint is a dead socket.
 """
@@ -19,10 +19,9 @@ from typing import Any
 
 import pytest
 
-from pytest_orchestrator import config as settings_mod
-from pytest_orchestrator.claude import DEFAULT_PROMPT, render_prompt
 from pytest_orchestrator.plan import parse_plan
-from pytest_orchestrator.runner import backoff
+from pytest_orchestrator.prompt import DEFAULT_PROMPT, render_prompt
+from pytest_orchestrator.retry import RetryPolicy
 from pytest_orchestrator.state import MIGRATIONS, SCHEMA_VERSION, StateError, StateStore
 
 # The script maps "plans/x.md::1.2" (or "*") to the results of successive dispatches;
@@ -82,17 +81,7 @@ Connect the parser to the database.
 STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
 
 
-@pytest.fixture(autouse=True)
-def dead_docker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
-    endpoint = f"unix://{tmp_path}/dead.sock"
-    monkeypatch.setenv("DOCKER_HOST", endpoint)
-    for name in list(os.environ):
-        if name.startswith(("ORCHESTRATOR_", "OTEL_", "PYTEST_XDIST_")) or name in (
-            "PYTEST_TIMEOUT",
-            "PYTEST_ADDOPTS",
-        ):
-            monkeypatch.delenv(name)
-    return endpoint
+pytestmark = pytest.mark.usefixtures("dead_docker")
 
 
 @pytest.fixture
@@ -132,7 +121,7 @@ def keys(pytester: pytest.Pytester) -> list[str]:
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest_subprocess(*args)
+    return pytester.runpytest(*args)
 
 
 def query(pytester: pytest.Pytester, sql: str, *params: Any) -> list[sqlite3.Row]:
@@ -445,19 +434,18 @@ def test_retries_stop_after_retry_attempts(project: pytest.Pytester) -> None:
     assert attempt_rows(project) == [("plans/x.md", "1.1", 1, "failed"), ("plans/x.md", "1.1", 2, "failed")]
 
 
-def test_backoff_grows_exponentially_with_jitter_up_to_the_cap(pytester: pytest.Pytester) -> None:
-    resolved = settings_mod.resolve(pytester.parseconfig(), environ={})
-    settings = dataclasses.replace(resolved, retry_delay=1.0, retry_factor=2.0, retry_max_delay=60.0)
+def test_backoff_grows_exponentially_with_jitter_up_to_the_cap() -> None:
+    policy = RetryPolicy(attempts=3, delay=1.0, factor=2.0, max_delay=60.0)
     ceilings = []
     for attempt in range(1, 11):
-        low = backoff(attempt, settings, rng=lambda: 0.0)
-        high = backoff(attempt, settings, rng=lambda: 1.0)
-        middle = backoff(attempt, settings, rng=lambda: 0.5)
+        low = policy.backoff(attempt, rng=lambda: 0.0)
+        high = policy.backoff(attempt, rng=lambda: 1.0)
+        middle = policy.backoff(attempt, rng=lambda: 0.5)
         assert low == high / 2
         assert low < middle < high
         ceilings.append(high)
     assert ceilings == [1, 2, 4, 8, 16, 32, 60, 60, 60, 60]
-    assert all(0.5 <= backoff(1, settings) <= 1.0 for _ in range(100))
+    assert all(0.5 <= policy.backoff(1) <= 1.0 for _ in range(100))
 
 
 # ---- budget ----
@@ -619,10 +607,12 @@ def test_version_1_database_is_upgraded_and_still_resumes(project: pytest.Pytest
 
     store = StateStore.open(state_dir)
     try:
-        assert store.schema_version == SCHEMA_VERSION == 2
+        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
         run_columns = {r["name"] for r in store.conn.execute("PRAGMA table_info(runs)")}
         attempt_columns = {r["name"] for r in store.conn.execute("PRAGMA table_info(attempts)")}
-        (old,) = store.attempts_of("plans/x.md", "1.1")
+        (old,) = store.conn.execute(
+            "SELECT * FROM attempts WHERE plan = ? AND task_id = ?", ("plans/x.md", "1.1")
+        ).fetchall()
     finally:
         store.close()
     assert "run_key" in run_columns

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import re
 import textwrap
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_orchestrator.claude import DEFAULT_PROMPT, render_prompt, to_result
+from pytest_orchestrator.agents.claude_code import to_result
 from pytest_orchestrator.plan import Criterion, Task
+from pytest_orchestrator.prompt import DEFAULT_PROMPT, render_prompt
 from pytest_orchestrator.result import parse_final_message
 from pytest_orchestrator.state import StateStore
 
@@ -115,25 +115,7 @@ SPEC = """\
 STATUS_LINE = r".*\[\d\d:\d\d:\d\d\] Task {id}: {label} \({secs}s, {tokens} tokens, \${cost}\) plans/\w+\.md$"
 
 
-@pytest.fixture(autouse=True)
-def dead_docker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
-    endpoint = f"unix://{tmp_path}/dead.sock"
-    monkeypatch.setenv("DOCKER_HOST", endpoint)
-    for name in (
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-        "ORCHESTRATOR_OTLP_ENDPOINT",
-        "ORCHESTRATOR_SANDBOX",
-        "ORCHESTRATOR_STATE_DIR",
-        "ORCHESTRATOR_PLAN_DIRS",
-        "ORCHESTRATOR_PROMPT_FILE",
-        "ORCHESTRATOR_MAX_TURNS",
-        "ORCHESTRATOR_GUIDANCE",
-        # Set when this suite runs under xdist; the inner run must see itself as 'main'.
-        "PYTEST_XDIST_WORKER",
-        "PYTEST_XDIST_WORKER_COUNT",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    return endpoint
+pytestmark = pytest.mark.usefixtures("dead_docker")
 
 
 @pytest.fixture
@@ -180,7 +162,7 @@ def test_collect_only_lists_tasks_in_document_order(project: pytest.Pytester) ->
     (project.path / "plans" / "order.md").write_text(
         "# Order\n\n## Task 3: Third first\n\n## Task 1: Then one\n\n## Task 2: Then two\n"
     )
-    tree = project.runpytest_subprocess("plans/x.md", "--collect-only")
+    tree = project.runpytest("plans/x.md", "--collect-only")
     tree.stdout.fnmatch_lines(
         [
             "*<PlanFile x.md>",
@@ -189,7 +171,7 @@ def test_collect_only_lists_tasks_in_document_order(project: pytest.Pytester) ->
             "*<Task 1.3: Break the build>",
         ]
     )
-    ids = project.runpytest_subprocess("plans/x.md", "plans/order.md", "-q", "--collect-only")
+    ids = project.runpytest("plans/x.md", "plans/order.md", "-q", "--collect-only")
     assert ids.ret == 0
     assert collected_ids(ids) == [
         "plans/x.md::1.1",
@@ -202,22 +184,20 @@ def test_collect_only_lists_tasks_in_document_order(project: pytest.Pytester) ->
 
 
 def test_keyword_selects_one_task(project: pytest.Pytester) -> None:
-    result = project.runpytest_subprocess("plans/x.md", "-q", "--collect-only", "-k", "1.2")
+    result = project.runpytest("plans/x.md", "-q", "--collect-only", "-k", "1.2")
     assert collected_ids(result) == ["plans/x.md::1.2"]
 
 
 @pytest.mark.parametrize("strict", [[], ["--strict-markers"]], ids=["lax", "strict"])
 def test_type_and_story_markers_select_tasks(project: pytest.Pytester, strict: list[str]) -> None:
     (project.path / "plans" / "spec.md").write_text(SPEC)
-    by_type = project.runpytest_subprocess("plans", "-q", "--collect-only", "-m", "coding", *strict)
+    by_type = project.runpytest("plans", "-q", "--collect-only", "-m", "coding", *strict)
     assert by_type.ret == 0
     assert collected_ids(by_type) == ["plans/x.md::1.1", "plans/x.md::1.3"]
-    by_story = project.runpytest_subprocess(
-        "plans", "-q", "--collect-only", "-m", "us7 and parallel", *strict
-    )
+    by_story = project.runpytest("plans", "-q", "--collect-only", "-m", "us7 and parallel", *strict)
     assert by_story.ret == 0
     assert collected_ids(by_story) == ["plans/spec.md::T001"]
-    other = project.runpytest_subprocess("plans", "-q", "--collect-only", "-m", "us8", *strict)
+    other = project.runpytest("plans", "-q", "--collect-only", "-m", "us8", *strict)
     assert collected_ids(other) == ["plans/spec.md::T002"]
 
 
@@ -228,15 +208,15 @@ def test_only_markdown_under_plan_dirs_is_collected_when_walking(project: pytest
     (project.path / "docs" / "guide.md").write_text(stray)
 
     # A bare `pytest` runs the tests, never the plans: no agent is dispatched by accident.
-    bare = project.runpytest_subprocess("-q", "--collect-only")
+    bare = project.runpytest("-q", "--collect-only")
     assert collected_ids(bare) == []
-    dot = project.runpytest_subprocess(".", "-q", "--collect-only")
+    dot = project.runpytest(".", "-q", "--collect-only")
     assert collected_ids(dot) == ["plans/x.md::1.1", "plans/x.md::1.2", "plans/x.md::1.3"]
-    docs = project.runpytest_subprocess("docs", "-q", "--collect-only")
+    docs = project.runpytest("docs", "-q", "--collect-only")
     assert docs.ret == pytest.ExitCode.NO_TESTS_COLLECTED
     assert collected_ids(docs) == []
     # Named on the command line, a markdown file is a plan wherever it lives.
-    named = project.runpytest_subprocess("docs/guide.md", "README.md", "-q", "--collect-only")
+    named = project.runpytest("docs/guide.md", "README.md", "-q", "--collect-only")
     assert collected_ids(named) == ["docs/guide.md::9.9", "README.md::9.9"]
 
 
@@ -244,13 +224,13 @@ def test_plan_dirs_ini_moves_the_plan_directory(project: pytest.Pytester) -> Non
     project.makeini("[pytest]\norchestrator_plan_dirs = milestones\n")
     project.mkdir("milestones")
     (project.path / "milestones" / "m1.md").write_text("# M1\n\n## Task 4.1: Moved\n")
-    result = project.runpytest_subprocess(".", "-q", "--collect-only")
+    result = project.runpytest(".", "-q", "--collect-only")
     assert collected_ids(result) == ["milestones/m1.md::4.1"]
 
 
 def test_plan_without_tasks_is_a_collection_error(project: pytest.Pytester) -> None:
     (project.path / "plans" / "empty.md").write_text("# Empty\n\nJust prose, no tasks.\n")
-    result = project.runpytest_subprocess("plans/empty.md")
+    result = project.runpytest("plans/empty.md")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(
         [
@@ -265,7 +245,7 @@ def test_plan_without_tasks_is_a_collection_error(project: pytest.Pytester) -> N
 
 def test_duplicate_task_ids_name_both_lines(project: pytest.Pytester) -> None:
     (project.path / "plans" / "dup.md").write_text("# D\n\n## Task 1.1: A\n\n## Task 1.1: B\n")
-    result = project.runpytest_subprocess("plans/dup.md")
+    result = project.runpytest("plans/dup.md")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["*dup.md:5: duplicate task id 1.1 (first at line 3)"])
     assert "Traceback" not in result.stdout.str()
@@ -275,7 +255,7 @@ def test_duplicate_task_ids_name_both_lines(project: pytest.Pytester) -> None:
 
 
 def test_task_results_become_test_outcomes(project: pytest.Pytester) -> None:
-    result = project.runpytest_subprocess("plans/x.md", "-v")
+    result = project.runpytest("plans/x.md", "-v")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert result.parseoutcomes() == {"passed": 1, "failed": 1, "needs_human": 1}
     result.stdout.re_match_lines(
@@ -300,13 +280,13 @@ def test_task_results_become_test_outcomes(project: pytest.Pytester) -> None:
 
 
 def test_needs_human_alone_fails_the_run(project: pytest.Pytester) -> None:
-    result = project.runpytest_subprocess("plans/x.md", "-k", "1.2")
+    result = project.runpytest("plans/x.md", "-k", "1.2")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*1 needs_human*"])
 
 
 def test_needs_human_question_reaches_the_terminal(project: pytest.Pytester) -> None:
-    result = project.runpytest_subprocess("plans/x.md", "-k", "1.2")
+    result = project.runpytest("plans/x.md", "-k", "1.2")
     result.stdout.fnmatch_lines(
         [
             "*= needs human =*",
@@ -340,7 +320,8 @@ def test_conftest_agent_wins_over_the_builtin_after_a_declining_plugin(
             """
         )
     )
-    result = project.runpytest_subprocess("-p", "declining", "plans/x.md", "-k", "1.1")
+    project.syspathinsert()
+    result = project.runpytest("-p", "declining", "plans/x.md", "-k", "1.1")
     assert result.ret == pytest.ExitCode.OK
     assert result.parseoutcomes() == {"passed": 1, "deselected": 2}
     # The declining plugin was asked first and passed the task on.
@@ -353,7 +334,7 @@ def test_builtin_agent_runs_when_every_plugin_declines(pytester: pytest.Pytester
     pytester.makeconftest("def pytest_orchestrator_dispatch(task, sandbox, config):\n    return None\n")
     pytester.mkdir("plans")
     (pytester.path / "plans" / "x.md").write_text(PLAN)
-    result = pytester.runpytest_subprocess("plans/x.md", "-k", "1.1")
+    result = pytester.runpytest("plans/x.md", "-k", "1.1")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines([f"*Task 1.1 *docker daemon not reachable at {dead_docker}*"])
     assert "Traceback" not in result.stdout.str()
@@ -363,7 +344,7 @@ def test_builtin_agent_runs_when_every_plugin_declines(pytester: pytest.Pytester
 
 
 def test_json_report_carries_each_result_and_the_totals(project: pytest.Pytester) -> None:
-    project.runpytest_subprocess("plans/x.md", "--json-report", "--json-report-file", "r.json")
+    project.runpytest("plans/x.md", "--json-report", "--json-report-file", "r.json")
     report = json.loads((project.path / "r.json").read_text())
     tests = {t["nodeid"]: t for t in report["tests"]}
     assert sorted(tests) == ["plans/x.md::1.1", "plans/x.md::1.2", "plans/x.md::1.3"]
@@ -392,7 +373,7 @@ def test_json_report_carries_each_result_and_the_totals(project: pytest.Pytester
 
 def test_results_cross_xdist_to_the_controller(project: pytest.Pytester) -> None:
     (project.path / "plans" / "y.md").write_text(PLAN)
-    result = project.runpytest_subprocess("-n", "2", "plans", "--json-report", "--json-report-file", "r.json")
+    result = project.runpytest("-n", "2", "plans", "--json-report", "--json-report-file", "r.json")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert result.parseoutcomes() == {"passed": 2, "failed": 2, "needs_human": 2}
     completed = re.compile(
@@ -412,7 +393,7 @@ def test_verification_without_a_reachable_sandbox_says_so(project: pytest.Pytest
     (project.path / "plans" / "v.md").write_text(
         "# V\n\n## Task 1.1: Write the parser\nDo it.\n\n```bash verify\ntest -f done.txt\n```\n"
     )
-    result = project.runpytest_subprocess("plans/v.md")
+    result = project.runpytest("plans/v.md")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(
         [
@@ -436,7 +417,7 @@ def test_verification_without_a_reachable_sandbox_says_so(project: pytest.Pytest
 
 
 def test_state_db_records_one_attempt_per_task(project: pytest.Pytester) -> None:
-    project.runpytest_subprocess("plans/x.md")
+    project.runpytest("plans/x.md")
     store = StateStore.read(project.path / ".orchestrator")
     assert store is not None
     try:
@@ -491,7 +472,7 @@ def test_state_db_records_one_attempt_per_task(project: pytest.Pytester) -> None
 )
 def test_bad_settings_are_usage_errors(project: pytest.Pytester, args: list[str], message: str) -> None:
     (project.path / "bad.txt").write_text("Do {task_id}: {title} {nope}\n")
-    result = project.runpytest_subprocess("plans/x.md", *args)
+    result = project.runpytest("plans/x.md", *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: {message}"])
     assert "Traceback" not in result.stdout.str() + result.stderr.str()

@@ -19,18 +19,8 @@ WARNING = "orchestrator: telemetry export to"
 BOUND = 30.0
 
 
-@pytest.fixture(autouse=True)
-def no_docker(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    """Point the sandbox check at a dead socket and clear inherited telemetry settings."""
-    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/dead.sock")
-    for name in (
-        "ORCHESTRATOR_OTLP_ENDPOINT",
-        "ORCHESTRATOR_OTLP_TIMEOUT",
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-        "OTEL_EXPORTER_OTLP_COMPRESSION",
-        "ORCHESTRATOR_CHECK_PATHS",
-    ):
-        monkeypatch.delenv(name, raising=False)
+# A hang guard for the in-process runs, not a benchmark.
+pytestmark = [pytest.mark.usefixtures("dead_docker"), pytest.mark.timeout(120)]
 
 
 @pytest.fixture
@@ -58,11 +48,9 @@ def closed_endpoint() -> str:
 
 
 def health(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, dict[str, Any], float]:
-    """Run `pytest --orchestrator-health` in a subprocess; return result, document and duration."""
+    """Run `pytest --orchestrator-health`; return result, document and duration."""
     began = time.monotonic()
-    result = pytester.runpytest_subprocess(
-        "--orchestrator-health", "-p", "no:cacheprovider", *args, timeout=120
-    )
+    result = pytester.runpytest("--orchestrator-health", "-p", "no:cacheprovider", *args)
     elapsed = time.monotonic() - began
     document = json.loads("\n".join(result.outlines))
     return result, document, elapsed

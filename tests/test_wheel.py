@@ -53,7 +53,7 @@ def test_installed_wheel_finds_the_builtin_checks_from_an_empty_directory(tmp_pa
         [
             str(python),
             "-c",
-            "import pytest_orchestrator.collect as c; print(c.builtin_checks_dir())",
+            "import pytest_orchestrator.plugin.checks as c; print(c.builtin_checks_dir())",
         ],
         cwd=empty,
         capture_output=True,

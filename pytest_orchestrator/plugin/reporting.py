@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from .result import TaskResult
-from .runner import RUN_STATE
-from .tasks import REPORT_ATTR, RESULT, TaskItem, describe_failure, skip_line, status_line
+from ..result import FinishedTask, TaskResult, describe_failure, skip_line, status_line
+from . import xdist
+from .dispatch import close_run
+from .items import REPORT_ATTR, RESULT, TaskItem
+from .options import settings_for
 
+# Crosses pytest-xdist with the report, like REPORT_ATTR.
 SKIP_ATTR = "orchestrator_skip"
-
-
-@dataclass
-class Finished:
-    """A task result as the controller received it."""
-
-    nodeid: str
-    title: str
-    result: TaskResult
-    start: float
-    stop: float
 
 
 class TaskRun:
@@ -31,7 +22,7 @@ class TaskRun:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.finished: list[Finished] = []
+        self.finished: list[FinishedTask] = []
 
     # ---- the process that runs the task ----
 
@@ -83,7 +74,7 @@ class TaskRun:
         data = dict(data)
         title = data.pop("title", "")
         result = TaskResult.from_dict(data)
-        self.finished.append(Finished(report.nodeid, title, result, report.start, report.stop))
+        self.finished.append(FinishedTask(report.nodeid, title, result, report.start, report.stop))
         self._write(status_line(result.task_id, result, report.stop, report.nodeid.split("::")[0]))
 
     def _write(self, line: str) -> None:
@@ -129,15 +120,13 @@ class TaskRun:
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Close this process's run in the state database; on the controller, export telemetry."""
-        state = self.config.stash.get(RUN_STATE, None)
-        if state is not None:
-            state.close("interrupted" if exitstatus == pytest.ExitCode.INTERRUPTED else "finished")
-        if not self.finished or getattr(self.config, "workerinput", None) is not None:
+        close_run(self.config, exitstatus)
+        if not self.finished or xdist.workerinput(self.config) is not None:
             return
-        from .plugin import settings_for
-        from .telemetry import export_tasks
+        from ..telemetry import export_tasks
 
-        warning = export_tasks(self.finished, settings_for(self.config))
+        settings = settings_for(self.config)
+        warning = export_tasks(self.finished, settings.otlp_endpoint, settings.otlp_timeout)
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if warning and reporter is not None:
             reporter.write_line(f"orchestrator: {warning}", yellow=True)

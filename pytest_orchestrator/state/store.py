@@ -1,8 +1,4 @@
-"""The orchestrator's state: a SQLite database (state.db) in the state directory.
-
-It records runs, each task attempt, and heartbeats. Task runs write it; the
-`orchestrator` health check, resume and metrics read it.
-"""
+"""Access to state.db: open (creating or upgrading it), write runs and attempts, read what others need."""
 
 from __future__ import annotations
 
@@ -15,58 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-DB_NAME = "state.db"
-SCHEMA_VERSION = 2
-
-# Each entry upgrades the schema from version N-1 to N; index 0 creates version 1.
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE runs (
-        id          INTEGER PRIMARY KEY,
-        started_at  REAL NOT NULL,
-        ended_at    REAL,
-        status      TEXT NOT NULL DEFAULT 'running',
-        pid         INTEGER,
-        host        TEXT
-    );
-    CREATE TABLE attempts (
-        id                     INTEGER PRIMARY KEY,
-        run_id                 INTEGER NOT NULL REFERENCES runs(id),
-        plan                   TEXT NOT NULL,
-        task_id                TEXT NOT NULL,
-        title                  TEXT NOT NULL DEFAULT '',
-        attempt                INTEGER NOT NULL DEFAULT 1,
-        status                 TEXT NOT NULL DEFAULT 'running',
-        started_at             REAL NOT NULL,
-        ended_at               REAL,
-        input_tokens           INTEGER NOT NULL DEFAULT 0,
-        output_tokens          INTEGER NOT NULL DEFAULT 0,
-        cache_read_tokens      INTEGER NOT NULL DEFAULT 0,
-        cache_creation_tokens  INTEGER NOT NULL DEFAULT 0,
-        cost_usd               REAL NOT NULL DEFAULT 0,
-        num_turns              INTEGER NOT NULL DEFAULT 0,
-        session_id             TEXT,
-        error                  TEXT,
-        worker                 TEXT NOT NULL DEFAULT 'main'
-    );
-    CREATE INDEX attempts_by_task ON attempts (plan, task_id);
-    CREATE INDEX attempts_by_status ON attempts (status);
-    CREATE TABLE heartbeats (
-        run_id  INTEGER NOT NULL REFERENCES runs(id),
-        worker  TEXT NOT NULL,
-        at      REAL NOT NULL,
-        PRIMARY KEY (run_id, worker)
-    );
-    """,
-    # Version 2: the processes of one pytest invocation (an xdist controller and its
-    # workers) share a run key; an attempt keeps the marker of its agent processes, so
-    # a later run can stop what a killed run left behind.
-    """
-    ALTER TABLE runs ADD COLUMN run_key TEXT;
-    ALTER TABLE attempts ADD COLUMN dispatch_id TEXT;
-    CREATE INDEX runs_by_key ON runs (run_key);
-    """,
-)
+from .migrations import DB_NAME, MIGRATIONS, SCHEMA_VERSION
 
 
 class StateError(Exception):
@@ -207,11 +152,6 @@ class StateStore:
                         conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
-    @property
-    def schema_version(self) -> int:
-        """The schema version stored in the database."""
-        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
-
     # ---- writes: used by task runs ----
 
     def begin_run(self, run_key: str | None = None, now: float | None = None) -> int:
@@ -312,11 +252,6 @@ class StateStore:
         ).fetchone()
         return str(row["session_id"]) if row else None
 
-    def set_dispatch_id(self, attempt_id: int, dispatch_id: str) -> None:
-        """Remember the marker carried by the attempt's agent processes."""
-        with self._transaction() as conn:
-            conn.execute("UPDATE attempts SET dispatch_id = ? WHERE id = ?", (dispatch_id, attempt_id))
-
     def reap_interrupted(self, is_alive: Callable[[int, str], bool], stale_after: float) -> list[Interrupted]:
         """Mark attempts left 'running' by a dead process as interrupted, and return them.
 
@@ -372,12 +307,6 @@ class StateStore:
             (run_key,),
         ).fetchone()
         return float(row[0])
-
-    def attempts_of(self, plan: str, task_id: str) -> list[sqlite3.Row]:
-        """Every recorded attempt of a task, oldest first."""
-        return self.conn.execute(
-            "SELECT * FROM attempts WHERE plan = ? AND task_id = ? ORDER BY id", (plan, task_id)
-        ).fetchall()
 
     def active_attempts(self) -> list[ActiveAttempt]:
         """Attempts recorded as running, oldest first, with their worker's last heartbeat."""

@@ -2,16 +2,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
-from .health import BUILTIN_CHECKS
+from ..health import BUILTIN_CHECKS
+from ..redact import redact
 
 CHECK_PREFIX = "check_"
 CHECK_NAME = pytest.StashKey[str]()
 LEVELS = ("error", "warning")
+
+
+class CheckRecord:
+    """What a check says about itself; the `check` fixture hands it to the check function."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.message = ""
+
+    def ok(self, message: str) -> None:
+        """Record the message shown when the check passes."""
+        self.message = message
+
+    def fail(self, message: str) -> NoReturn:
+        """End the check as failed with an actionable message (no traceback)."""
+        pytest.fail(redact(message), pytrace=False)
+
+
+CHECK_RECORD = pytest.StashKey[CheckRecord]()
 
 
 class CheckModule(pytest.Module):
@@ -28,7 +49,7 @@ class CheckModule(pytest.Module):
 
 def builtin_checks_dir() -> Path:
     """Where the built-in checks live: inside the installed wheel, or the repository's checks/."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]
     shipped = package / "checks"
     return shipped if shipped.is_dir() else package.parent / "checks"
 
@@ -62,24 +83,34 @@ def _nodeid(path: Path, rootpath: Path) -> str:
         return path.as_posix()
 
 
-def collect_checks(session: pytest.Session, files: Iterable[Path]) -> list[pytest.Item]:
-    """Collect the check items of `files` straight under the session.
+class HealthChecks(pytest.Directory):
+    """The check modules, wherever they live, as one collector straight under the session.
 
-    The modules hang off the session rather than a chain of directories, so `-k`
-    matches check names, not the directories the checks happen to be installed in.
+    pytest collects it in place of the rootdir, so `-k`, `-m`, deselection and
+    `--collect-only` work as usual, while `-k` matches check names, never the directories
+    the checks happen to be installed in (a directory under the session is not matched).
     """
-    items: list[pytest.Item] = []
+
+    def __init__(self, *, files: Sequence[Path], **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.files = files
+
+    def collect(self) -> Iterator[CheckModule]:
+        """One module per check file, in order."""
+        for path in self.files:
+            yield CheckModule.from_parent(self, path=path, nodeid=_nodeid(path, self.config.rootpath))
+
+
+def mark_checks(items: Iterable[pytest.Item]) -> list[str]:
+    """Name and mark each check item; return the names. A check defined twice is a usage error."""
     seen: dict[str, str] = {}
-    for path in files:
-        module = CheckModule.from_parent(session, path=path, nodeid=_nodeid(path, session.config.rootpath))
-        for item in session.genitems(module):
-            name = item.name.removeprefix(CHECK_PREFIX)
-            if name in seen:
-                raise pytest.UsageError(f"check '{name}' is defined twice: {seen[name]} and {item.nodeid}")
-            seen[name] = item.nodeid
-            _mark(item, name)
-            items.append(item)
-    return items
+    for item in items:
+        name = item.name.removeprefix(CHECK_PREFIX)
+        if name in seen:
+            raise pytest.UsageError(f"check '{name}' is defined twice: {seen[name]} and {item.nodeid}")
+        seen[name] = item.nodeid
+        _mark(item, name)
+    return list(seen)
 
 
 def _mark(item: pytest.Item, name: str) -> None:

@@ -1,20 +1,28 @@
-"""The sandbox container, reached through the Docker SDK: probe its state and run commands in it."""
+"""The Docker backend: the sandbox is a container, reached through the Docker SDK."""
 
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
-from .redact import redact, remember
+from ..redact import redact, remember
+from . import (
+    AUTH_ENV,
+    GITHUB_ENV,
+    MARKER_ENV,
+    Chunks,
+    ExecResult,
+    SandboxError,
+    SandboxFacts,
+    SandboxProbe,
+    SandboxTransportError,
+)
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
-
-AUTH_ENV = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN")
-GITHUB_ENV = ("GH_TOKEN", "GITHUB_TOKEN")
 
 # Runs inside the container so that secret values never leave it: only the names of
 # the variables that are set and the paths of the files that exist come back.
@@ -29,14 +37,6 @@ for v in VARS; do
 done
 exit 0
 """
-
-
-class SandboxError(Exception):
-    """The sandbox cannot be reached or used; the message says what to do next."""
-
-
-class SandboxTransportError(SandboxError):
-    """The connection to the Docker engine failed mid-way: worth another attempt."""
 
 
 def docker_endpoint(environ: Mapping[str, str] | None = None) -> str:
@@ -85,16 +85,6 @@ def connect(timeout: float | None, environ: Mapping[str, str] | None = None) -> 
         )
     except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
         raise _transport_error(exc, timeout, environ) from None
-
-
-@dataclass(frozen=True)
-class SandboxProbe:
-    """What the engine says about the sandbox container."""
-
-    name: str
-    running: bool
-    message: str
-    container: Any = field(default=None, compare=False, repr=False)
 
 
 def _last_log_lines(container: Any, lines: int = 5) -> str:
@@ -179,22 +169,6 @@ def probe(name: str, timeout: float, environ: Mapping[str, str] | None = None) -
     return describe(container, name)
 
 
-@dataclass(frozen=True)
-class ExecResult:
-    """Exit code and combined output of a command run in the sandbox."""
-
-    exit_code: int
-    output: str
-
-
-@dataclass(frozen=True)
-class SandboxFacts:
-    """Which credential files exist and which secret variables are set inside the sandbox."""
-
-    files: tuple[str, ...]
-    env: tuple[str, ...]
-
-
 # Finds every process carrying the dispatch's marker variable, so the agent and all
 # its children stop together; killing the docker exec client would leave them running.
 _STOP_SCRIPT = r"""
@@ -209,8 +183,6 @@ done
 echo "$found"
 """
 
-MARKER_ENV = "ORCHESTRATOR_DISPATCH_ID"
-
 
 def _count(result: ExecResult) -> int:
     """The number the stop script printed last; processes may vanish while it runs."""
@@ -218,35 +190,48 @@ def _count(result: ExecResult) -> int:
     return int(lines[-1]) if lines and lines[-1].strip().isdigit() else 0
 
 
-class Sandbox:
+class DockerSandbox:
     """The sandbox container; found on first use, so agents that never touch it cost nothing."""
 
-    def __init__(self, container: Any = None, timeout: float = 5.0, *, name: str | None = None) -> None:
-        self._container = container
+    def __init__(
+        self,
+        container: Any = None,
+        timeout: float = 5.0,
+        *,
+        name: str | None = None,
+        marker: str | None = None,
+    ) -> None:
         self.name: str = container.name if container is not None else str(name)
         self.timeout = timeout
-        self._facts: dict[tuple[str, ...], SandboxFacts] = {}
-        self._streaming_client: Any = None
+        self.marker = marker
+        # Shared with the handles bound to each dispatch: one lookup, one streaming client.
+        self._shared: dict[str, Any] = {"container": container, "client": None, "facts": {}}
+
+    def for_dispatch(self, dispatch_id: str) -> DockerSandbox:
+        """The same container, whose processes all carry `dispatch_id` as their marker."""
+        bound = DockerSandbox(timeout=self.timeout, name=self.name, marker=dispatch_id)
+        bound._shared = self._shared
+        return bound
 
     @property
     def container(self) -> Any:
         """The running container; raises SandboxError saying what to do when it is not running."""
-        if self._container is None:
+        if self._shared["container"] is None:
             found = probe(self.name, self.timeout)
             if not found.running:
                 raise SandboxError(found.message)
-            self._container = found.container
-        return self._container
+            self._shared["container"] = found.container
+        return self._shared["container"]
 
     @contextmanager
     def stream(
         self, argv: Sequence[str], *, workdir: str, marker: str | None = None
-    ) -> Iterator[tuple[Iterator[tuple[bytes | None, bytes | None]], Callable[[], int | None]]]:
+    ) -> Iterator[tuple[Chunks, Callable[[], int | None]]]:
         """Start argv; yield (an iterator of (stdout, stderr) chunks, a function giving its exit code).
 
-        Every process it starts carries `marker` in its environment. If the caller leaves
-        the block early (a timeout, Ctrl-C), they are all stopped in the sandbox: killing
-        the Docker exec client would leave them running.
+        Every process it starts carries `marker` (by default the dispatch's) in its
+        environment. If the caller leaves the block early (a timeout, Ctrl-C), they are
+        all stopped in the sandbox: killing the Docker exec client would leave them running.
 
         A client without a read timeout carries the stream: an agent may stay silent
         for minutes while it thinks. pytest-timeout bounds the whole task instead.
@@ -254,11 +239,11 @@ class Sandbox:
         import docker
         import requests
 
-        marker = marker or uuid.uuid4().hex
+        marker = marker or self.marker or uuid.uuid4().hex
         container = self.container
-        if self._streaming_client is None:
-            self._streaming_client = connect(None)
-        api = self._streaming_client.api
+        if self._shared["client"] is None:
+            self._shared["client"] = connect(None)
+        api = self._shared["client"].api
         try:
             exec_id = api.exec_create(
                 container.id, list(argv), environment={MARKER_ENV: marker}, workdir=workdir
@@ -269,7 +254,7 @@ class Sandbox:
         except docker.errors.APIError as exc:
             raise SandboxError(redact(f"cannot start a process in sandbox '{self.name}': {exc}")) from None
 
-        def guarded() -> Iterator[tuple[bytes | None, bytes | None]]:
+        def guarded() -> Chunks:
             try:
                 yield from chunks
             except (requests.exceptions.RequestException, OSError) as exc:
@@ -297,26 +282,31 @@ class Sandbox:
 
     def stop_marked(self, marker: str, grace: float = 2.0) -> int:
         """Stop every process in the sandbox started with `marker`; returns how many."""
-        import time
-
         marker = f"{MARKER_ENV}={marker}"
-        stopped = _count(self.exec(["sh", "-c", _STOP_SCRIPT, "sh", marker, "TERM"]))
+        # Run unmarked: the stop script must not find itself.
+        stopped = _count(self._run(["sh", "-c", _STOP_SCRIPT, "sh", marker, "TERM"]))
         deadline = time.monotonic() + grace
         while stopped and time.monotonic() < deadline:
             time.sleep(0.1)
-            if _count(self.exec(["sh", "-c", _STOP_SCRIPT, "sh", marker, "0"])) == 0:
+            if _count(self._run(["sh", "-c", _STOP_SCRIPT, "sh", marker, "0"])) == 0:
                 return stopped
         if stopped:
-            self.exec(["sh", "-c", _STOP_SCRIPT, "sh", marker, "KILL"])
+            self._run(["sh", "-c", _STOP_SCRIPT, "sh", marker, "KILL"])
         return stopped
 
-    def exec(self, argv: Sequence[str], **kwargs: Any) -> ExecResult:
-        """Run argv in the container (no shell unless argv asks for one)."""
+    def exec(self, argv: Sequence[str], *, workdir: str | None = None) -> ExecResult:
+        """Run argv in the container (no shell unless argv asks for one); marked when bound to a dispatch."""
+        environment = {MARKER_ENV: self.marker} if self.marker else None
+        return self._run(argv, workdir=workdir, environment=environment)
+
+    def _run(
+        self, argv: Sequence[str], *, workdir: str | None = None, environment: dict[str, str] | None = None
+    ) -> ExecResult:
         import docker
         import requests
 
         try:
-            code, output = self.container.exec_run(list(argv), **kwargs)
+            code, output = self.container.exec_run(list(argv), workdir=workdir, environment=environment)
         except (requests.exceptions.RequestException, OSError) as exc:
             raise _transport_error(exc, self.timeout, os.environ) from None
         except docker.errors.APIError as exc:
@@ -327,17 +317,23 @@ class Sandbox:
     def facts(self, credential_paths: Sequence[str]) -> SandboxFacts:
         """Look for credentials and tokens in one exec, shared by the checks that need them."""
         key = tuple(credential_paths)
-        if key not in self._facts:
+        known: dict[tuple[str, ...], SandboxFacts] = self._shared["facts"]
+        if key not in known:
             script = _FACTS_SCRIPT.replace("VARS", " ".join(AUTH_ENV + GITHUB_ENV))
-            result = self.exec(["sh", "-c", script, "sh", *key])
+            result = self._run(["sh", "-c", script, "sh", *key])
             if result.exit_code != 0:
                 raise SandboxError(
                     f"cannot inspect sandbox '{self.name}' (exit {result.exit_code}): "
                     f"{redact(result.output.strip())[:200]}"
                 )
             lines = result.output.splitlines()
-            self._facts[key] = SandboxFacts(
+            known[key] = SandboxFacts(
                 files=tuple(line[5:] for line in lines if line.startswith("file:")),
                 env=tuple(line[4:] for line in lines if line.startswith("env:")),
             )
-        return self._facts[key]
+        return known[key]
+
+
+def attach(name: str, timeout: float, container: Any = None) -> DockerSandbox:
+    """A handle on the named container, looked up on first use unless given."""
+    return DockerSandbox(container, timeout, name=name)

@@ -1,25 +1,14 @@
-"""Traces and metrics through OpenTelemetry, exported over OTLP/HTTP only when an endpoint is set.
-
-Spans and metrics are recorded in memory during the run and exported once at its
-end, from the controller: one bounded export instead of a background exporter that
-could hang a CI job on an unreachable collector. Nothing here is imported unless an
-endpoint is configured.
-"""
+"""An in-memory OpenTelemetry tracer and meter, exported once over OTLP/HTTP with a bounded wait."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .redact import redact
-
-if TYPE_CHECKING:
-    from .config import Settings
-    from .health import HealthReport
-    from .taskrun import Finished
+from ..redact import redact
 
 SERVICE_NAME = "orchestrator"
 
@@ -34,7 +23,7 @@ def _display(endpoint: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
-def _ns(seconds: float) -> int:
+def ns(seconds: float) -> int:
     return int(seconds * 1e9)
 
 
@@ -84,10 +73,10 @@ class Telemetry:
         from opentelemetry import trace
 
         context = trace.set_span_in_context(parent) if parent is not None else None
-        span = self.tracer.start_span(name, context=context, start_time=_ns(start))
+        span = self.tracer.start_span(name, context=context, start_time=ns(start))
         for key, value in attributes.items():
             span.set_attribute(key, redact(value) if isinstance(value, str) else value)
-        span.end(end_time=_ns(stop))
+        span.end(end_time=ns(stop))
         return span
 
     def _export(self) -> list[str]:
@@ -138,86 +127,3 @@ class Telemetry:
                 "(is the collector running?)"
             )
         return None
-
-
-def export_health(report: HealthReport, settings: Settings) -> str | None:
-    """Emit the health spans and metrics of `report`; None when disabled or delivered."""
-    if not settings.otlp_endpoint or not report.checks:
-        return None
-    telemetry = Telemetry(settings.otlp_endpoint, settings.otlp_timeout)
-    results = list(report.checks.values())
-    starts = [r.start for r in results if r.start is not None]
-    stops = [r.stop for r in results if r.stop is not None]
-    begin = min(starts) if starts else report.timestamp.timestamp()
-    end = max(stops) if stops else begin
-    checks_total = telemetry.meter.create_counter(
-        "orchestrator_health_checks_total", description="Total health checks performed"
-    )
-    check_status = telemetry.meter.create_gauge(
-        "orchestrator_health_check_status",
-        description="Health check status (1=ok, 0=failed/skipped)",
-    )
-    from opentelemetry import trace
-
-    parent = telemetry.tracer.start_span("orchestrator.health", start_time=_ns(begin))
-    parent.set_attribute("health.status", report.status)
-    for result in results:
-        telemetry.span(
-            f"orchestrator.health.{result.check_name}",
-            result.start if result.start is not None else begin,
-            result.stop if result.stop is not None else end,
-            {
-                "check.name": result.check_name,
-                "check.status": result.status,
-                "check.message": result.message,
-                "check.level": result.level,
-            },
-            parent=parent,
-        )
-        checks_total.add(1, {"check": result.check_name})
-        check_status.set(1 if result.status == "ok" else 0, {"check": result.check_name})
-    if report.status == "unhealthy":
-        parent.set_status(trace.Status(trace.StatusCode.ERROR, report.status))
-    parent.end(end_time=_ns(end))
-    return telemetry.export()
-
-
-def export_tasks(finished: Sequence[Finished], settings: Settings) -> str | None:
-    """Emit an `orchestrator.task` span per task and the task counters; None when disabled or delivered."""
-    if not settings.otlp_endpoint or not finished:
-        return None
-    telemetry = Telemetry(settings.otlp_endpoint, settings.otlp_timeout)
-    tasks_total = telemetry.meter.create_counter(
-        "orchestrator_tasks_total", description="Total tasks executed"
-    )
-    tokens_total = telemetry.meter.create_counter(
-        "orchestrator_tokens_total", description="Total tokens used"
-    )
-    cost_total = telemetry.meter.create_counter(
-        "orchestrator_cost_usd_total", description="Total cost in USD"
-    )
-    for item in finished:
-        result = item.result
-        telemetry.span(
-            "orchestrator.task",
-            item.start,
-            item.stop,
-            {
-                "task.id": result.task_id,
-                "task.title": item.title,
-                "task.status": result.status,
-                "task.nodeid": item.nodeid,
-                "claude.tokens": result.tokens,
-                "claude.cost_usd": result.cost_usd,
-                "claude.session_id": result.session_id,
-                "claude.num_turns": result.num_turns,
-                "gen_ai.system": "anthropic",
-                "gen_ai.usage.input_tokens": result.usage.input_tokens,
-                "gen_ai.usage.output_tokens": result.usage.output_tokens,
-                **({"task.error": result.error} if result.error else {}),
-            },
-        )
-        tasks_total.add(1, {"status": result.status})
-        tokens_total.add(result.tokens)
-        cost_total.add(result.cost_usd)
-    return telemetry.export()

@@ -8,72 +8,19 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-import pytest
-
-from .redact import redact
-from .result import TaskResult, Usage, parse_final_message
-from .sandbox import Sandbox
+from ..redact import redact
+from ..result import TaskResult, Usage, parse_final_message
 
 if TYPE_CHECKING:
-    from .config import Settings
-    from .plan import Task
+    from ..dispatch import DispatchContext
+    from ..plan import Task
+    from ..sandbox import Sandbox
+    from ..settings import Settings
 
 Event = dict[str, Any]
-
-DEFAULT_PROMPT = """\
-You are working on task {task_id} of the plan {plan}.
-
-# Task {task_id}: {title}
-
-{description}
-
-Files: {files}
-
-Acceptance criteria:
-{acceptance_criteria}
-
-{implementation_notes}
-
-Work in the current directory. {guidance}
-When you are done, end your final message with these lines:
-STATUS: complete | needs_human | failed
-If needs_human, also: QUESTION: <your question>  OPTIONS: <option 1> | <option 2>  RECOMMENDATION: <your pick>
-If failed, also: ERROR: <what went wrong>
-"""
-
-PROMPT_FIELDS = (
-    "task_id",
-    "title",
-    "description",
-    "files",
-    "acceptance_criteria",
-    "implementation_notes",
-    "plan",
-    "milestone",
-    "guidance",
-)
-
-
-def render_prompt(task: Task, template: str, guidance: str | None = None) -> str:
-    """Fill the prompt template with the task's fields."""
-    criteria = "\n".join(f"- [{'x' if c.checked else ' '}] {c.text}" for c in task.acceptance_criteria)
-    values = {
-        "task_id": task.id,
-        "title": task.title,
-        "description": task.description or "(no description)",
-        "files": ", ".join(task.files) or "(not specified)",
-        "acceptance_criteria": criteria or "- (none given)",
-        "implementation_notes": (
-            f"Implementation notes:\n{task.implementation_notes}" if task.implementation_notes else ""
-        ),
-        "plan": task.plan,
-        "milestone": task.milestone,
-        "guidance": f"\nAdditional guidance from a human: {guidance}\n" if guidance else "",
-    }
-    return template.format_map(values).strip() + "\n"
 
 
 def command(settings: Settings, prompt: str, resume: str | None = None) -> list[str]:
@@ -221,40 +168,24 @@ def to_result(
     return result
 
 
-def run_claude(
-    sandbox: Sandbox,
-    settings: Settings,
-    task: Task,
-    prompt: str,
-    resume: str | None,
-    on_event: Callable[[Event], None],
-    dispatch_id: str,
-) -> TaskResult:
-    """One Claude Code run inside the sandbox, to its end; the sandbox stops it if we are interrupted."""
+def run(task: Task, sandbox: Sandbox, context: DispatchContext) -> TaskResult:
+    """One Claude Code run of `task` inside the sandbox, to its end.
+
+    The sandbox handle is bound to the dispatch, so every process the CLI starts carries
+    the dispatch id and is stopped with it on a timeout or interrupt.
+    """
+    settings = context.settings
+    prompt = context.render_prompt(task)
     started = time.monotonic()
     stderr: list[str] = []
     final: Event | None = None
-    with sandbox.stream(
-        command(settings, prompt, resume), workdir=settings.workspace, marker=dispatch_id
-    ) as (chunks, exit_code):
+    with sandbox.stream(command(settings, prompt, context.resume), workdir=settings.workspace) as (
+        chunks,
+        exit_code,
+    ):
         for event in events(chunks, stderr):
-            on_event(event)
+            context.on_event(event)
             if event.get("type") == "result":
                 final = event
         code = exit_code()
     return to_result(task.id, final, code, "".join(stderr), time.monotonic() - started)
-
-
-class ClaudeCodeAgent:
-    """The built-in implementation of the dispatch hook."""
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_orchestrator_dispatch(self, task: Task, sandbox: Sandbox, config: pytest.Config) -> TaskResult:
-        """Run `task` with Claude Code in the sandbox."""
-        from .runner import dispatch_context
-
-        context = dispatch_context(config, task)
-        prompt = render_prompt(task, context.settings.prompt_template, context.guidance)
-        return run_claude(
-            sandbox, context.settings, task, prompt, context.resume, context.on_event, context.dispatch_id
-        )

@@ -1,14 +1,11 @@
-"""The health document: check results, the overall status, and what the state says."""
+"""The health document: check results and the overall status they add up to."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
-
-from .state import ActiveAttempt
 
 CheckStatus = Literal["ok", "failed", "skipped"]
 OverallStatus = Literal["healthy", "degraded", "unhealthy"]
@@ -56,7 +53,7 @@ class HealthReport:
         return "degraded" if failed else "healthy"
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON health document (seed 000 fields, plus level and duration per check)."""
+        """The JSON health document: status, timestamp, and each check's status, message, level, duration."""
         return {
             "status": self.status,
             "timestamp": self.timestamp.isoformat(),
@@ -85,33 +82,3 @@ def merge(results: Iterable[CheckResult]) -> dict[str, CheckResult]:
             stop=max(filter(None, (previous.stop, result.stop)), default=None),
         )
     return merged
-
-
-def _ago(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 120:
-        return f"{seconds}s ago"
-    if seconds < 7200:
-        return f"{seconds // 60}m ago"
-    return f"{seconds // 3600}h ago"
-
-
-def describe_state(
-    attempts: Iterable[ActiveAttempt] | None, freeze_threshold: float, now: float | None = None
-) -> tuple[bool, str]:
-    """(ok, message) for the orchestrator check: idle, working on task X.Y, or frozen."""
-    now = time.time() if now is None else now
-    active = list(attempts or ())
-    if not active:
-        return True, "idle"
-    work = "; ".join(
-        f"working on task {a.task_id} ({a.plan}), started {_ago(now - a.started_at)}" for a in active
-    )
-    stale = [a for a in active if now - (a.heartbeat_at or a.started_at) > freeze_threshold]
-    if stale:
-        worst = max(now - (a.heartbeat_at or a.started_at) for a in stale)
-        return False, (
-            f"orchestrator frozen: no heartbeat for {int(worst)}s (threshold "
-            f"{freeze_threshold:g}s) while {work}; stop the stuck run and start it again"
-        )
-    return True, work

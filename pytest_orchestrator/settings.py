@@ -1,4 +1,8 @@
-"""One resolver for every setting: command-line flag, then ORCHESTRATOR_* env, then ini, then default."""
+"""One resolver for every setting: command-line flag, then ORCHESTRATOR_* env, then ini, then default.
+
+Plain Python: the plugin reads the flags and ini keys from pytest and hands them over as
+a `Sources`; anything else (the CLI views, the watchdog) can do the same without pytest.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
+from .prompt import DEFAULT_PROMPT, check_template
+from .retry import RetryPolicy
 
 
 class ConfigError(ValueError):
@@ -304,54 +309,60 @@ class Settings:
     @property
     def prompt_template(self) -> str:
         """The prompt template: the configured file's text, or the built-in one."""
-        from .claude import DEFAULT_PROMPT
-
         if self.prompt_file is None:
             return DEFAULT_PROMPT
         return self.prompt_file.read_text(encoding="utf-8")
 
-
-def add_options(parser: pytest.Parser) -> None:
-    """Register every setting as a flag and an ini key, from one help text."""
-    group = parser.getgroup("orchestrator")
-    for setting in SETTINGS:
-        text = f"{setting.help} (env {setting.env}, default {setting.default!r})"
-        group.addoption(setting.flag, dest=setting.dest, metavar=setting.metavar, help=text)
-        parser.addini(setting.ini, help=setting.help)
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """How transient task failures are retried."""
+        return RetryPolicy(self.retry_attempts, self.retry_delay, self.retry_factor, self.retry_max_delay)
 
 
-def _raw_value(setting: Setting, config: pytest.Config, environ: Mapping[str, str]) -> tuple[str, str, Path]:
+@dataclass(frozen=True)
+class Sources:
+    """Where raw setting values come from, highest precedence first (except the default)."""
+
+    flags: Mapping[str, str | None]
+    environ: Mapping[str, str]
+    ini: Callable[[str], str]
+    ini_base: Path
+    cwd: Path
+    root: Path
+
+
+def _raw_value(setting: Setting, sources: Sources) -> tuple[str, str, Path]:
     """Return (raw value, where it came from, base dir for relative paths)."""
-    cli = config.getoption(setting.dest, default=None)
+    cli = sources.flags.get(setting.name)
     if cli is not None:
-        return cli, setting.flag, config.invocation_params.dir
-    if setting.env in environ:
-        return environ[setting.env], setting.env, config.invocation_params.dir
-    if setting.name == "otlp_endpoint" and environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
-        return environ["OTEL_EXPORTER_OTLP_ENDPOINT"], "OTEL_EXPORTER_OTLP_ENDPOINT", Path()
-    ini = config.getini(setting.ini)
+        return cli, setting.flag, sources.cwd
+    if setting.env in sources.environ:
+        return sources.environ[setting.env], setting.env, sources.cwd
+    if setting.name == "otlp_endpoint" and sources.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return sources.environ["OTEL_EXPORTER_OTLP_ENDPOINT"], "OTEL_EXPORTER_OTLP_ENDPOINT", Path()
+    ini = sources.ini(setting.ini)
     if ini:
-        base = config.inipath.parent if config.inipath else config.rootpath
-        return str(ini), f"ini {setting.ini}", base
-    return setting.default, "default", config.rootpath
+        return str(ini), f"ini {setting.ini}", sources.ini_base
+    return setting.default, "default", sources.root
 
 
-def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> Settings:
+_REASONS: dict[Callable[[str], Any], str] = {
+    _positive_float: "expected a number > 0",
+    _optional_budget: "expected a number > 0",
+    _positive_int: "expected a whole number >= 1",
+}
+
+
+def resolve(sources: Sources) -> Settings:
     """Resolve and validate every setting; raise ConfigError naming the bad value's origin."""
-    environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     origin: dict[str, str] = {}
     for setting in SETTINGS:
-        raw, source, base = _raw_value(setting, config, environ)
+        raw, source, base = _raw_value(setting, sources)
         try:
             value = setting.parse(raw)
         except ValueError as exc:
-            reasons: dict[Callable[[str], Any], str] = {
-                _positive_float: "expected a number > 0",
-                _optional_budget: "expected a number > 0",
-                _positive_int: "expected a whole number >= 1",
-            }
-            reason = reasons.get(setting.parse, str(exc))
+            reason = _REASONS.get(setting.parse, str(exc))
             raise ConfigError(
                 f"invalid {setting.name.replace('_', ' ')} {raw!r} from {source}: {reason}"
             ) from None
@@ -365,25 +376,9 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         origin[setting.name] = source
     settings = Settings(**values, origin=origin)
     if settings.prompt_file is not None:
-        _check_template(settings.prompt_file, origin["prompt_file"])
+        problem = check_template(settings.prompt_file)
+        if problem:
+            raise ConfigError(
+                f"invalid prompt file {settings.prompt_file} from {origin['prompt_file']}: {problem}"
+            )
     return settings
-
-
-def _check_template(path: Path, source: str) -> None:
-    """Fail early on a prompt template that cannot be read or names an unknown field."""
-    from string import Formatter
-
-    from .claude import PROMPT_FIELDS
-
-    try:
-        text = path.read_text(encoding="utf-8")
-        fields = {name for _, name, _, _ in Formatter().parse(text) if name is not None}
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ConfigError(f"invalid prompt file {path} from {source}: {exc}") from None
-    unknown = sorted(name for name in fields if name not in PROMPT_FIELDS)
-    if unknown:
-        raise ConfigError(
-            f"invalid prompt file {path} from {source}: unknown placeholder "
-            f"{', '.join('{' + n + '}' for n in unknown)}; known: "
-            f"{', '.join('{' + n + '}' for n in PROMPT_FIELDS)}"
-        )

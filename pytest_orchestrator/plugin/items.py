@@ -1,25 +1,26 @@
-"""Plan files as pytest collectors, plan tasks as pytest items, and what running one means."""
+"""Plan files as pytest collectors and plan tasks as pytest items."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .redact import redact
-from .result import TaskResult
-from .sandbox import SandboxError
+from ..redact import redact
+from ..result import TaskResult, describe_failure
+from ..sandbox import SandboxError
+from .options import settings_for
 
 if TYPE_CHECKING:
-    from .plan import Task
+    from ..plan import Task
 
-RESULT = pytest.StashKey["TaskResult"]()
+RESULT = pytest.StashKey[TaskResult]()
+MARKERS = pytest.StashKey[set[str]]()
 
 # The attribute crosses pytest-xdist with the report, so the controller sees each result.
 REPORT_ATTR = "orchestrator_task"
@@ -51,7 +52,17 @@ def explicit_dirs(config: pytest.Config) -> list[Path]:
     return config.stash[EXPLICIT_DIRS]
 
 
-def is_plan(path: Path, session: pytest.Session, plan_dirs: Callable[[], tuple[Path, ...]]) -> bool:
+def plan_dirs(config: pytest.Config) -> tuple[Path, ...]:
+    """The configured plan directories; the default one while a bad setting waits to be reported."""
+    # A bad setting must not turn into a collection traceback; it is reported once, as a
+    # usage error, when tasks were collected (pytest_collection_modifyitems).
+    try:
+        return settings_for(config).plan_dirs
+    except pytest.UsageError:
+        return (config.rootpath / "plans",)
+
+
+def is_plan(path: Path, session: pytest.Session) -> bool:
     """A markdown file named on the command line, or one under a plan directory that pytest
     reached from a directory named on the command line.
 
@@ -64,10 +75,10 @@ def is_plan(path: Path, session: pytest.Session, plan_dirs: Callable[[], tuple[P
     named = explicit_dirs(session.config)
     if not any(path.is_relative_to(d) for d in named):
         return False
-    return any(path.is_relative_to(directory.resolve()) for directory in plan_dirs())
+    return any(path.is_relative_to(directory.resolve()) for directory in plan_dirs(session.config))
 
 
-def uses_plans(config: pytest.Config, plan_dirs: Callable[[], tuple[Path, ...]]) -> bool:
+def uses_plans(config: pytest.Config) -> bool:
     """Whether this invocation names plans, or a directory holding or inside a plan directory."""
     if config.args_source is not pytest.Config.ArgsSource.ARGS:
         return False
@@ -76,7 +87,7 @@ def uses_plans(config: pytest.Config, plan_dirs: Callable[[], tuple[Path, ...]])
     named = explicit_dirs(config)
     if not named:
         return False
-    dirs = [d.resolve() for d in plan_dirs()]
+    dirs = [d.resolve() for d in plan_dirs(config)]
     return any(d.is_relative_to(n) or n.is_relative_to(d) for n in named for d in dirs)
 
 
@@ -102,7 +113,7 @@ class PlanFile(pytest.File):
 
     def collect(self) -> Iterator[TaskItem]:
         """One item per task; a broken plan is a collection error naming its lines."""
-        from .plan import NO_TASKS, PlanError, parse_plan
+        from ..plan import NO_TASKS, PlanError, parse_plan
 
         relative = self.nodeid.split("::")[0] or self.path.name
         try:
@@ -116,7 +127,32 @@ class PlanFile(pytest.File):
             # The rootdir-relative path means something to the agent and in reports; the
             # absolute one is a detail of this machine.
             task = dataclasses.replace(task, plan=relative)
-            yield TaskItem.from_parent(self, name=task.id, task=task, plan_key=relative)
+            item = TaskItem.from_parent(self, name=task.id, task=task, plan_key=relative)
+            for name in task_markers(task):
+                register_marker(self.config, name)
+                item.add_marker(name)
+            # For `--dist loadgroup`, when a user picks it: a plan is one group too.
+            item.add_marker(pytest.mark.xdist_group(relative))
+            yield item
+
+
+def task_markers(task: Task) -> list[str]:
+    """The markers of a task: `task`, its type, its story, and `parallel` when marked [P]."""
+    names = ["task"]
+    for label in (task.type, task.story):
+        if label:
+            names.append(marker_name(label))
+    if task.parallel:
+        names.append("parallel")
+    return names
+
+
+def register_marker(config: pytest.Config, name: str) -> None:
+    """Register a plan's marker once per run, so task markers also pass --strict-markers."""
+    known = config.stash.setdefault(MARKERS, {"task", "parallel"})
+    if name not in known:
+        known.add(name)
+        config.addinivalue_line("markers", f"{name}: plan task marker")
 
 
 # Markers pytest and its plugins act on: a plan's `**Type:** xfail` must not make a
@@ -157,21 +193,6 @@ class TaskItem(pytest.Item):
         super().__init__(**kwargs)
         self.task = task
         self.plan_key = plan_key
-        self._add_markers()
-
-    def _add_markers(self) -> None:
-        names = ["task"]
-        for label in (self.task.type, self.task.story):
-            if label:
-                names.append(marker_name(label))
-        if self.task.parallel:
-            names.append("parallel")
-        for name in names:
-            # Registered first so task markers also pass --strict-markers.
-            self.config.addinivalue_line("markers", f"{name}: plan task marker")
-            self.add_marker(name)
-        # Under `--dist loadgroup` all tasks of a plan go to one worker, in order.
-        self.add_marker(pytest.mark.xdist_group(self.plan_key))
 
     def __repr__(self) -> str:
         """Shown by --collect-only: the task's id and title."""
@@ -183,9 +204,9 @@ class TaskItem(pytest.Item):
 
     def runtest(self) -> None:
         """Dispatch the task; anything but a completed, verified task fails the item."""
-        from .runner import run_task
+        from .dispatch import dispatch_item
 
-        result = run_task(self)
+        result = dispatch_item(self)
         self.stash[RESULT] = result
         self.ihook.pytest_orchestrator_task_finished(task=self.task, result=result, config=self.config)
         if result.status != "completed" or (result.verification and not result.verification.passed):
@@ -195,54 +216,8 @@ class TaskItem(pytest.Item):
         """The task's outcome in words, instead of a traceback through the orchestrator."""
         if isinstance(excinfo.value, TaskFailure):
             return describe_failure(self.task.id, excinfo.value.result, self.plan_key)
-        from .state import StateError
+        from ..state import StateError
 
         if isinstance(excinfo.value, SandboxError | StateError):
             return f"Task {self.task.id} was not dispatched: {excinfo.value}"
         return redact(str(super().repr_failure(excinfo, style=style)))
-
-
-def describe_failure(task_id: str, result: TaskResult, plan: str = "PLAN") -> str:
-    """The failure text shown by pytest for a task that did not complete."""
-    if result.status == "needs_human":
-        lines = [f"Task {task_id} NEEDS_HUMAN"]
-        lines.append(f"QUESTION: {result.question or '(none given)'}")
-        if result.options:
-            lines.append("OPTIONS: " + " | ".join(result.options))
-        if result.recommendation:
-            lines.append(f"RECOMMENDATION: {result.recommendation}")
-        lines.append(f"Answer with: orchestrator task {plan} {task_id} -g 'your answer'")
-        return "\n".join(lines)
-    if result.verification is not None and not result.verification.passed:
-        return (
-            f"Task {task_id} FAILED: verification exited {result.verification.exit_code}\n"
-            f"{result.verification.output.rstrip()}"
-        )
-    return f"Task {task_id} FAILED: {result.error or 'no reason given'}"
-
-
-# ---- reporting ----
-
-
-def status_line(task_id: str, result: TaskResult, when: float | None = None, plan: str = "") -> str:
-    """The seed's one line per task: `[12:00:01] Task 1.1: COMPLETED (45s, 3.2k tokens, $0.02)`."""
-    stamp = time.strftime("%H:%M:%S", time.localtime(when))
-    label = result.status.upper()
-    if result.verification is not None and not result.verification.passed:
-        label = "FAILED (verification)"
-    tokens = f"{result.tokens / 1000:.1f}k" if result.tokens >= 1000 else str(result.tokens)
-    return (
-        f"[{stamp}] Task {task_id}: {label} "
-        f"({result.duration_seconds:.0f}s, {tokens} tokens, ${result.cost_usd:.2f})"
-        + (f" {plan}" if plan else "")
-    )
-
-
-def skip_line(task_id: str, reason: str, when: float | None = None, plan: str = "") -> str:
-    """The line for a task that was not dispatched, e.g. `Task 1.2: SKIPPED (blocked by 1.1 (failed))`."""
-    stamp = time.strftime("%H:%M:%S", time.localtime(when))
-    if reason.startswith("dry run: "):
-        label, reason = "DRY RUN", reason.removeprefix("dry run: ")
-    else:
-        label = "SKIPPED"
-    return f"[{stamp}] Task {task_id}: {label} ({reason})" + (f" {plan}" if plan else "")

@@ -1,0 +1,219 @@
+"""Dispatching a task: whether to run it at all, its attempts with their retries, and the record.
+
+Before dispatch a task may be skipped: already completed in an earlier run (resume),
+blocked by an earlier task of its plan, or over the run's budget. Each dispatch is an
+attempt row in the state database, carrying the dispatch id that marks every process
+the agent starts; transient failures are retried with backoff (`retry`).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .prompt import render_prompt
+from .redact import redact
+from .result import TaskResult, Verification
+from .retry import retry_reason
+from .sandbox import SandboxError, SandboxTransportError
+
+if TYPE_CHECKING:
+    from .plan import Task
+    from .sandbox import Sandbox
+    from .settings import Settings
+    from .state import RunRecord, StateStore
+
+Event = dict[str, Any]
+
+
+def _ignore(event: Event) -> None:
+    return None
+
+
+@dataclass
+class DispatchContext:
+    """What an agent needs beyond the task and the sandbox: settings, guidance, resume, progress."""
+
+    settings: Settings
+    guidance: str | None = None
+    # The agent session to resume (with guidance), when the state database knows one.
+    resume: str | None = None
+    # Called with each agent event as it happens, for progress lines.
+    on_event: Callable[[Event], None] = _ignore
+    # Recorded with the attempt; every process started through the dispatch's sandbox
+    # carries it, so they can be stopped after the orchestrator itself was killed.
+    dispatch_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def render_prompt(self, task: Task) -> str:
+        """The task's prompt, from the configured template, with the guidance if any."""
+        return render_prompt(task, self.settings.prompt_template, self.guidance)
+
+
+# An agent runs one dispatch of a task to its end; None means it declined the task.
+Agent = Callable[["Task", "Sandbox", DispatchContext], "TaskResult | None"]
+
+
+class NoAgent(Exception):
+    """No agent took the task."""
+
+
+# ---- before dispatch ----
+
+
+def skip_reason(task: Task, plan_key: str, run: RunRecord, settings: Settings, *, rerun: bool) -> str | None:
+    """Why the task is not dispatched in this run, or None."""
+    # Guidance asks for another run of the task, whatever an earlier run achieved.
+    if not rerun and not settings.guidance:
+        done = run.store.completed(plan_key, task.id)
+        if done is not None:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(done.at))
+            return f"completed in run {done.run_id} at {stamp}"
+    blocker = run.blocked.get(plan_key)
+    if blocker is not None and not task.parallel:
+        return f"blocked by {blocker[0]} ({blocker[1]})"
+    if settings.max_cost:
+        spent = run.store.run_cost(run.key)
+        if spent >= settings.max_cost:
+            return f"budget reached: ${spent:.2f} of ${settings.max_cost:.2f} spent in this run"
+    return None
+
+
+def stop_left_behind(run: RunRecord, sandbox: Sandbox) -> None:
+    """Stop the agents that the runs found dead when `run` opened left in the sandbox."""
+    for stale in run.interrupted:
+        if stale.dispatch_id:
+            sandbox.stop_quietly(stale.dispatch_id)
+
+
+# ---- dispatch ----
+
+
+def ending(exc: BaseException) -> str:
+    """How an attempt that raised ended: interrupted, timeout (pytest-timeout's message) or error."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return "timeout" if "Timeout" in str(exc) else "error"
+
+
+def verify(sandbox: Sandbox, task: Task, settings: Settings) -> Verification:
+    """Run the task's verification block in the sandbox's workspace."""
+    assert task.verification is not None
+    try:
+        with sandbox.stream(
+            [task.verification.lang, "-c", task.verification.code], workdir=settings.workspace
+        ) as (chunks, exit_code):
+            output = b"".join((out or b"") + (err or b"") for out, err in chunks)
+            code = exit_code()
+    except SandboxError as exc:
+        # The agent's work and spending are real even when the check cannot run.
+        return Verification(-1, f"verification could not run: {exc}")
+    return Verification(code if code is not None else -1, redact(output.decode("utf-8", "replace")))
+
+
+def _attempt(
+    task: Task,
+    plan_key: str,
+    run: RunRecord,
+    sandbox: Sandbox,
+    agent: Agent,
+    context: DispatchContext,
+    number: int,
+) -> TaskResult:
+    """One dispatch of the task, recorded as one attempt row."""
+    attempt = run.store.start_attempt(
+        run.run_id,
+        plan_key,
+        task.id,
+        task.title,
+        attempt=number,
+        worker=run.worker,
+        dispatch_id=context.dispatch_id,
+    )
+    bound = sandbox.for_dispatch(context.dispatch_id)
+    status, error, result = "error", None, None
+    try:
+        try:
+            result = agent(task, bound, context)
+        except SandboxTransportError as exc:
+            result = TaskResult(task.id, "failed", error=str(exc), crashed=True)
+        if result is None:
+            raise NoAgent(f"no agent took task {task.id}")
+        if result.status == "completed" and task.verification is not None:
+            result.verification = verify(bound, task, context.settings)
+            if not result.verification.passed:
+                result.status = "failed"
+                result.error = f"verification exited {result.verification.exit_code}"
+        status = result.status
+    except BaseException as exc:
+        status = ending(exc)
+        error = redact(f"{type(exc).__name__}: {exc}".strip())[:500]
+        raise
+    finally:
+        _record(run.store, attempt, status, result, error)
+    return result
+
+
+def run_task(
+    task: Task,
+    plan_key: str,
+    run: RunRecord,
+    sandbox: Sandbox,
+    agent: Agent,
+    settings: Settings,
+    on_event: Callable[[Event], None] = _ignore,
+    sleep: Callable[[float], None] = time.sleep,
+) -> TaskResult:
+    """Dispatch the task to `agent`, retrying transient failures; every attempt is recorded."""
+    guidance = settings.guidance or None
+    resume = run.store.last_session(plan_key, task.id) if guidance else None
+    policy = settings.retry_policy
+    history: list[dict[str, Any]] = []
+    try:
+        for number in range(1, policy.attempts + 1):
+            started = time.monotonic()
+            context = DispatchContext(settings, guidance, resume, on_event)
+            result = _attempt(task, plan_key, run, sandbox, agent, context, number)
+            why = retry_reason(result)
+            entry: dict[str, Any] = {
+                "attempt": number,
+                "status": result.status,
+                "duration_seconds": round(time.monotonic() - started, 3),
+                "reason": result.error or result.status,
+            }
+            history.append(entry)
+            if why is None or number == policy.attempts:
+                break
+            delay = policy.backoff(number)
+            entry["retry"] = f"{why}; retrying in {delay:.1f}s"
+            sleep(delay)
+    except BaseException as exc:
+        if not task.parallel:
+            run.blocked.setdefault(plan_key, (task.id, ending(exc)))
+        raise
+    result.attempts = history
+    if result.status != "completed" and not task.parallel:
+        run.blocked.setdefault(plan_key, (task.id, result.status))
+    return result
+
+
+def _record(
+    store: StateStore, attempt: int, status: str, result: TaskResult | None, error: str | None
+) -> None:
+    if result is None:
+        store.finish_attempt(attempt, status, error=error)
+        return
+    store.finish_attempt(
+        attempt,
+        status,
+        input_tokens=result.usage.input_tokens,
+        output_tokens=result.usage.output_tokens,
+        cache_read_tokens=result.usage.cache_read_tokens,
+        cache_creation_tokens=result.usage.cache_creation_tokens,
+        cost_usd=result.cost_usd,
+        num_turns=result.num_turns,
+        session_id=result.session_id or None,
+        error=result.error or error,
+    )

@@ -1,0 +1,8 @@
+"""Health: the document and the status logic, shared by the plugin, the HTTP server and the watchdog."""
+
+from __future__ import annotations
+
+from .document import BUILTIN_CHECKS, SANDBOX_DOWN, CheckResult, HealthReport, merge
+from .orchestrator import describe_state
+
+__all__ = ["BUILTIN_CHECKS", "SANDBOX_DOWN", "CheckResult", "HealthReport", "describe_state", "merge"]

@@ -1,0 +1,40 @@
+"""The orchestrator's own health, read from the state database: idle, working, or frozen."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..state import ActiveAttempt
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds}s ago"
+    if seconds < 7200:
+        return f"{seconds // 60}m ago"
+    return f"{seconds // 3600}h ago"
+
+
+def describe_state(
+    attempts: Iterable[ActiveAttempt] | None, freeze_threshold: float, now: float | None = None
+) -> tuple[bool, str]:
+    """(ok, message) for the orchestrator check: idle, working on task X.Y, or frozen."""
+    now = time.time() if now is None else now
+    active = list(attempts or ())
+    if not active:
+        return True, "idle"
+    work = "; ".join(
+        f"working on task {a.task_id} ({a.plan}), started {_ago(now - a.started_at)}" for a in active
+    )
+    stale = [a for a in active if now - (a.heartbeat_at or a.started_at) > freeze_threshold]
+    if stale:
+        worst = max(now - (a.heartbeat_at or a.started_at) for a in stale)
+        return False, (
+            f"orchestrator frozen: no heartbeat for {int(worst)}s (threshold "
+            f"{freeze_threshold:g}s) while {work}; stop the stuck run and start it again"
+        )
+    return True, work

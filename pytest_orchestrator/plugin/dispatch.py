@@ -1,0 +1,140 @@
+"""Dispatch of a task item: the run's record and sandbox, skips, the hook call, progress lines.
+
+The domain work (resume, blocking, attempts, retries, recording) is `pytest_orchestrator.dispatch`;
+this module adapts it to pytest: a skip is `pytest.skip`, the agent is the dispatch hook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .. import sandbox as sandboxes
+from ..dispatch import DispatchContext, NoAgent, run_task, skip_reason, stop_left_behind
+from ..redact import redact
+from ..result import DRY_RUN_PREFIX, TaskResult
+from ..state import RunRecord
+from . import xdist
+from .interrupts import Interrupts
+from .options import settings_for
+
+if TYPE_CHECKING:
+    from ..plan import Task
+    from ..sandbox import Sandbox
+    from ..settings import Settings
+    from .items import TaskItem
+
+RUN = pytest.StashKey[RunRecord]()
+SANDBOX = pytest.StashKey["Sandbox"]()
+INTERRUPTS = pytest.StashKey[Interrupts]()
+
+
+def run_record(config: pytest.Config, settings: Settings) -> RunRecord:
+    """This process's run, opened on first use; agents that dead runs left behind are stopped."""
+    if RUN not in config.stash:
+        dry_run = bool(config.getoption("orchestrator_dry_run"))
+        run = RunRecord(
+            settings.state_dir,
+            xdist.run_key(config),
+            xdist.worker_id(config),
+            settings.freeze_threshold,
+            dry_run=dry_run,
+        )
+        config.stash[RUN] = run
+        if run.writes:
+            interrupts = config.stash.get(INTERRUPTS, None)
+            if interrupts is not None:
+                interrupts.while_dispatching()
+        stop_left_behind(run, sandbox_for(config, settings))
+    return config.stash[RUN]
+
+
+def sandbox_for(config: pytest.Config, settings: Settings) -> Sandbox:
+    """The sandbox handle shared by the tasks of this process; the container is looked up on use."""
+    if SANDBOX not in config.stash:
+        config.stash[SANDBOX] = sandboxes.attach(settings.sandbox, settings.docker_timeout)
+    return config.stash[SANDBOX]
+
+
+def close_run(config: pytest.Config, exitstatus: int) -> None:
+    """Record how this process's run ended."""
+    run = config.stash.get(RUN, None)
+    if run is not None:
+        run.close("interrupted" if exitstatus == pytest.ExitCode.INTERRUPTED else "finished")
+
+
+def progress(config: pytest.Config, task_id: str) -> Callable[[dict[str, Any]], None]:
+    """The event callback: a line per agent turn or tool call, on the terminal as it happens."""
+    from ..agents.claude_code import describe_event
+
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    # xdist shows no worker output; the lines would only cost time there.
+    shown = xdist.workerinput(config) is None
+    turns = 0
+
+    def show(event: dict[str, Any]) -> None:
+        nonlocal turns
+        if event.get("type") == "assistant":
+            turns += 1
+        line = describe_event(event)
+        if line is None or reporter is None or not shown:
+            return
+        text = f"    [{task_id}] turn {turns}: {redact(line)}"
+        # Output capture is on while a test runs; progress must reach the terminal now.
+        if capture is not None:
+            with capture.global_and_fixture_disabled():
+                reporter.write_line(text)
+        else:
+            reporter.write_line(text)
+
+    return show
+
+
+def dispatch_item(item: TaskItem) -> TaskResult:
+    """Dispatch the item's task through the dispatch hook; skip it when it should not run."""
+    config, task = item.config, item.task
+    settings = settings_for(config)
+    run = run_record(config, settings)
+    reason = skip_reason(
+        task, item.plan_key, run, settings, rerun=bool(config.getoption("orchestrator_rerun"))
+    )
+    if reason is not None:
+        pytest.skip(reason)
+    if config.getoption("orchestrator_dry_run"):
+        prompt = DispatchContext(settings, settings.guidance or None).render_prompt(task)
+        pytest.skip(f"{DRY_RUN_PREFIX}would dispatch, prompt {len(prompt)} chars")
+
+    def agent(task: Task, sandbox: Sandbox, context: DispatchContext) -> TaskResult | None:
+        result: TaskResult | None = item.ihook.pytest_orchestrator_dispatch(
+            task=task, sandbox=sandbox, config=config, context=context
+        )
+        return result
+
+    try:
+        return run_task(
+            task,
+            item.plan_key,
+            run,
+            sandbox_for(config, settings),
+            agent,
+            settings,
+            progress(config, task.id),
+        )
+    except NoAgent:
+        raise pytest.UsageError("no plugin implements pytest_orchestrator_dispatch") from None
+
+
+class ClaudeCodeAgent:
+    """The built-in implementation of the dispatch hook: Claude Code in the sandbox."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_orchestrator_dispatch(
+        self, task: Task, sandbox: Sandbox, context: DispatchContext
+    ) -> TaskResult:
+        """Run `task` with Claude Code in the sandbox."""
+        from ..agents import claude_code
+
+        return claude_code.run(task, sandbox, context)

@@ -1,0 +1,247 @@
+"""Health mode (`--orchestrator-health`): collect the checks, build and print the document.
+
+stdout carries the document and nothing else: from the start of pytest's configuration
+(when its terminal reporter is made) to the start of the session, `sys.stdout` points at
+stderr, so pytest's own report goes there; the document goes to the real stdout at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Generator
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from ..health import CheckResult, HealthReport, merge
+from ..redact import redact
+from ..settings import Settings
+from . import checks, xdist
+from .options import settings_for
+
+# The attribute crosses pytest-xdist with the report, so the controller sees what workers found.
+REPORT_ATTR = "orchestrator_check"
+USAGE_ERROR_KEY = "orchestrator_usage_error"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """In health mode, start the harness; pytest then makes its terminal reporter on stderr."""
+    if not config.getoption("orchestrator_health"):
+        return
+    harness = HealthHarness(config, settings_for(config), config.getoption("orchestrator_check"), sys.stdout)
+    config.pluginmanager.register(harness, "orchestrator-health")
+    sys.stdout = sys.stderr
+
+
+def _message(call: pytest.CallInfo[None], record: checks.CheckRecord | None) -> str:
+    if call.excinfo is None:
+        return redact(record.message) if record and record.message else ""
+    exc = call.excinfo.value
+    if isinstance(exc, pytest.skip.Exception | pytest.fail.Exception):
+        text = exc.msg or ""
+    else:
+        first = str(exc).strip().splitlines()
+        text = f"{type(exc).__name__}: {first[0]}" if first else type(exc).__name__
+    return redact(text)
+
+
+def phase_result(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport) -> dict[str, Any]:
+    """The JSON-safe result of one phase of a check, to attach to its report."""
+    status = "ok" if report.passed else "skipped" if report.skipped else "failed"
+    return {
+        "check_name": item.stash[checks.CHECK_NAME],
+        "status": status,
+        "message": _message(call, item.stash.get(checks.CHECK_RECORD, None)),
+        "level": checks.check_level(item),
+        "duration": report.duration,
+        "start": call.start,
+        "stop": call.stop,
+    }
+
+
+def _redact_longrepr(report: pytest.TestReport) -> None:
+    # A check's failure text can quote what it inspected; pytest prints it on the terminal.
+    if report.failed and report.longrepr is not None:
+        text = str(report.longrepr)
+        masked = redact(text)
+        if masked != text:
+            report.longrepr = masked
+    elif report.skipped and isinstance(report.longrepr, tuple):
+        path, lineno, reason = report.longrepr
+        report.longrepr = (path, lineno, redact(reason))
+
+
+class HealthHarness:
+    """Runs the health checks as pytest items and turns their reports into the health document."""
+
+    def __init__(
+        self, config: pytest.Config, settings: Settings, selected: list[str], stdout: IO[str]
+    ) -> None:
+        self.config = config
+        self.settings = settings
+        self.selected = selected
+        self.stdout = stdout
+        self.results: list[CheckResult] = []
+        self.known: list[str] = []
+        self.files: list[Path] | None = None
+        self.failures = 0
+        self.usage_error: str | None = None
+        self._report: HealthReport | None = None
+
+    def _usage_error(self, exc: pytest.UsageError) -> None:
+        workeroutput = getattr(self.config, "workeroutput", None)
+        if workeroutput is None:
+            raise exc
+        # Raised on a worker it would only kill the worker; the controller reports it instead.
+        workeroutput[USAGE_ERROR_KEY] = str(exc)
+
+    def _restore_stdout(self) -> None:
+        sys.stdout = self.stdout
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """pytest's terminal reporter exists now, on stderr: stdout is the document's again."""
+        self._restore_stdout()
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        """Put stdout back also when the run ended before its session started."""
+        self._restore_stdout()
+
+    # ---- collection (workers and single-process runs) ----
+
+    def pytest_collection(self, session: pytest.Session) -> bool | None:
+        """Collect the check modules in place of the usual test paths."""
+        if xdist.is_controller(self.config):
+            return None
+        try:
+            if self.config.args and self.config.args_source is pytest.Config.ArgsSource.ARGS:
+                raise pytest.UsageError(
+                    "--orchestrator-health runs the health checks and takes no paths; "
+                    "add your own checks with --orchestrator-check-paths"
+                )
+            self.files = checks.check_files(
+                self.settings.check_paths, self.settings.origin.get("check_paths", "default")
+            )
+        except pytest.UsageError as exc:
+            self._usage_error(exc)
+            self.files = []
+        session.perform_collect([str(self.config.rootpath)])
+        return True
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collect_directory(self, path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+        """The rootdir, in health mode, is the collector of the check modules."""
+        if self.files is None or not isinstance(parent, pytest.Session) or path != self.config.rootpath:
+            return None
+        return checks.HealthChecks.from_parent(parent, path=path, files=self.files)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        """Name and mark the checks before -k and -m look at them; apply --orchestrator-check."""
+        try:
+            self.known = checks.mark_checks(items)
+            unknown = [name for name in self.selected if name not in self.known]
+            if unknown:
+                raise pytest.UsageError(
+                    f"unknown check {', '.join(map(repr, unknown))}; known checks: {', '.join(self.known)}"
+                )
+        except pytest.UsageError as exc:
+            self._usage_error(exc)
+            self.known = []
+            items[:] = []
+            return
+        if self.selected:
+            kept = [i for i in items if i.stash[checks.CHECK_NAME] in self.selected]
+            dropped = [i for i in items if i not in kept]
+            if dropped:
+                config.hook.pytest_deselected(items=dropped)
+            items[:] = kept
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """A selection that leaves no check is a usage error, not a healthy run."""
+        if not self.known or session.items or session.testsfailed:
+            return
+        selection = " ".join(
+            f"{flag} {value!r}"
+            for flag, value in (("-k", self.config.option.keyword), ("-m", self.config.option.markexpr))
+            if value
+        )
+        self._usage_error(
+            pytest.UsageError(
+                f"no check matches {selection or 'the selection'}; known checks: {', '.join(self.known)}"
+            )
+        )
+
+    # ---- running (workers and single-process runs) ----
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        """Attach the check's result to each phase's report."""
+        report: pytest.TestReport = yield
+        if checks.CHECK_NAME in item.stash:
+            setattr(report, REPORT_ATTR, phase_result(item, call, report))
+            _redact_longrepr(report)
+        return report
+
+    # ---- the controller ----
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Gather check results; count the failures that make the run unhealthy."""
+        data = getattr(report, REPORT_ATTR, None)
+        if data:
+            self.results.append(CheckResult(**data))
+        if report.failed and not (data and data["level"] == "warning"):
+            self.failures += 1
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """Pick up a usage error found by an xdist worker."""
+        message = getattr(node, "workeroutput", {}).get(USAGE_ERROR_KEY)
+        if message:
+            self.usage_error = message
+
+    @property
+    def report(self) -> HealthReport:
+        """The health document's data, built once from the gathered results."""
+        if self._report is None:
+            self._report = HealthReport(checks=merge(self.results))
+        return self._report
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_json_modifyreport(self, json_report: dict[str, Any]) -> None:
+        """Embed the health document in pytest-json-report's report."""
+        json_report["health"] = self.report.to_dict()
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        """Print the document on stdout and export telemetry, once the checks have run.
+
+        The exit status follows the document: a failed warning-level check only degrades
+        the health, so a degraded run exits 0.
+        """
+        if self.usage_error:
+            sys.stderr.write(f"ERROR: {self.usage_error}\n")
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR
+            return
+        if exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+            return
+        if xdist.workerinput(self.config) is not None:
+            return
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED if self.failures else pytest.ExitCode.OK
+        if self.config.option.collectonly:
+            # Nothing was checked, so there is no health to report.
+            return
+        from ..telemetry import export_health
+
+        warning = export_health(self.report, self.settings.otlp_endpoint, self.settings.otlp_timeout)
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if warning and reporter is not None:
+            reporter.write_line(f"orchestrator: {warning}", yellow=True)
+        self.stdout.write(json.dumps(self.report.to_dict(), indent=2) + "\n")
+        self.stdout.flush()

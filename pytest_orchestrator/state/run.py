@@ -1,0 +1,76 @@
+"""One process's run in the state database: its row, its heartbeat, and the attempts dead runs left."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from .store import Interrupted, StateError, StateStore
+
+
+def pid_alive(pid: int, host: str) -> bool:
+    """Whether process `pid` of this host still exists."""
+    import psutil
+
+    return bool(psutil.pid_exists(pid))
+
+
+class RunRecord:
+    """This process's run: a `runs` row, a heartbeat thread, and what blocks each plan.
+
+    Opening it reaps the attempts that dead runs left 'running' (`interrupted`). A dry
+    run reads the state to explain its decisions and writes nothing.
+    """
+
+    def __init__(
+        self, state_dir: Path, run_key: str, worker: str, freeze_threshold: float, *, dry_run: bool = False
+    ) -> None:
+        self.state_dir = state_dir
+        self.key = run_key
+        self.worker = worker
+        self.blocked: dict[str, tuple[str, str]] = {}
+        self.interrupted: list[Interrupted] = []
+        self.run_id = 0
+        self._heartbeat: _Heartbeat | None = None
+        if dry_run:
+            self.store: StateStore = StateStore.read(state_dir) or StateStore.empty()
+            return
+        self.store = StateStore.open(state_dir)
+        self.interrupted = self.store.reap_interrupted(pid_alive, freeze_threshold)
+        self.run_id = self.store.begin_run(run_key)
+        interval = max(0.5, min(30.0, freeze_threshold / 4))
+        self._heartbeat = _Heartbeat(state_dir, self.run_id, worker, interval)
+        self._heartbeat.start()
+
+    @property
+    def writes(self) -> bool:
+        """False for a dry run, which records nothing."""
+        return self._heartbeat is not None
+
+    def close(self, status: str) -> None:
+        """Stop the heartbeat and record how the run ended."""
+        if self._heartbeat is not None:
+            self._heartbeat.stopped.set()
+            self._heartbeat.join(timeout=5)
+            self.store.end_run(self.run_id, status)
+        self.store.close()
+
+
+class _Heartbeat(threading.Thread):
+    def __init__(self, state_dir: Path, run_id: int, worker: str, interval: float) -> None:
+        super().__init__(name="orchestrator-heartbeat", daemon=True)
+        self.state_dir, self.run_id, self.worker = state_dir, run_id, worker
+        self.interval = interval
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        # sqlite3 connections belong to one thread, so the heartbeat has its own.
+        try:
+            store = StateStore.open(self.state_dir)
+        except StateError:
+            return
+        try:
+            while not self.stopped.wait(self.interval):
+                store.heartbeat(self.run_id, self.worker)
+        finally:
+            store.close()
