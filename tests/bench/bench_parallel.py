@@ -60,6 +60,8 @@ import os
 import resource
 import time
 
+import pytest
+
 from pytest_orchestrator.result import TaskResult
 
 LATENCY = {latency!r}
@@ -97,10 +99,21 @@ def pytest_collection_finish(session):
     _event("collected")
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_sessionfinish(session):
     _event("sessionfinish")
+    try:
+        return (yield)
+    finally:
+        _event("sessionfinished")
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    _event("testnodedown")
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_unconfigure(config):
     _event("unconfigure")
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -221,7 +234,12 @@ def _round(options: argparse.Namespace, trimmed: bool) -> dict[str, float] | lis
         "last_first_dispatch": max(r[0][0] for r in spans.values()),
         "gap_ms": statistics.mean(gaps) * 1000 if gaps else 0.0,
         "last_end": max(r[-1][1] for r in spans.values()),
+        "workers_session_end": max(at[w]["sessionfinish"] for w in workers),
+        "workers_session_ended": max(at[w]["sessionfinished"] for w in workers),
         "workers_finished": max(at[w]["unconfigure"] for w in workers),
+        "last_node_down": at["controller"]["testnodedown"],
+        "controller_session_end": at["controller"]["sessionfinish"],
+        "controller_session_ended": at["controller"]["sessionfinished"],
         "controller_finished": at["controller"]["unconfigure"],
         "exit": ended - launched,
         "controller_mib": peaks["controller"] / 1024,
@@ -238,8 +256,14 @@ def _show(variant: str, f: dict[str, float]) -> None:
         f"{'':8} since launch: controller configured {f['controller_configured']:.2f}s, all workers "
         f"configured {f['workers_configured']:.2f}s, collected {f['workers_collected']:.2f}s, first "
         f"dispatch {f['first_dispatch']:.2f}s (last worker's {f['last_first_dispatch']:.2f}s), gap between "
-        f"tasks {f['gap_ms']:.0f} ms, last agent done {f['last_end']:.2f}s, workers ended "
-        f"{f['workers_finished']:.2f}s, controller ended {f['controller_finished']:.2f}s, exit {f['exit']:.2f}s"
+        f"tasks {f['gap_ms']:.0f} ms, last agent done {f['last_end']:.2f}s"
+    )
+    print(
+        f"{'':8} session end: workers' began {f['workers_session_end']:.2f}s and took until "
+        f"{f['workers_session_ended']:.2f}s, workers unconfigured {f['workers_finished']:.2f}s, last worker "
+        f"down {f['last_node_down']:.2f}s, controller's session end {f['controller_session_end']:.2f}s to "
+        f"{f['controller_session_ended']:.2f}s, controller unconfigured {f['controller_finished']:.2f}s, "
+        f"exit {f['exit']:.2f}s"
     )
 
 
