@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import re
+import signal
 import sqlite3
 import time
 from pathlib import Path
@@ -637,3 +638,73 @@ def test_newer_database_asks_to_upgrade(tmp_path: Path) -> None:
         StateStore.open(state_dir)
     with pytest.raises(StateError, match=r"schema version 99.*upgrade pytest-orchestrator"):
         StateStore.read(state_dir)
+
+
+# ---- the dispatch context, xdist modes, and what a run leaves behind ----
+
+CONTEXT_AGENT = """
+import json
+from pathlib import Path
+
+from pytest_orchestrator import DispatchContext, TaskResult
+
+
+def pytest_orchestrator_dispatch(task, sandbox, config, context):
+    assert isinstance(context, DispatchContext)
+    seen = {
+        "task": task.id,
+        "dispatch_id": context.dispatch_id,
+        "guidance": context.guidance,
+        "resume": context.resume,
+        "max_turns": context.settings.max_turns,
+        "prompt_has_guidance": "Use SQLite" in context.render_prompt(task),
+    }
+    context.on_event({"type": "assistant", "message": {"content": []}})
+    with open(Path(str(config.rootpath)) / "context.log", "a") as log:
+        log.write(json.dumps(seen) + "\\n")
+    return TaskResult(task.id, "completed", session_id=f"session-{task.id}")
+"""
+
+
+def context_log(pytester: pytest.Pytester) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (pytester.path / "context.log").read_text().splitlines()]
+
+
+def test_the_dispatch_hook_gets_the_context_a_third_party_agent_needs(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\n")
+    pytester.makeconftest(CONTEXT_AGENT)
+    pytester.mkdir("plans")
+    write_plan(pytester, "x.md", PLAN)
+    first = pytester.runpytest("plans/x.md", "-k", "1.1", "--orchestrator-max-turns", "7")
+    assert first.ret == pytest.ExitCode.OK
+    again = pytester.runpytest("plans/x.md", "-k", "1.1", "--orchestrator-guidance", "Use SQLite")
+    assert again.ret == pytest.ExitCode.OK
+
+    plain, guided = context_log(pytester)
+    assert (plain["guidance"], plain["resume"], plain["max_turns"]) == (None, None, 7)
+    assert not plain["prompt_has_guidance"]
+    # With guidance the task runs again and resumes the session the state database knows.
+    assert (guided["guidance"], guided["resume"], guided["max_turns"]) == ("Use SQLite", "session-1.1", 50)
+    assert guided["prompt_has_guidance"]
+    # Each attempt row records the dispatch id the agent was given.
+    recorded = [r["dispatch_id"] for r in query(pytester, "SELECT dispatch_id FROM attempts ORDER BY id")]
+    assert recorded == [plain["dispatch_id"], guided["dispatch_id"]]
+    assert len(set(recorded)) == 2
+
+
+@pytest.mark.parametrize("mode", ["worksteal", "each"])
+def test_a_dist_mode_that_would_reorder_a_plan_is_a_usage_error(project: pytest.Pytester, mode: str) -> None:
+    result = project.runpytest("plans/x.md", "-n", "2", "--dist", mode)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [f"ERROR: --dist {mode} would break the order of a plan's tasks: use --dist loadfile*"]
+    )
+    assert keys(project) == []
+
+
+def test_a_run_puts_back_the_signal_handlers_it_installed(project: pytest.Pytester) -> None:
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    result = project.runpytest("plans/x.md")
+    assert result.ret == pytest.ExitCode.OK
+    assert keys(project) == ["plans/x.md::1.1", "plans/x.md::1.2", "plans/x.md::1.3"]
+    assert {sig: signal.getsignal(sig) for sig in before} == before

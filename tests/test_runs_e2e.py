@@ -230,3 +230,79 @@ def test_sigterm_to_an_xdist_controller_stops_the_agents_on_its_workers(
         ("2.1", "interrupted"),
     ]
     assert json.loads((pytester.path / "report.json").read_text())["exitcode"] == pytest.ExitCode.INTERRUPTED
+
+
+CONFTEST_AGENT = """
+import time
+from pytest_orchestrator import TaskResult
+
+
+def pytest_orchestrator_dispatch(task, sandbox, config, context):
+    # A third-party agent: its process is started through the hook's sandbox with no marker
+    # of its own, yet carries the dispatch id the state database records.
+    with sandbox.stream(["sh", "-c", "echo started; exec sleep 300"], workdir="/") as (chunks, code):
+        for out, err in chunks:
+            pass
+    return TaskResult(task.id, "completed")
+"""
+
+
+def sleepers(container: Any) -> list[str]:
+    listing = container.exec_run(["ps", "-o", "pid,stat,args"]).output.decode()
+    return [line for line in listing.splitlines() if "sleep 300" in line and " Z " not in f" {line} "]
+
+
+def test_a_conftest_agent_left_behind_by_sigkill_is_stopped_by_the_next_run(
+    pytester: pytest.Pytester, make_sandbox: Callable[..., Any]
+) -> None:
+    container = make_sandbox(command=["sleep", "infinity"], init=True)
+    pytester.makeconftest(CONFTEST_AGENT)
+    plan = write_plan(pytester, "m.md", ["1.1: Wait"])
+    run = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            plan,
+            "--orchestrator-sandbox",
+            container.name,
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    wait_for(lambda: bool(sleepers(container)))
+    run.send_signal(signal.SIGKILL)
+    run.wait(timeout=30)
+    assert sleepers(container), "the killed run should have left its agent's process behind"
+    store = StateStore.read(pytester.path / ".orchestrator")
+    assert store is not None
+    try:
+        (dispatch_id,) = [r[0] for r in store.conn.execute("SELECT dispatch_id FROM attempts")]
+    finally:
+        store.close()
+    (pid,) = [line.split()[0] for line in sleepers(container)]
+    environ = container.exec_run(["cat", f"/proc/{pid}/environ"]).output.decode()
+    assert f"ORCHESTRATOR_DISPATCH_ID={dispatch_id}" in environ.split("\0")
+
+    pytester.makeconftest(CONFTEST_AGENT.replace("exec sleep 300", "true"))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            plan,
+            "--orchestrator-sandbox",
+            container.name,
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=pytester.path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout
+    wait_for(lambda: not sleepers(container), timeout=10)
