@@ -8,8 +8,10 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .result import TaskResult
+if TYPE_CHECKING:
+    from .result import TaskResult
 
 
 @dataclass(frozen=True)
