@@ -150,6 +150,8 @@ def _attempt(
     except BaseException as exc:
         status = ending(exc)
         error = redact(f"{type(exc).__name__}: {exc}".strip())[:500]
+        # A timeout or Ctrl-C may leave processes an agent started with `exec` running.
+        bound.stop_quietly(context.dispatch_id)
         raise
     finally:
         _record(run.store, attempt, status, result, error)
@@ -168,12 +170,13 @@ def run_task(
 ) -> TaskResult:
     """Dispatch the task to `agent`, retrying transient failures; every attempt is recorded."""
     guidance = settings.guidance or None
-    resume = run.store.last_session(plan_key, task.id) if guidance else None
     policy = settings.retry_policy
     history: list[dict[str, Any]] = []
     try:
         for number in range(1, policy.attempts + 1):
             started = time.monotonic()
+            # A retry resumes the session the previous attempt started, when it recorded one.
+            resume = run.store.last_session(plan_key, task.id) if guidance else None
             context = DispatchContext(settings, guidance, resume, on_event)
             result = _attempt(task, plan_key, run, sandbox, agent, context, number)
             why = retry_reason(result)

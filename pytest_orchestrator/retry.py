@@ -1,6 +1,6 @@
 """Retry policy: which failures are transient, and how long to wait before the next attempt.
 
-Exponential backoff with jitter, capped; the watchdog's restart policy can reuse it.
+Exponential backoff with jitter, capped; not tied to tasks, so a restart policy can reuse it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """One resolver for every setting: command-line flag, then ORCHESTRATOR_* env, then ini, then default.
 
 Plain Python: the plugin reads the flags and ini keys from pytest and hands them over as
-a `Sources`; anything else (the CLI views, the watchdog) can do the same without pytest.
+a `Sources`; any other front end can do the same without pytest.
 """
 
 from __future__ import annotations

@@ -201,8 +201,12 @@ def test_warning_level_failures_degrade_but_exit_zero(pytester: pytest.Pytester,
             """
         )
     )
-    result = pytester.runpytest("--orchestrator-health", "-k", "orchestrator or disk")
+    result = pytester.runpytest(
+        "--orchestrator-health", "-k", "orchestrator or disk", "--json-report", "--json-report-file", "r.json"
+    )
     doc = document(result)
+    # The JSON report tells the same exit code as the process.
+    assert json.loads((pytester.path / "r.json").read_text())["exitcode"] == 0
     assert doc["checks"]["disk"] == {
         **doc["checks"]["disk"],
         "status": "failed",
@@ -391,3 +395,11 @@ def test_bad_selection_under_xdist_is_still_a_usage_error(
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
     assert "INTERNALERROR" not in result.stderr.str() + result.stdout.str()
+
+
+def test_a_dist_mode_without_workers_still_runs_the_checks(pytester: pytest.Pytester) -> None:
+    # `--dist` in addopts without `-n` starts no xdist controller: the checks run here.
+    pytester.makepyfile(test_regular="def test_regular():\n    pass\n")
+    result = pytester.runpytest("--orchestrator-health", "--dist", "load")
+    assert list(document(result)["checks"]) == ["sandbox", "claude_auth", "github_token", "orchestrator"]
+    assert result.ret == 1

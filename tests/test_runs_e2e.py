@@ -258,17 +258,9 @@ def test_a_conftest_agent_left_behind_by_sigkill_is_stopped_by_the_next_run(
     container = make_sandbox(command=["sleep", "infinity"], init=True)
     pytester.makeconftest(CONFTEST_AGENT)
     plan = write_plan(pytester, "m.md", ["1.1: Wait"])
+    argv = [sys.executable, "-m", "pytest", plan, "--orchestrator-sandbox", container.name]
     run = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            plan,
-            "--orchestrator-sandbox",
-            container.name,
-            "-p",
-            "no:cacheprovider",
-        ],
+        argv,
         cwd=pytester.path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -288,21 +280,6 @@ def test_a_conftest_agent_left_behind_by_sigkill_is_stopped_by_the_next_run(
     assert f"ORCHESTRATOR_DISPATCH_ID={dispatch_id}" in environ.split("\0")
 
     pytester.makeconftest(CONFTEST_AGENT.replace("exec sleep 300", "true"))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            plan,
-            "--orchestrator-sandbox",
-            container.name,
-            "-p",
-            "no:cacheprovider",
-        ],
-        cwd=pytester.path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = subprocess.run(argv, cwd=pytester.path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout
     wait_for(lambda: not sleepers(container), timeout=10)

@@ -1,4 +1,4 @@
-"""Health: the document and the status logic, shared by the plugin, the HTTP server and the watchdog."""
+"""Health: the document and the status logic, plain Python for every front end (today the plugin)."""
 
 from __future__ import annotations
 

@@ -77,6 +77,8 @@ def progress(config: pytest.Config, task_id: str) -> Callable[[dict[str, Any]], 
 
     def show(event: dict[str, Any]) -> None:
         nonlocal turns
+        if event.get("type") == "system" and event.get("subtype") == "init":
+            turns = 0  # a new attempt's agent
         if event.get("type") == "assistant":
             turns += 1
         line = describe_event(event)

@@ -218,22 +218,31 @@ class HealthHarness:
         """Embed the health document in pytest-json-report's report."""
         json_report["health"] = self.report.to_dict()
 
-    @pytest.hookimpl(trylast=True)
-    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        """Print the document on stdout and export telemetry, once the checks have run.
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> Generator[None, None, None]:
+        """Set the exit status from the document before anyone reports it; then print the document.
 
-        The exit status follows the document: a failed warning-level check only degrades
-        the health, so a degraded run exits 0.
+        A failed warning-level check only degrades the health, so a degraded run exits 0.
         """
         if self.usage_error:
-            sys.stderr.write(f"ERROR: {self.usage_error}\n")
             session.exitstatus = pytest.ExitCode.USAGE_ERROR
+        elif exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not self._on_worker:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED if self.failures else pytest.ExitCode.OK
+        try:
+            return (yield)
+        finally:
+            self._finish(exitstatus)
+
+    @property
+    def _on_worker(self) -> bool:
+        return xdist.workerinput(self.config) is not None
+
+    def _finish(self, exitstatus: int) -> None:
+        if self.usage_error:
+            sys.stderr.write(f"ERROR: {self.usage_error}\n")
             return
-        if exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        if exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) or self._on_worker:
             return
-        if xdist.workerinput(self.config) is not None:
-            return
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED if self.failures else pytest.ExitCode.OK
         if self.config.option.collectonly:
             # Nothing was checked, so there is no health to report.
             return

@@ -49,9 +49,11 @@ class Interrupts:
     def _install(self, handlers: dict[int, Any]) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
-        for sig, handler in handlers.items():
-            previous = signal.signal(sig, handler)
-            self._previous.setdefault(sig, previous)
+        # Both are saved: the first signal re-arms both of them (_interrupt).
+        for sig in _SIGNALS:
+            self._previous.setdefault(sig, signal.getsignal(sig))
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
 
     def on_controller(self) -> None:
         """An xdist controller: SIGTERM interrupts the workers like Ctrl-C."""

@@ -61,7 +61,7 @@ class TaskRun:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Print the seed's line for each finished task and keep the result for the totals."""
+        """Print the one-line outcome of each finished task and keep the result for the totals."""
         skipped = getattr(report, SKIP_ATTR, None)
         if skipped:
             self._write(

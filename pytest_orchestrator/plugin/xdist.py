@@ -21,8 +21,13 @@ def worker_id(config: pytest.Config) -> str:
 
 
 def is_controller(config: pytest.Config) -> bool:
-    """Whether this process hands items to xdist workers and runs none itself."""
-    return workerinput(config) is None and config.getoption("dist", "no") != "no"
+    """Whether this process hands items to xdist workers and runs none itself (xdist's own rule)."""
+    return (
+        workerinput(config) is None
+        and config.getoption("dist", "no") != "no"
+        and bool(config.getoption("tx", None))
+        and not config.getoption("collectonly", False)
+    )
 
 
 def run_key(config: pytest.Config) -> str:

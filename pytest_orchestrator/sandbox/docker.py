@@ -229,7 +229,7 @@ class DockerSandbox:
     ) -> Iterator[tuple[Chunks, Callable[[], int | None]]]:
         """Start argv; yield (an iterator of (stdout, stderr) chunks, a function giving its exit code).
 
-        Every process it starts carries `marker` (by default the dispatch's) in its
+        Every process it starts carries the dispatch's id (or else `marker`) in its
         environment. If the caller leaves the block early (a timeout, Ctrl-C), they are
         all stopped in the sandbox: killing the Docker exec client would leave them running.
 
@@ -239,7 +239,8 @@ class DockerSandbox:
         import docker
         import requests
 
-        marker = marker or self.marker or uuid.uuid4().hex
+        # A handle bound to a dispatch always marks with its id: the one the state records.
+        marker = self.marker or marker or uuid.uuid4().hex
         container = self.container
         if self._shared["client"] is None:
             self._shared["client"] = connect(None)
