@@ -12,6 +12,7 @@ Everything that needs pytest lives in this package, one job per module:
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,14 @@ def pytest_configure(config: pytest.Config) -> None:
         xdist.group_by_plan(config)
         if xdist.is_controller(config):
             interrupts.on_controller()
+        # Everything imported so far lives as long as the process. Freezing it keeps the
+        # collector from walking pytest's and the plugins' objects again, which at the end
+        # of a run with -n costs each worker its share of two cores (measured with
+        # tests/bench/bench_parallel.py). A worker ends with its process; elsewhere the
+        # objects are handed back to the collector when pytest unconfigures.
+        gc.freeze()
+        if xdist.workerinput(config) is None:
+            config.add_cleanup(gc.unfreeze)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
