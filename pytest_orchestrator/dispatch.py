@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .prompt import render_prompt
 from .redact import redact
-from .result import TaskResult, Verification
+from .result import TaskResult, TaskStatus, Usage, Verification
 from .retry import retry_reason
 from .sandbox import SandboxError, SandboxTransportError
 
@@ -60,6 +60,14 @@ class NoAgent(Exception):
     """No agent took the task."""
 
 
+class TaskTimeout(Exception):
+    """The task outlived its time limit; raised into the dispatch by the run's timer."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"Timeout >{seconds:g}s")
+        self.seconds = seconds
+
+
 # ---- before dispatch ----
 
 
@@ -92,10 +100,17 @@ def stop_left_behind(run: RunRecord, sandbox: Sandbox) -> None:
 
 
 def ending(exc: BaseException) -> str:
-    """How an attempt that raised ended: interrupted, timeout (pytest-timeout's message) or error."""
+    """How an attempt that raised ended: interrupted, timeout (ours or pytest-timeout's) or error."""
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted"
-    return "timeout" if "Timeout" in str(exc) else "error"
+    return "timeout" if isinstance(exc, TaskTimeout) or "Timeout" in str(exc) else "error"
+
+
+def _stopped(status: str, exc: BaseException, elapsed: float, agent_running: bool) -> str:
+    """The error text of a task stopped by its timer or a signal, as the status line tells it."""
+    seconds = exc.seconds if isinstance(exc, TaskTimeout) else elapsed
+    where = "agent stopped in the sandbox" if agent_running else "no agent was running"
+    return f"{status.upper()} after {seconds:.0f}s ({where})"
 
 
 def verify(sandbox: Sandbox, task: Task, settings: Settings) -> Verification:
@@ -168,22 +183,34 @@ def run_task(
     on_event: Callable[[Event], None] = _ignore,
     sleep: Callable[[float], None] = time.sleep,
 ) -> TaskResult:
-    """Dispatch the task to `agent`, retrying transient failures; every attempt is recorded."""
+    """Dispatch the task to `agent`, retrying transient failures; every attempt is recorded.
+
+    The result is the last attempt's, with the duration, tokens and cost of all of them: the
+    agent's own duration for an attempt where it gave one, the clock's otherwise, and the
+    waits between attempts.
+    """
     guidance = settings.guidance or None
     policy = settings.retry_policy
     history: list[dict[str, Any]] = []
+    spent, cost, usage = 0.0, 0.0, Usage()
+    phase = time.monotonic()  # when the running attempt, or the wait, began
+    number = 0
     try:
         for number in range(1, policy.attempts + 1):
-            started = time.monotonic()
+            phase = time.monotonic()
             # A retry resumes the session the previous attempt started, when it recorded one.
             resume = run.store.last_session(plan_key, task.id) if guidance else None
             context = DispatchContext(settings, guidance, resume, on_event)
             result = _attempt(task, plan_key, run, sandbox, agent, context, number)
+            took = time.monotonic() - phase
+            spent += result.duration_seconds or took
+            cost += result.cost_usd
+            usage = usage + result.usage
             why = retry_reason(result)
             entry: dict[str, Any] = {
                 "attempt": number,
                 "status": result.status,
-                "duration_seconds": round(time.monotonic() - started, 3),
+                "duration_seconds": round(took, 3),
                 "reason": result.error or result.status,
             }
             history.append(entry)
@@ -191,12 +218,29 @@ def run_task(
                 break
             delay = policy.backoff(number)
             entry["retry"] = f"{why}; retrying in {delay:.1f}s"
+            phase = time.monotonic()
             sleep(delay)
+            spent += time.monotonic() - phase
+    except (TaskTimeout, KeyboardInterrupt) as exc:
+        # A result like any other, so the report and the status line tell what happened; the
+        # caller ends the run after an interruption.
+        status: TaskStatus = "timeout" if isinstance(exc, TaskTimeout) else "interrupted"
+        running = len(history) < number
+        took = time.monotonic() - phase
+        spent += took
+        if running:
+            history.append(
+                {"attempt": number, "status": status, "duration_seconds": round(took, 3), "reason": status}
+            )
+        result = TaskResult(task.id, status, error=_stopped(status, exc, spent, running))
     except BaseException as exc:
         if not task.parallel:
             run.blocked.setdefault(plan_key, (task.id, ending(exc)))
         raise
     result.attempts = history
+    result.duration_seconds = round(spent, 3)
+    result.cost_usd = round(cost, 6)
+    result.usage = usage
     if result.status != "completed" and not task.parallel:
         run.blocked.setdefault(plan_key, (task.id, result.status))
     return result

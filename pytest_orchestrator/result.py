@@ -7,7 +7,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-TaskStatus = Literal["completed", "failed", "needs_human"]
+TaskStatus = Literal["completed", "failed", "needs_human", "timeout", "interrupted"]
 
 # The protocol the prompt asks for. Markdown emphasis around the label is tolerated
 # because models like to bold it.
@@ -41,6 +41,15 @@ class Usage:
         """All tokens, cached ones included."""
         return self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_creation_tokens
 
+    def __add__(self, other: Usage) -> Usage:
+        """The tokens of both, as for the attempts of one task."""
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cache_read_tokens + other.cache_read_tokens,
+            self.cache_creation_tokens + other.cache_creation_tokens,
+        )
+
 
 @dataclass
 class Verification:
@@ -57,7 +66,7 @@ class Verification:
 
 @dataclass
 class TaskResult:
-    """What one dispatch of a task produced."""
+    """What the dispatch of a task produced: its last attempt's outcome, all attempts' costs."""
 
     task_id: str
     status: TaskStatus
@@ -195,6 +204,8 @@ def describe_failure(task_id: str, result: TaskResult, plan: str = "PLAN") -> st
             f"Task {task_id} FAILED: verification exited {result.verification.exit_code}\n"
             f"{result.verification.output.rstrip()}"
         )
+    if result.status in ("timeout", "interrupted"):
+        return f"Task {task_id}: {result.error or result.status.upper()}"
     return f"Task {task_id} FAILED: {result.error or 'no reason given'}"
 
 

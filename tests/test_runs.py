@@ -390,6 +390,29 @@ def test_transient_api_errors_are_retried(project: pytest.Pytester) -> None:
     assert "retry" not in attempts[2]
 
 
+def test_a_retried_task_reports_the_time_and_cost_of_every_attempt(project: pytest.Pytester) -> None:
+    slow_500 = {**API_429, "api": 500, "error": "API Error: 500", "sleep": 1, "cost": 0.25}
+    script(project, {"plans/x.md::1.1": [slow_500, {"status": "completed", "sleep": 1, "cost": 0.5}]})
+    args = [
+        "plans/x.md",
+        "-k",
+        "1.1",
+        "--orchestrator-retry-delay",
+        "1",
+        "--json-report",
+        "--json-report-file",
+        "r.json",
+    ]
+    result = run(project, *args)
+    assert result.ret == pytest.ExitCode.OK
+    task = json.loads((project.path / "r.json").read_text())["tests"][0]["metadata"]["orchestrator_task"]
+    # Two attempts of 1 s and a wait of 0.5 to 1 s between them.
+    assert 2.5 <= task["duration_seconds"] < 5
+    assert task["cost_usd"] == pytest.approx(0.75)
+    (line,) = [line for line in result.outlines if "Task 1.1: COMPLETED" in line]
+    assert re.search(r"COMPLETED \([345]s, 0 tokens, \$0\.75\)", line), line
+
+
 @pytest.mark.parametrize(
     "step",
     [
@@ -571,7 +594,7 @@ def test_task_outliving_its_timeout_fails_and_is_recorded(project: pytest.Pytest
     result = run(project, "plans/x.md", "-k", "1.1", "--orchestrator-task-timeout", "1")
     assert time.monotonic() - started < 25
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines(["*Timeout*"])
+    result.stdout.fnmatch_lines(["Task 1.1: TIMEOUT after 1s (agent stopped in the sandbox)"])
     ((status, error),) = query(project, "SELECT status, error FROM attempts")
     assert status == "timeout"
     assert "Timeout" in error
@@ -708,3 +731,95 @@ def test_a_run_puts_back_the_signal_handlers_it_installed(project: pytest.Pytest
     assert result.ret == pytest.ExitCode.OK
     assert keys(project) == ["plans/x.md::1.1", "plans/x.md::1.2", "plans/x.md::1.3"]
     assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
+# ---- faults ----
+
+
+def test_an_option_value_outside_the_project_moves_neither_state_nor_plan_keys(
+    pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # No config file: pytest reckons its rootdir before plugins add their options, so the
+    # report path counts as a path and the rootdir becomes a common ancestor of both.
+    pytester.makeconftest(AGENT)
+    (pytester.path / "plan.md").write_text(PLAN, encoding="utf-8")
+    report = tmp_path_factory.mktemp("reports") / "r.json"
+    args = ["plan.md", "--json-report", "--json-report-file", str(report)]
+    first = run(pytester, *args)
+    assert first.parseoutcomes() == {"passed": 3}
+    second = run(pytester, *args)
+    assert second.parseoutcomes() == {"skipped": 3}
+    assert (pytester.path / ".orchestrator" / "state.db").is_file()
+    assert {row[0] for row in query(pytester, "SELECT plan FROM attempts")} == {"plan.md"}
+    assert len(keys(pytester)) == 3
+
+
+def test_a_timeout_reads_like_any_other_outcome(project: pytest.Pytester, tmp_path: Path) -> None:
+    # A thread besides the main one is what made pytest-timeout dump every stack.
+    project.makeconftest(
+        AGENT.replace(
+            "    time.sleep(step",
+            "    __import__('threading').Thread(target=time.sleep, args=(60,), daemon=True).start()\n    time.sleep(step",
+        )
+    )
+    script(project, {"plans/x.md::1.2": [{"status": "completed", "sleep": 30}]})
+    report = tmp_path / "r.json"
+    result = run(project, "plans/x.md", "--timeout", "2", "--json-report", "--json-report-file", str(report))
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert result.parseoutcomes() == {"passed": 1, "failed": 1, "skipped": 1}
+    text = result.stdout.str()
+    assert "Timeout" not in text and "Thread" not in text and "CallInfo" not in text
+    assert len(result.outlines) < 40
+    result.stdout.fnmatch_lines(
+        [
+            "*Task 1.2: TIMEOUT (2s, 0 tokens, $0.00) plans/x.md",
+            "FAILED plans/x.md::1.2 - Task 1.2: TIMEOUT after 2s (agent stopped in the san*",
+        ]
+    )
+    entry = {t["nodeid"]: t for t in json.loads(report.read_text())["tests"]}["plans/x.md::1.2"]
+    assert entry["outcome"] == "failed"
+    task = entry["metadata"]["orchestrator_task"]
+    assert task["status"] == "timeout"
+    assert task["error"] == "TIMEOUT after 2s (agent stopped in the sandbox)"
+    assert 2 <= task["duration_seconds"] < 5
+
+
+INTERRUPTING_AGENT = """
+import os
+import signal
+import time
+
+from pytest_orchestrator.result import TaskResult
+
+
+def pytest_orchestrator_dispatch(task, sandbox, config):
+    if task.id == "1.2":
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(30)
+    return TaskResult(task.id, "completed")
+"""
+
+
+def test_an_interrupted_task_never_reads_as_passed(project: pytest.Pytester, tmp_path: Path) -> None:
+    project.makeconftest(INTERRUPTING_AGENT)
+    report, junit = tmp_path / "r.json", tmp_path / "j.xml"
+    args = ["plans/x.md", "--json-report", "--json-report-file", str(report), "--junitxml", str(junit)]
+    result = run(project, *args)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(
+        ["*Task 1.2: INTERRUPTED (0s, 0 tokens, $0.00) plans/x.md", "*1 passed, 1 interrupted*"]
+    )
+    data = json.loads(report.read_text())
+    assert data["exitcode"] == pytest.ExitCode.INTERRUPTED
+    assert [(t["nodeid"], t["outcome"]) for t in data["tests"]] == [
+        ("plans/x.md::1.1", "passed"),
+        ("plans/x.md::1.2", "interrupted"),
+    ]
+    assert data["tests"][1]["metadata"]["orchestrator_task"]["status"] == "interrupted"
+    cases = re.findall(r"<testcase ([^>]*?)/?>", junit.read_text())
+    assert [re.search(r' name="([^"]*)"', c).group(1) for c in cases] == ["1.1", "1.2"]  # type: ignore[union-attr]
+    assert "INTERRUPTED after 0s (agent stopped in the sandbox)" in junit.read_text()
+    assert attempt_rows(project) == [
+        ("plans/x.md", "1.1", 1, "completed"),
+        ("plans/x.md", "1.2", 1, "interrupted"),
+    ]

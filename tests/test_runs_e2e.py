@@ -201,9 +201,17 @@ def test_sigterm_mid_task_stops_the_agent_and_keeps_the_report(
     report = json.loads((pytester.path / "report.json").read_text())
     assert report["exitcode"] == pytest.ExitCode.INTERRUPTED
     finished = {
-        t["nodeid"]: t["metadata"]["orchestrator_task"]["status"] for t in report["tests"] if "metadata" in t
+        t["nodeid"]: (t["outcome"], t["metadata"]["orchestrator_task"]["status"])
+        for t in report["tests"]
+        if "metadata" in t
     }
-    assert finished == {f"{plan}::1.1": "completed"}
+    # The interrupted task is reported as such, never as passed.
+    assert finished == {
+        f"{plan}::1.1": ("passed", "completed"),
+        f"{plan}::1.2": ("interrupted", "interrupted"),
+    }
+    assert [t["outcome"] for t in report["tests"]] == ["passed", "interrupted"]
+    assert "Task 1.2: INTERRUPTED" in output
 
 
 def test_sigterm_to_an_xdist_controller_stops_the_agents_on_its_workers(

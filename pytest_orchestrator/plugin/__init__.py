@@ -21,7 +21,11 @@ from ..health import BUILTIN_CHECKS
 from . import xdist
 from .options import add_options, settings_for
 
-pytest_plugins = ["pytest_orchestrator.plugin.fixtures", "pytest_orchestrator.plugin.health"]
+pytest_plugins = [
+    "pytest_orchestrator.plugin.fixtures",
+    "pytest_orchestrator.plugin.health",
+    "pytest_orchestrator.plugin.timeouts",
+]
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -92,7 +96,8 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Validate the settings before any task is dispatched, and bound each task's time."""
-    from .items import TaskItem, bound_task_time, timeout_configured
+    from .items import TaskItem
+    from .timeouts import bound_task_time, timeout_configured
 
     if not any(isinstance(item, TaskItem) for item in items):
         return

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 from ..redact import redact
 from ..result import TaskResult, describe_failure
 from ..sandbox import SandboxError
-from .options import settings_for
+from .options import project_root, settings_for
 
 if TYPE_CHECKING:
     from ..plan import Task
@@ -59,7 +58,7 @@ def plan_dirs(config: pytest.Config) -> tuple[Path, ...]:
     try:
         return settings_for(config).plan_dirs
     except pytest.UsageError:
-        return (config.rootpath / "plans",)
+        return (project_root(config) / "plans",)
 
 
 def is_plan(path: Path, session: pytest.Session) -> bool:
@@ -91,23 +90,6 @@ def uses_plans(config: pytest.Config) -> bool:
     return any(d.is_relative_to(n) or n.is_relative_to(d) for n in named for d in dirs)
 
 
-def timeout_configured(config: pytest.Config) -> bool:
-    """Whether the user set pytest-timeout's timeout, which then wins over task_timeout."""
-    try:
-        given = config.getoption("timeout", default=None)
-        ini = config.getini("timeout")
-    except ValueError:
-        return True
-    return given is not None or bool(ini) or "PYTEST_TIMEOUT" in os.environ
-
-
-def bound_task_time(items: list[pytest.Item], seconds: float) -> None:
-    """Give each task a pytest-timeout marker of `seconds`, unless it has its own."""
-    for item in items:
-        if isinstance(item, TaskItem) and item.get_closest_marker("timeout") is None:
-            item.add_marker(pytest.mark.timeout(seconds))
-
-
 class PlanFile(pytest.File):
     """A milestone plan: one item per task, in document order."""
 
@@ -115,7 +97,11 @@ class PlanFile(pytest.File):
         """One item per task; a broken plan is a collection error naming its lines."""
         from ..plan import NO_TASKS, PlanError, parse_plan
 
-        relative = self.nodeid.split("::")[0] or self.path.name
+        root = project_root(self.config)
+        if self.path.is_relative_to(root):
+            relative = self.path.relative_to(root).as_posix()
+        else:
+            relative = self.nodeid.split("::")[0] or self.path.name
         try:
             plan = parse_plan(self.path)
         except PlanError as exc:
@@ -209,6 +195,9 @@ class TaskItem(pytest.Item):
         result = dispatch_item(self)
         self.stash[RESULT] = result
         self.ihook.pytest_orchestrator_task_finished(task=self.task, result=result, config=self.config)
+        if result.status == "interrupted":
+            # The task is reported and recorded; pytest then ends the run with exit status 2.
+            self.session.shouldstop = f"interrupted during task {self.task.id}"
         if result.status != "completed" or (result.verification and not result.verification.passed):
             raise TaskFailure(result)
 
@@ -216,8 +205,11 @@ class TaskItem(pytest.Item):
         """The task's outcome in words, instead of a traceback through the orchestrator."""
         if isinstance(excinfo.value, TaskFailure):
             return describe_failure(self.task.id, excinfo.value.result, self.plan_key)
+        from ..dispatch import TaskTimeout
         from ..state import StateError
 
+        if isinstance(excinfo.value, TaskTimeout):
+            return f"Task {self.task.id}: TIMEOUT after {excinfo.value.seconds:.0f}s (before dispatch)"
         if isinstance(excinfo.value, SandboxError | StateError):
             return f"Task {self.task.id} was not dispatched: {excinfo.value}"
         return redact(str(super().repr_failure(excinfo, style=style)))

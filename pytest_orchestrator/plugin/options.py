@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 from ..settings import SETTINGS, ConfigError, Settings, Sources, resolve
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
+ROOT_KEY = pytest.StashKey[Path]()
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -52,10 +54,40 @@ def sources(config: pytest.Config) -> Sources:
         flags={s.name: config.getoption(s.dest, default=None) for s in SETTINGS},
         environ=os.environ,
         ini=lambda key: str(config.getini(key) or ""),
-        ini_base=config.inipath.parent if config.inipath else config.rootpath,
+        ini_base=config.inipath.parent if config.inipath else project_root(config),
         cwd=config.invocation_params.dir,
-        root=config.rootpath,
+        root=project_root(config),
     )
+
+
+def project_root(config: pytest.Config) -> Path:
+    """The anchor of the state directory and of plan keys: pytest's rootdir, reckoned from the
+    paths named on the command line only.
+
+    Without a config file, pytest reckons its rootdir before plugins add their options, so the
+    value of a plugin's option (`--json-report-file /elsewhere/r.json`) counts as a path and
+    moves the rootdir. The state and the plan keys must not move with it: a second identical
+    run would redo every completed task.
+    """
+    if ROOT_KEY not in config.stash:
+        root = config.rootpath
+        if config.inipath is None and config.getoption("rootdir", default=None) is None:
+            root = _common_root(config)
+        config.stash[ROOT_KEY] = root
+    return config.stash[ROOT_KEY]
+
+
+def _common_root(config: pytest.Config) -> Path:
+    # pytest's rule without a config file: the common ancestor of the named paths, or the
+    # nearest directory above it that holds a setup.py.
+    base = config.invocation_params.dir
+    named = [base / arg.split("::")[0] for arg in config.args]
+    dirs = [p if p.is_dir() else p.parent for p in named if p.exists()] or [base]
+    ancestor = Path(os.path.commonpath([os.path.abspath(d) for d in dirs]))
+    for candidate in (ancestor, *ancestor.parents):
+        if (candidate / "setup.py").is_file():
+            return candidate
+    return ancestor
 
 
 def settings_for(config: pytest.Config) -> Settings:

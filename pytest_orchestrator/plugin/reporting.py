@@ -53,10 +53,14 @@ class TaskRun:
     # ---- the controller ----
 
     def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, str] | None:
-        """Show a task that needs a human as its own status, NEEDS_HUMAN."""
+        """Show a task that needs a human, or was interrupted, as its own status."""
         data = getattr(report, REPORT_ATTR, None)
-        if data and data.get("status") == "needs_human" and report.when == "call":
+        if not data or report.when != "call":
+            return None
+        if data.get("status") == "needs_human":
             return "needs_human", "H", "NEEDS_HUMAN"
+        if data.get("status") == "interrupted":
+            return "interrupted", "I", "INTERRUPTED"
         return None
 
     @pytest.hookimpl(tryfirst=True)
