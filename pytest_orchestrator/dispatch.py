@@ -19,6 +19,7 @@ from .redact import redact
 from .result import TaskResult, TaskStatus, Usage, Verification
 from .retry import retry_reason
 from .sandbox import SandboxError, SandboxTransportError
+from .state import StateError
 
 if TYPE_CHECKING:
     from .plan import Task
@@ -169,7 +170,11 @@ def _attempt(
         bound.stop_quietly(context.dispatch_id)
         raise
     finally:
-        _record(run.store, attempt, status, result, error)
+        try:
+            _record(run.store, attempt, status, result, error)
+        except StateError as exc:
+            # The agent's work is done and paid for: the result still reaches the report.
+            run.unrecorded.append(f"task {task.id} ({plan_key}) {status}: {exc}")
     return result
 
 

@@ -6,6 +6,7 @@ a `Sources`; any other front end can do the same without pytest.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,7 +23,8 @@ class ConfigError(ValueError):
 
 def _positive_float(raw: str) -> float:
     value = float(raw)
-    if not value > 0:
+    # inf and nan parse, then break every timer and budget that uses them.
+    if not math.isfinite(value) or not value > 0:
         raise ValueError("must be greater than 0")
     return value
 
@@ -347,8 +349,8 @@ def _raw_value(setting: Setting, sources: Sources) -> tuple[str, str, Path]:
 
 
 _REASONS: dict[Callable[[str], Any], str] = {
-    _positive_float: "expected a number > 0",
-    _optional_budget: "expected a number > 0",
+    _positive_float: "expected a finite number > 0",
+    _optional_budget: "expected a finite number > 0",
     _positive_int: "expected a whole number >= 1",
 }
 

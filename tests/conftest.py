@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 # Imported here, before any in-process pytester run: pytester restores sys.modules after
@@ -176,3 +178,31 @@ def task_run_args(sandbox: Any) -> list[str]:
         "--json-report-file",
         "report.json",
     ]
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Callable[..., Path]]:
+    """Mounts a small tmpfs (a real full disk, a real read-only mount): `tmpfs(size="1m")`."""
+    mounted: list[Path] = []
+
+    def mount(size: str = "1m") -> Path:
+        target = tmp_path / f"tmpfs{len(mounted)}"
+        target.mkdir()
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(target)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            require("mounting a tmpfs", f"{done.stderr.strip()}; run the tests as root, as CI does")
+        mounted.append(target)
+        return target
+
+    yield mount
+    for target in reversed(mounted):
+        subprocess.run(["umount", "-l", str(target)], capture_output=True)
+
+
+def remount_read_only(target: Path) -> None:
+    """Makes a tmpfs from the `tmpfs` fixture read-only."""
+    subprocess.run(["mount", "-o", "remount,ro", str(target)], check=True, capture_output=True)

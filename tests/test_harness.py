@@ -403,3 +403,48 @@ def test_a_dist_mode_without_workers_still_runs_the_checks(pytester: pytest.Pyte
     result = pytester.runpytest("--orchestrator-health", "--dist", "load")
     assert list(document(result)["checks"]) == ["sandbox", "claude_auth", "github_token", "orchestrator"]
     assert result.ret == 1
+
+
+@pytest.mark.parametrize(
+    ("env", "raw"),
+    [
+        ("ORCHESTRATOR_DOCKER_TIMEOUT", "inf"),
+        ("ORCHESTRATOR_TASK_TIMEOUT", "nan"),
+        ("ORCHESTRATOR_MAX_COST", "Infinity"),
+        ("ORCHESTRATOR_RETRY_MAX_DELAY", "-inf"),
+    ],
+)
+def test_non_finite_numbers_are_refused_where_they_are_given(env: str, raw: str, tmp_path: Path) -> None:
+    from pytest_orchestrator.settings import ConfigError, Sources, resolve
+
+    sources = Sources(
+        flags={}, environ={env: raw}, ini=lambda key: "", ini_base=tmp_path, cwd=tmp_path, root=tmp_path
+    )
+    with pytest.raises(ConfigError) as caught:
+        resolve(sources)
+    assert str(caught.value).endswith(f"{raw!r} from {env}: expected a finite number > 0")
+
+
+def test_the_orchestrator_check_reads_state_on_a_read_only_mount(
+    pytester: pytest.Pytester, tmpfs: Any
+) -> None:
+    from pytest_orchestrator.state import StateStore
+    from tests.conftest import remount_read_only
+
+    state = tmpfs("1m")
+    store = StateStore.open(state)
+    run_id = store.begin_run("key")
+    store.start_attempt(run_id, "plans/x.md", "1.1", "Write the parser")
+    store.close()
+    assert sorted(p.name for p in state.iterdir()) == ["state.db"]
+    remount_read_only(state)
+    result = pytester.runpytest(
+        "--orchestrator-health",
+        "--orchestrator-check",
+        "orchestrator",
+        "--orchestrator-state-dir",
+        str(state),
+    )
+    check = document(result)["checks"]["orchestrator"]
+    assert check["status"] == "ok", check
+    assert check["message"].startswith("working on task 1.1 (plans/x.md), started ")

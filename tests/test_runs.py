@@ -823,3 +823,51 @@ def test_an_interrupted_task_never_reads_as_passed(project: pytest.Pytester, tmp
         ("plans/x.md", "1.1", 1, "completed"),
         ("plans/x.md", "1.2", 1, "interrupted"),
     ]
+
+
+FILLING_AGENT = """
+import os
+
+from pytest_orchestrator.result import TaskResult
+
+
+def pytest_orchestrator_dispatch(task, sandbox, config):
+    with open(os.environ["FILL"], "ab", buffering=0) as filler:
+        try:
+            while True:
+                filler.write(b"x" * 4096)
+        except OSError:
+            pass
+    return TaskResult(task.id, "completed", cost_usd=0.5)
+"""
+
+
+def test_a_full_disk_loses_no_result_and_stops_dispatching(
+    project: pytest.Pytester, tmpfs: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = tmpfs("1m")
+    monkeypatch.setenv("FILL", str(state / "filler"))
+    project.makeconftest(FILLING_AGENT)
+    report = tmp_path / "r.json"
+    args = [
+        "plans/x.md",
+        "--orchestrator-state-dir",
+        str(state),
+        "--json-report",
+        "--json-report-file",
+        str(report),
+    ]
+    result = run(project, *args)
+    text = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, text
+    assert "Traceback" not in text and "OperationalError" not in text
+    lines = [line for line in result.outlines if line.startswith("orchestrator: not recorded")]
+    assert lines == [
+        "orchestrator: not recorded in the state database: task 1.1 (plans/x.md) completed: cannot write "
+        f"to state database {state}/state.db: database or disk is full; no more tasks are dispatched: "
+        "make the state directory writable (free space), then run again"
+    ]
+    result.stdout.fnmatch_lines(["*Task 1.1: COMPLETED (*s, 0 tokens, $0.50) plans/x.md"])
+    tests = json.loads(report.read_text())["tests"]
+    assert [(t["nodeid"], t["outcome"]) for t in tests] == [("plans/x.md::1.1", "passed")]
+    assert tests[0]["metadata"]["orchestrator_task"]["status"] == "completed"

@@ -15,7 +15,7 @@ from .. import sandbox as sandboxes
 from ..dispatch import DispatchContext, NoAgent, run_task, skip_reason, stop_left_behind
 from ..redact import redact
 from ..result import DRY_RUN_PREFIX, TaskResult
-from ..state import RunRecord
+from ..state import RunRecord, StateError
 from . import xdist
 from .interrupts import Interrupts
 from .options import settings_for
@@ -58,11 +58,19 @@ def sandbox_for(config: pytest.Config, settings: Settings) -> Sandbox:
     return config.stash[SANDBOX]
 
 
-def close_run(config: pytest.Config, exitstatus: int) -> None:
-    """Record how this process's run ended."""
-    run = config.stash.get(RUN, None)
-    if run is not None:
-        run.close("interrupted" if exitstatus == pytest.ExitCode.INTERRUPTED else "finished")
+def close_run(session: pytest.Session, exitstatus: int) -> None:
+    """Record how this process's run ended; a run whose end was not recorded exits non-zero."""
+    run = session.config.stash.get(RUN, None)
+    if run is None:
+        return
+    run.close("interrupted" if exitstatus == pytest.ExitCode.INTERRUPTED else "finished")
+    if run.unrecorded:
+        # A task's lost record was already told; the run's own end failing too adds nothing.
+        if session.shouldfail:
+            run.unrecorded.clear()
+        stop_if_unrecorded(session, run)
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def progress(config: pytest.Config, task_id: str) -> Callable[[dict[str, Any]], None]:
@@ -99,7 +107,12 @@ def dispatch_item(item: TaskItem) -> TaskResult:
     """Dispatch the item's task through the dispatch hook; skip it when it should not run."""
     config, task = item.config, item.task
     settings = settings_for(config)
-    run = run_record(config, settings)
+    try:
+        run = run_record(config, settings)
+    except StateError as exc:
+        # Every other task would fail the same way.
+        item.session.shouldfail = f"orchestrator: {exc}"
+        raise
     reason = skip_reason(
         task, item.plan_key, run, settings, rerun=bool(config.getoption("orchestrator_rerun"))
     )
@@ -127,6 +140,27 @@ def dispatch_item(item: TaskItem) -> TaskResult:
         )
     except NoAgent:
         raise pytest.UsageError("no plugin implements pytest_orchestrator_dispatch") from None
+    except StateError as exc:
+        run.unrecorded.append(f"task {task.id} ({item.plan_key}) was not dispatched: {exc}")
+        raise
+    finally:
+        stop_if_unrecorded(item.session, run)
+
+
+def stop_if_unrecorded(session: pytest.Session, run: RunRecord) -> None:
+    """After a failed state write: say what was not recorded, and dispatch nothing more."""
+    if not run.unrecorded:
+        return
+    # Without the record, a later run cannot tell what this one did: stop before it does more.
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    while run.unrecorded:
+        line = (
+            f"orchestrator: not recorded in the state database: {run.unrecorded.pop(0)}; "
+            "no more tasks are dispatched: make the state directory writable (free space), then run again"
+        )
+        if reporter is not None:
+            reporter.write_line(line, red=True)
+        session.shouldfail = line
 
 
 class ClaudeCodeAgent:

@@ -124,7 +124,7 @@ class TaskRun:
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Close this process's run in the state database; on the controller, export telemetry."""
-        close_run(self.config, exitstatus)
+        close_run(session, exitstatus)
         if not self.finished or xdist.workerinput(self.config) is not None:
             return
         from ..telemetry import export_tasks

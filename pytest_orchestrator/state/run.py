@@ -30,6 +30,8 @@ class RunRecord:
         self.worker = worker
         self.blocked: dict[str, tuple[str, str]] = {}
         self.interrupted: list[Interrupted] = []
+        # What a failed state write left unrecorded, one line each; the run then stops dispatching.
+        self.unrecorded: list[str] = []
         self.run_id = 0
         self._heartbeat: _Heartbeat | None = None
         if dry_run:
@@ -52,7 +54,10 @@ class RunRecord:
         if self._heartbeat is not None:
             self._heartbeat.stopped.set()
             self._heartbeat.join(timeout=5)
-            self.store.end_run(self.run_id, status)
+            try:
+                self.store.end_run(self.run_id, status)
+            except StateError as exc:
+                self.unrecorded.append(f"the end of run {self.run_id}: {exc}")
         self.store.close()
 
 
@@ -72,5 +77,8 @@ class _Heartbeat(threading.Thread):
         try:
             while not self.stopped.wait(self.interval):
                 store.heartbeat(self.run_id, self.worker)
+        except StateError:
+            # The task writes that fail too say so; a missing beat only makes the run look frozen.
+            return
         finally:
             store.close()

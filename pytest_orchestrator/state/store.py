@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from .migrations import DB_NAME, MIGRATIONS, SCHEMA_VERSION
 
@@ -46,9 +49,26 @@ class Completion:
     at: float
 
 
-def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+_Write = TypeVar("_Write", bound=Callable[..., Any])
+
+
+def _write(method: _Write) -> _Write:
+    """A write that fails (disk full, read-only file) raises StateError, naming the database."""
+
+    @functools.wraps(method)
+    def write(self: StateStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot write to state database {self.path}: {exc}") from None
+
+    return write  # type: ignore[return-value]
+
+
+def _connect(path: Path, *, readonly: bool, immutable: bool = False) -> sqlite3.Connection:
     if readonly:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        uri = f"file:{urllib.parse.quote(str(path))}?mode=ro" + ("&immutable=1" if immutable else "")
+        conn = sqlite3.connect(uri, uri=True, timeout=5)
     else:
         conn = sqlite3.connect(path, timeout=30, isolation_level=None)
     conn.row_factory = sqlite3.Row
@@ -108,9 +128,24 @@ class StateStore:
         path = state_dir / DB_NAME
         if not path.exists():
             return None
+        if not os.access(path, os.R_OK):
+            raise StateError(
+                f"cannot read state database {path}: permission denied; give this user read "
+                "access to it, or run as its owner"
+            )
         try:
             conn = _connect(path, readonly=True)
             version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.OperationalError:
+            # A WAL database read-only needs its -shm file, which a reader cannot create on a
+            # read-only mount or without write access to the directory. Read the file as it
+            # stands: on a read-only mount nothing writes it; otherwise the latest commits,
+            # not yet copied from the WAL, may be missing, which a health check can live with.
+            try:
+                conn = _connect(path, readonly=True, immutable=True)
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+            except sqlite3.Error as exc:
+                raise StateError(f"cannot read state database {path}: {exc}") from None
         except sqlite3.Error as exc:
             raise StateError(f"cannot read state database {path}: {exc}") from None
         if version > SCHEMA_VERSION:
@@ -134,9 +169,16 @@ class StateStore:
         try:
             yield self.conn
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            # SQLite has already rolled back after some errors, a full disk among them.
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
             raise
-        self.conn.execute("COMMIT")
+        try:
+            self.conn.execute("COMMIT")
+        except sqlite3.Error:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
 
     def _migrate(self) -> None:
         with self._transaction() as conn:
@@ -154,6 +196,7 @@ class StateStore:
 
     # ---- writes: used by task runs ----
 
+    @_write
     def begin_run(self, run_key: str | None = None, now: float | None = None) -> int:
         """Record a new run of this process and return its id."""
         now = time.time() if now is None else now
@@ -164,12 +207,14 @@ class StateStore:
             )
             return int(cur.lastrowid or 0)
 
+    @_write
     def end_run(self, run_id: int, status: str, now: float | None = None) -> None:
         """Record how a run ended."""
         now = time.time() if now is None else now
         with self._transaction() as conn:
             conn.execute("UPDATE runs SET ended_at = ?, status = ? WHERE id = ?", (now, status, run_id))
 
+    @_write
     def heartbeat(self, run_id: int, worker: str = "main", now: float | None = None) -> None:
         """Record that `worker` of run `run_id` is alive."""
         now = time.time() if now is None else now
@@ -180,6 +225,7 @@ class StateStore:
                 (run_id, worker, now),
             )
 
+    @_write
     def start_attempt(
         self,
         run_id: int,
@@ -206,6 +252,7 @@ class StateStore:
             )
             return int(cur.lastrowid or 0)
 
+    @_write
     def finish_attempt(
         self,
         attempt_id: int,
@@ -252,6 +299,7 @@ class StateStore:
         ).fetchone()
         return str(row["session_id"]) if row else None
 
+    @_write
     def reap_interrupted(self, is_alive: Callable[[int, str], bool], stale_after: float) -> list[Interrupted]:
         """Mark attempts left 'running' by a dead process as interrupted, and return them.
 
