@@ -14,6 +14,8 @@ import os
 import re
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -631,7 +633,7 @@ def test_version_1_database_is_upgraded_and_still_resumes(project: pytest.Pytest
 
     store = StateStore.open(state_dir)
     try:
-        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         run_columns = {r["name"] for r in store.conn.execute("PRAGMA table_info(runs)")}
         attempt_columns = {r["name"] for r in store.conn.execute("PRAGMA table_info(attempts)")}
         (old,) = store.conn.execute(
@@ -871,3 +873,66 @@ def test_a_full_disk_loses_no_result_and_stops_dispatching(
     tests = json.loads(report.read_text())["tests"]
     assert [(t["nodeid"], t["outcome"]) for t in tests] == [("plans/x.md::1.1", "passed")]
     assert tests[0]["metadata"]["orchestrator_task"]["status"] == "completed"
+
+
+def start_run(project: pytest.Pytester, *args: str) -> subprocess.Popen[str]:
+    """A run in its own process, as from a second terminal or an overlapping cron job."""
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", "plans/x.md", *args]
+    return subprocess.Popen(
+        command, cwd=project.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def test_two_runs_at_once_dispatch_each_task_once(project: pytest.Pytester) -> None:
+    script(project, {"*": [{"status": "completed", "sleep": 1}]})
+    first = start_run(project)
+    # The second starts once the first holds the plan.
+    deadline = time.monotonic() + 30
+    while not dispatched(project) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = start_run(project)
+    out_second, _ = second.communicate(timeout=60)
+    out_first, _ = first.communicate(timeout=60)
+    assert first.returncode == 0, out_first
+    assert second.returncode == 0, out_second
+    assert sorted(keys(project)) == ["plans/x.md::1.1", "plans/x.md::1.2", "plans/x.md::1.3"]
+    ((run_id, pid, host),) = query(project, "SELECT id, pid, host FROM runs WHERE id = 1")
+    skipped = re.findall(r"SKIPPED \[1\] plans/x.md:\d+: (.*)", out_second)
+    assert len(skipped) == 3
+    held = f"running in run {run_id} (pid {pid} on {host})"
+    assert skipped[0] == held
+    # Later tasks are either still held or already completed by the first run.
+    assert all(s == held or s.startswith("completed in run 1") for s in skipped)
+    assert count(project, "SELECT COUNT(*) FROM leases") == 0
+
+
+def test_a_waiting_run_takes_the_plan_when_the_holder_ends(project: pytest.Pytester) -> None:
+    script(project, {"*": [{"status": "completed", "sleep": 1}]})
+    write_plan(project, "x.md", PLAN + "\n## Task 1.4: Document it\n\nWrite the docs.\n")
+    first = start_run(project, "-k", "1.1 or 1.2 or 1.3")
+    deadline = time.monotonic() + 30
+    while not dispatched(project) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = start_run(project, "--orchestrator-wait")
+    out_second, _ = second.communicate(timeout=60)
+    first.communicate(timeout=60)
+    assert second.returncode == 0, out_second
+    assert "waiting for run 1 (pid" in out_second
+    # Each task ran once: the first three in the first run, the fourth after the wait.
+    assert keys(project) == ["plans/x.md::1.1", "plans/x.md::1.2", "plans/x.md::1.3", "plans/x.md::1.4"]
+    assert (
+        re.findall(r"SKIPPED \[1\] plans/x.md:\d+: (completed in run 1) at", out_second)
+        == ["completed in run 1"] * 3
+    )
+
+
+def test_the_lease_of_a_dead_run_is_taken_over(project: pytest.Pytester) -> None:
+    store = StateStore.open(project.path / ".orchestrator")
+    try:
+        dead_run = store.begin_run("killed-run")
+        assert store.lease("plans/x.md", dead_run, "killed-run", lambda pid, host: True, 60) is None
+        store.conn.execute("UPDATE runs SET pid = ? WHERE id = ?", (dead_pid(), dead_run))
+    finally:
+        store.close()
+    result = run(project, "plans/x.md")
+    assert result.parseoutcomes() == {"passed": 3}

@@ -6,6 +6,7 @@ this module adapts it to pytest: a skip is `pytest.skip`, the agent is the dispa
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -77,8 +78,6 @@ def progress(config: pytest.Config, task_id: str) -> Callable[[dict[str, Any]], 
     """The event callback: a line per agent turn or tool call, on the terminal as it happens."""
     from ..agents.claude_code import describe_event
 
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    capture = config.pluginmanager.get_plugin("capturemanager")
     # xdist shows no worker output; the lines would only cost time there.
     shown = xdist.workerinput(config) is None
     turns = 0
@@ -90,17 +89,23 @@ def progress(config: pytest.Config, task_id: str) -> Callable[[dict[str, Any]], 
         if event.get("type") == "assistant":
             turns += 1
         line = describe_event(event)
-        if line is None or reporter is None or not shown:
-            return
-        text = f"    [{task_id}] turn {turns}: {redact(line)}"
-        # Output capture is on while a test runs; progress must reach the terminal now.
-        if capture is not None:
-            with capture.global_and_fixture_disabled():
-                reporter.write_line(text)
-        else:
-            reporter.write_line(text)
+        if line is not None and shown:
+            write_now(config, f"    [{task_id}] turn {turns}: {redact(line)}")
 
     return show
+
+
+def write_now(config: pytest.Config, text: str) -> None:
+    """A line on the terminal while a task runs, past pytest's output capture."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(text)
+    else:
+        reporter.write_line(text)
 
 
 def dispatch_item(item: TaskItem) -> TaskResult:
@@ -113,14 +118,18 @@ def dispatch_item(item: TaskItem) -> TaskResult:
         # Every other task would fail the same way.
         item.session.shouldfail = f"orchestrator: {exc}"
         raise
-    reason = skip_reason(
-        task, item.plan_key, run, settings, rerun=bool(config.getoption("orchestrator_rerun"))
-    )
+    rerun = bool(config.getoption("orchestrator_rerun"))
+    reason = skip_reason(task, item.plan_key, run, settings, rerun=rerun)
     if reason is not None:
         pytest.skip(reason)
     if config.getoption("orchestrator_dry_run"):
         prompt = DispatchContext(settings, settings.guidance or None).render_prompt(task)
         pytest.skip(f"{DRY_RUN_PREFIX}would dispatch, prompt {len(prompt)} chars")
+    if not hold_plan(item, run):
+        # The run that held the plan may have done this task meanwhile.
+        reason = skip_reason(task, item.plan_key, run, settings, rerun=rerun)
+        if reason is not None:
+            pytest.skip(reason)
 
     def agent(task: Task, sandbox: Sandbox, context: DispatchContext) -> TaskResult | None:
         result: TaskResult | None = item.ihook.pytest_orchestrator_dispatch(
@@ -145,6 +154,26 @@ def dispatch_item(item: TaskItem) -> TaskResult:
         raise
     finally:
         stop_if_unrecorded(item.session, run)
+
+
+LEASE_POLL = 1.0
+
+
+def hold_plan(item: TaskItem, run: RunRecord) -> bool:
+    """Take the item's plan for this run: True at once, False after waiting for another run.
+
+    Without --orchestrator-wait, a plan that another live run holds skips its tasks.
+    """
+    holder = run.lease(item.plan_key)
+    if holder is None:
+        return True
+    if not item.config.getoption("orchestrator_wait"):
+        pytest.skip(f"running in {holder}")
+    write_now(item.config, f"    [{item.task.id}] waiting for {holder}, which holds {item.plan_key}")
+    while holder is not None:
+        time.sleep(LEASE_POLL)
+        holder = run.lease(item.plan_key)
+    return False
 
 
 def stop_if_unrecorded(session: pytest.Session, run: RunRecord) -> None:

@@ -37,6 +37,12 @@ def add_options(parser: pytest.Parser) -> None:
         help="dispatch the selected tasks even when an earlier run completed them",
     )
     group.addoption(
+        "--orchestrator-wait",
+        action="store_true",
+        default=False,
+        help="when another run holds a plan, wait for it to end instead of skipping the plan's tasks",
+    )
+    group.addoption(
         "--orchestrator-dry-run",
         action="store_true",
         default=False,

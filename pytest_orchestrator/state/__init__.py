@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .migrations import DB_NAME, MIGRATIONS, SCHEMA_VERSION
 from .run import RunRecord
-from .store import ActiveAttempt, Completion, Interrupted, StateError, StateStore
+from .store import ActiveAttempt, Completion, Holder, Interrupted, StateError, StateStore
 
 __all__ = [
     "DB_NAME",
@@ -16,6 +16,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "ActiveAttempt",
     "Completion",
+    "Holder",
     "Interrupted",
     "RunRecord",
     "StateError",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 DB_NAME = "state.db"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Each entry upgrades the schema from version N-1 to N; index 0 creates version 1.
 MIGRATIONS: tuple[str, ...] = (
@@ -52,5 +52,14 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE runs ADD COLUMN run_key TEXT;
     ALTER TABLE attempts ADD COLUMN dispatch_id TEXT;
     CREATE INDEX runs_by_key ON runs (run_key);
+    """,
+    # Version 3: a run holds a lease on each plan it dispatches, so that two invocations
+    # started together (cron overlap, two terminals) never dispatch the same task twice.
+    """
+    CREATE TABLE leases (
+        plan         TEXT PRIMARY KEY,
+        run_id       INTEGER NOT NULL REFERENCES runs(id),
+        acquired_at  REAL NOT NULL
+    );
     """,
 )

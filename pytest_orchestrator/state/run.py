@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from .store import Interrupted, StateError, StateStore
+from .store import Holder, Interrupted, StateError, StateStore
 
 
 def pid_alive(pid: int, host: str) -> bool:
@@ -33,6 +33,8 @@ class RunRecord:
         # What a failed state write left unrecorded, one line each; the run then stops dispatching.
         self.unrecorded: list[str] = []
         self.run_id = 0
+        self.freeze_threshold = freeze_threshold
+        self._leased: set[str] = set()
         self._heartbeat: _Heartbeat | None = None
         if dry_run:
             self.store: StateStore = StateStore.read(state_dir) or StateStore.empty()
@@ -49,12 +51,23 @@ class RunRecord:
         """False for a dry run, which records nothing."""
         return self._heartbeat is not None
 
+    def lease(self, plan: str) -> Holder | None:
+        """Hold `plan` for this run; the live run of another invocation that holds it, if any."""
+        if not self.writes or plan in self._leased:
+            return None
+        holder = self.store.lease(plan, self.run_id, self.key, pid_alive, self.freeze_threshold)
+        if holder is None:
+            self._leased.add(plan)
+        return holder
+
     def close(self, status: str) -> None:
         """Stop the heartbeat and record how the run ended."""
         if self._heartbeat is not None:
             self._heartbeat.stopped.set()
             self._heartbeat.join(timeout=5)
             try:
+                if self._leased:
+                    self.store.release_leases(self.run_id)
                 self.store.end_run(self.run_id, status)
             except StateError as exc:
                 self.unrecorded.append(f"the end of run {self.run_id}: {exc}")

@@ -42,6 +42,18 @@ class Interrupted:
 
 
 @dataclass(frozen=True)
+class Holder:
+    """The live run that holds a plan's lease."""
+
+    run_id: int
+    pid: int
+    host: str
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} (pid {self.pid} on {self.host})"
+
+
+@dataclass(frozen=True)
 class Completion:
     """Where and when a task was completed."""
 
@@ -289,6 +301,48 @@ class StateStore:
                     attempt_id,
                 ),
             )
+
+    @_write
+    def lease(
+        self,
+        plan: str,
+        run_id: int,
+        run_key: str,
+        is_alive: Callable[[int, str], bool],
+        stale_after: float,
+    ) -> Holder | None:
+        """Take the plan's lease for run `run_id`; the live run of another invocation holding it, if any.
+
+        The processes of one invocation (`run_key`) share their leases. A lease of a run that
+        ended, whose process is gone, or whose heartbeat is older than `stale_after` seconds
+        is taken over.
+        """
+        now = time.time()
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT r.id, r.run_key, r.pid, r.host, r.ended_at, "
+                "COALESCE((SELECT MAX(h.at) FROM heartbeats h WHERE h.run_id = r.id), r.started_at) AS beat "
+                "FROM leases l JOIN runs r ON r.id = l.run_id WHERE l.plan = ?",
+                (plan,),
+            ).fetchone()
+            if row is not None:
+                if row["run_key"] == run_key:
+                    return None
+                gone = row["host"] == socket.gethostname() and not is_alive(row["pid"], row["host"])
+                if row["ended_at"] is None and not gone and now - row["beat"] <= stale_after:
+                    return Holder(int(row["id"]), int(row["pid"]), str(row["host"]))
+            conn.execute(
+                "INSERT INTO leases (plan, run_id, acquired_at) VALUES (?, ?, ?) ON CONFLICT (plan) "
+                "DO UPDATE SET run_id = excluded.run_id, acquired_at = excluded.acquired_at",
+                (plan, run_id, now),
+            )
+        return None
+
+    @_write
+    def release_leases(self, run_id: int) -> None:
+        """Give up the leases run `run_id` holds."""
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM leases WHERE run_id = ?", (run_id,))
 
     def last_session(self, plan: str, task_id: str) -> str | None:
         """The Claude session id of the task's latest attempt that recorded one."""
