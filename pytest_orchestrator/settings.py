@@ -1,4 +1,4 @@
-"""One resolver for every setting: command-line flag, then ORCHESTRATOR_* env, then ini, then default.
+"""One resolver for every setting: flag, then ORCHESTRATOR_* env, orchestrator.yaml, ini, default.
 
 Plain Python: the plugin reads the flags and ini keys from pytest and hands them over as
 a `Sources`; any other front end can do the same without pytest.
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config_file import SECTIONS, ConfigFile, ConfigFileError, raw_setting
 from .prompt import DEFAULT_PROMPT, check_template
 from .retry import RetryPolicy
 
@@ -331,6 +332,8 @@ class Sources:
     ini_base: Path
     cwd: Path
     root: Path
+    # orchestrator.yaml, between the environment and the ini file.
+    file: ConfigFile | None = None
 
 
 def _raw_value(setting: Setting, sources: Sources) -> tuple[str, str, Path]:
@@ -342,6 +345,12 @@ def _raw_value(setting: Setting, sources: Sources) -> tuple[str, str, Path]:
         return sources.environ[setting.env], setting.env, sources.cwd
     if setting.name == "otlp_endpoint" and sources.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         return sources.environ["OTEL_EXPORTER_OTLP_ENDPOINT"], "OTEL_EXPORTER_OTLP_ENDPOINT", Path()
+    file = sources.file
+    if file is not None and setting.name in file.data:
+        value = file.data[setting.name]
+        if isinstance(value, dict):
+            raise ConfigError(f"{file.where(setting.name)}: {setting.name} takes a value, not a mapping")
+        return raw_setting(value), file.where(setting.name), file.path.parent
     ini = sources.ini(setting.ini)
     if ini:
         return str(ini), f"ini {setting.ini}", sources.ini_base
@@ -359,6 +368,11 @@ def resolve(sources: Sources) -> Settings:
     """Resolve and validate every setting; raise ConfigError naming the bad value's origin."""
     values: dict[str, Any] = {}
     origin: dict[str, str] = {}
+    if sources.file is not None:
+        try:
+            sources.file.check_keys((), sources.file.data, [s.name for s in SETTINGS] + list(SECTIONS))
+        except ConfigFileError as exc:
+            raise ConfigError(str(exc)) from None
     for setting in SETTINGS:
         raw, source, base = _raw_value(setting, sources)
         try:

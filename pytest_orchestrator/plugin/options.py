@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from ..config_file import CONFIG_ENV, CONFIG_NAME, ConfigFile, ConfigFileError, find, load
 from ..settings import SETTINGS, ConfigError, Settings, Sources, resolve
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 ROOT_KEY = pytest.StashKey[Path]()
+CONFIG_KEY = pytest.StashKey["ConfigFile | None"]()
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -35,6 +37,11 @@ def add_options(parser: pytest.Parser) -> None:
         action="store_true",
         default=False,
         help="dispatch the selected tasks even when an earlier run completed them",
+    )
+    group.addoption(
+        "--orchestrator-config",
+        metavar="FILE",
+        help=f"the config file (env {CONFIG_ENV}, default {CONFIG_NAME} in the rootdir)",
     )
     group.addoption(
         "--orchestrator-wait",
@@ -63,7 +70,24 @@ def sources(config: pytest.Config) -> Sources:
         ini_base=config.inipath.parent if config.inipath else project_root(config),
         cwd=config.invocation_params.dir,
         root=project_root(config),
+        file=config_file(config),
     )
+
+
+def config_file(config: pytest.Config) -> ConfigFile | None:
+    """The run's orchestrator.yaml, parsed, or None when there is none."""
+    if CONFIG_KEY not in config.stash:
+        try:
+            path = find(
+                config.getoption("orchestrator_config", default=None),
+                os.environ,
+                project_root(config),
+                config.invocation_params.dir,
+            )
+            config.stash[CONFIG_KEY] = load(path, os.environ) if path else None
+        except ConfigFileError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    return config.stash[CONFIG_KEY]
 
 
 def project_root(config: pytest.Config) -> Path:
