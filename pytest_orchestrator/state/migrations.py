@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 DB_NAME = "state.db"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Each entry upgrades the schema from version N-1 to N; index 0 creates version 1.
 MIGRATIONS: tuple[str, ...] = (
@@ -60,6 +60,50 @@ MIGRATIONS: tuple[str, ...] = (
         plan         TEXT PRIMARY KEY,
         run_id       INTEGER NOT NULL REFERENCES runs(id),
         acquired_at  REAL NOT NULL
+    );
+    """,
+    # Version 4: the watchdog. One row per component it keeps, with its last probe results,
+    # and one for the watchdog process itself, so `orchestrator status` works from another
+    # process and after the watchdog restarts.
+    """
+    CREATE TABLE components (
+        name                 TEXT PRIMARY KEY,
+        kind                 TEXT NOT NULL,
+        status               TEXT NOT NULL DEFAULT 'STOPPED',
+        health               TEXT NOT NULL DEFAULT 'unknown',
+        pid                  INTEGER,
+        container            TEXT,
+        started_at           REAL,
+        restarts             INTEGER NOT NULL DEFAULT 0,
+        last_restart_at      REAL,
+        last_restart_reason  TEXT,
+        next_start_at        REAL,
+        exit_code            INTEGER,
+        message              TEXT,
+        requested            TEXT,
+        updated_at           REAL NOT NULL
+    );
+    CREATE TABLE probe_results (
+        component  TEXT NOT NULL,
+        role       TEXT NOT NULL,
+        kind       TEXT NOT NULL,
+        ok         INTEGER,
+        message    TEXT,
+        duration   REAL,
+        at         REAL,
+        successes  INTEGER NOT NULL DEFAULT 0,
+        failures   INTEGER NOT NULL DEFAULT 0,
+        success_threshold  INTEGER NOT NULL DEFAULT 1,
+        failure_threshold  INTEGER NOT NULL DEFAULT 3,
+        PRIMARY KEY (component, role)
+    );
+    CREATE TABLE watchdog (
+        id            INTEGER PRIMARY KEY CHECK (id = 1),
+        pid           INTEGER NOT NULL,
+        host          TEXT NOT NULL,
+        started_at    REAL NOT NULL,
+        heartbeat_at  REAL NOT NULL,
+        config        TEXT
     );
     """,
 )
