@@ -134,9 +134,10 @@ class ComponentStore:
         """Record this process as the watchdog."""
         now = time.time()
         self._write(
-            "INSERT INTO watchdog (id, pid, host, started_at, heartbeat_at, config) VALUES (1, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, host = excluded.host, "
-            "started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, config = excluded.config",
+            "INSERT INTO watchdog (id, pid, host, started_at, heartbeat_at, config) "
+            "VALUES (1, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, "
+            "host = excluded.host, started_at = excluded.started_at, "
+            "heartbeat_at = excluded.heartbeat_at, config = excluded.config",
             os.getpid(),
             socket.gethostname(),
             now,
