@@ -1,0 +1,451 @@
+"""The watchdog loop: start the components, probe them, restart what fails, record everything.
+
+Each round looks at every component: a process that exited, a probe that is due, a start
+whose backoff has passed. Probes, starts and stops run on a thread pool, so one slow
+component never delays another's probes; each probe ends within its timeout (`probes`).
+Every start, probe verdict, restart and FATAL is one line in `<state>/logs/watchdog.log`,
+and each component's state is a row in the state database, for `orchestrator status`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..redact import redact
+from ..state import StateError, StateStore
+from ..state.components import ComponentRow, ComponentStore, ProbeRow
+from .component import Event, ProbeTrack, RestartBudget, Status, health, transition
+from .config import ComponentSpec, WatchdogSpec
+from .probes import ProbeResult, run_probe
+from .runtime import ComponentError, ContainerRuntime, Runtime, runtime_for
+
+TICK = 0.25  # how often exits and due work are looked at: the bound on detection latency
+
+
+class WatchdogLog:
+    """One line per event, timestamped; stderr when the log directory cannot be written."""
+
+    def __init__(self, path: Path, fallback: TextIO = sys.stderr) -> None:
+        self.path = path
+        self.fallback = fallback
+        self.failed = False
+
+    def __call__(self, message: str) -> None:
+        stamp = datetime.now().isoformat(timespec="milliseconds")
+        line = f"{stamp} {redact(message)}\n"
+        if not self.failed:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with self.path.open("a", encoding="utf-8") as log:
+                    log.write(line)
+                return
+            except OSError as exc:
+                self.failed = True
+                self.fallback.write(
+                    f"{stamp} cannot write {self.path} ({exc.strerror or exc}): logging to stderr\n"
+                )
+        self.fallback.write(line)
+        self.fallback.flush()
+
+
+@dataclass
+class Managed:
+    """A component under the watchdog: its spec, runtime, state and counters."""
+
+    spec: ComponentSpec
+    runtime: Runtime
+    budget: RestartBudget
+    tracks: dict[str, ProbeTrack]
+    status: Status = Status.STOPPED
+    started_at: float | None = None  # wall clock, for status
+    started_mono: float = 0.0
+    next_start: float | None = None  # monotonic
+    next_start_at: float | None = None  # wall clock, for status
+    restarts: int = 0
+    last_restart_at: float | None = None
+    last_restart_reason: str | None = None
+    exit_code: int | None = None
+    message: str | None = None
+    action: Future[Any] | None = None
+    probes: dict[str, Future[ProbeResult]] = field(default_factory=dict)
+    recorded: ComponentRow | None = None
+
+    def row(self) -> ComponentRow:
+        """The component as `orchestrator status` reads it."""
+        return ComponentRow(
+            name=self.spec.name,
+            kind=self.spec.kind,
+            status=str(self.status),
+            health=health(self.status, self.tracks),
+            pid=self.runtime.pid if self.spec.kind == "process" else None,
+            container=self.spec.container or None,
+            started_at=self.started_at,
+            restarts=self.restarts,
+            last_restart_at=self.last_restart_at,
+            last_restart_reason=self.last_restart_reason,
+            next_start_at=self.next_start_at if self.status is Status.BACKOFF else None,
+            exit_code=self.exit_code,
+            message=self.message,
+        )
+
+
+class Watchdog:
+    """Keeps the configured components alive until stopped."""
+
+    def __init__(
+        self,
+        spec: WatchdogSpec,
+        state_dir: Path,
+        docker_timeout: float = 5.0,
+        load: Callable[[], WatchdogSpec] | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.state_dir = state_dir
+        self.docker_timeout = docker_timeout
+        self.load = load
+        self.log = log or WatchdogLog(state_dir / "logs" / "watchdog.log")
+        self.stopping = threading.Event()
+        self.reload_requested = False
+        self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="orchestrator-watchdog")
+        self.components: dict[str, Managed] = {}
+        self.store: ComponentStore | None = None
+        self._last_beat = 0.0
+        self._last_requests = 0.0
+        for component in spec.components:
+            self.components[component.name] = self._managed(component)
+
+    def _managed(self, component: ComponentSpec) -> Managed:
+        runtime = runtime_for(component, self.state_dir / "logs", self.docker_timeout)
+        tracks = {p.role: ProbeTrack(p) for p in component.probes}
+        return Managed(component, runtime, RestartBudget(self.spec.backoff, self.spec.restart_limit), tracks)
+
+    # ---- the loop ----
+
+    def run(self) -> None:
+        """Start the components and keep them until SIGTERM or Ctrl-C; SIGHUP reloads the config."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
+            signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
+            signal.signal(signal.SIGHUP, lambda *_: setattr(self, "reload_requested", True))
+        self.open()
+        try:
+            while not self.stopping.is_set():
+                self.round(time.monotonic())
+                self.stopping.wait(TICK)
+        finally:
+            self.close()
+
+    def open(self) -> None:
+        """Record this watchdog, log its start and start every component."""
+        self._store()
+        self.log(f"watchdog started (pid {os.getpid()}), {len(self.components)} components")
+        for warning in self.spec.warnings:
+            self.log(f"warning: {warning}")
+        now = time.monotonic()
+        for managed in self.components.values():
+            self.start(managed, now, reason=None)
+
+    def close(self) -> None:
+        """Stop every component this watchdog started, and record that it ended."""
+        self.log("watchdog stopping: stopping its components")
+        stops = [self.pool.submit(self._stop, m) for m in self.components.values()]
+        for stop in stops:
+            stop.result()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self._record_all(force=True)
+        if self.store is not None:
+            try:
+                self.store.stopped()
+            except StateError as exc:
+                self.log(f"state: {exc}")
+            self.store.store.close()
+        self.log("watchdog stopped")
+
+    def _stop(self, managed: Managed) -> None:
+        if managed.action is not None:
+            managed.action.result()
+        if managed.status in (Status.STARTING, Status.RUNNING):
+            managed.status = transition(managed.status, Event.STOP)
+            managed.runtime.stop(self.spec.stop_timeout)
+            managed.status = transition(managed.status, Event.STOPPED)
+        elif managed.status in (Status.BACKOFF, Status.EXITED):
+            managed.runtime.stop_leftovers()
+            managed.status = transition(managed.status, Event.STOP)
+        self.log(f"{managed.spec.name}: stopped")
+
+    def round(self, now: float) -> None:
+        """One look at every component."""
+        if self.reload_requested:
+            self.reload_requested = False
+            self.reload(now)
+        if now - self._last_requests >= 1.0:
+            self._last_requests = now
+            self._take_requests(now)
+        for managed in self.components.values():
+            self.supervise(managed, now)
+        self._record_all()
+        if now - self._last_beat >= self.spec.period and self.store is not None:
+            self._last_beat = now
+            self._safely(self.store.beat)
+
+    def supervise(self, managed: Managed, now: float) -> None:
+        """Everything due for one component: a finished action, an exit, probes, a start."""
+        if managed.action is not None:
+            if not managed.action.done():
+                return
+            action, managed.action = managed.action, None
+            error = action.exception()
+            if isinstance(error, ComponentError):
+                self.failed(managed, now, f"cannot start: {error}", start_failed=True)
+                return
+            if error is not None:
+                self.failed(managed, now, f"cannot start: {type(error).__name__}: {error}", start_failed=True)
+                return
+            if managed.status is Status.STARTING and "startup" not in managed.tracks:
+                self._started(managed, now)
+        if managed.status is Status.BACKOFF and managed.next_start is not None and now >= managed.next_start:
+            self.start(managed, now, reason=managed.last_restart_reason)
+            return
+        if managed.status not in (Status.STARTING, Status.RUNNING):
+            return
+        code = managed.runtime.exit_code()
+        if code is not None:
+            managed.exit_code = code
+            self._exited(managed, now, code)
+            return
+        self._collect(managed, now)
+        if managed.status not in (Status.STARTING, Status.RUNNING):
+            return
+        self._submit_due(managed, now)
+        if managed.status is Status.RUNNING and health(managed.status, managed.tracks) == "healthy":
+            managed.budget.healthy(managed.started_mono, now)
+
+    # ---- starts, exits, failures ----
+
+    def start(self, managed: Managed, now: float, reason: str | None) -> None:
+        """Start a component, on the pool; its tracks start over."""
+        managed.status = transition(managed.status, Event.START)
+        managed.next_start = managed.next_start_at = None
+        managed.exit_code = None
+        managed.message = None
+        if reason is not None:
+            managed.restarts += 1
+        managed.started_at, managed.started_mono = time.time(), now
+        for track in managed.tracks.values():
+            track.reset(now)
+        what = "restarting" if reason else "starting"
+        self.log(
+            f"{managed.spec.name}: {what}" + (f" (restart {managed.restarts}: {reason})" if reason else "")
+        )
+        managed.action = self.pool.submit(managed.runtime.start)
+
+    def _started(self, managed: Managed, now: float) -> None:
+        managed.status = transition(managed.status, Event.STARTED)
+        pid = f" pid {managed.runtime.pid}" if managed.runtime.pid else ""
+        self.log(f"{managed.spec.name}: running{pid}")
+
+    def _exited(self, managed: Managed, now: float, code: int) -> None:
+        how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        policy = managed.spec.restart
+        if policy == "always" or (policy == "on-failure" and code != 0):
+            self.failed(managed, now, how)
+            return
+        managed.status = transition(managed.status, Event.ENDED)
+        managed.message = how
+        self.log(f"{managed.spec.name}: {how}; restart policy {policy}: left exited")
+
+    def failed(self, managed: Managed, now: float, reason: str, start_failed: bool = False) -> None:
+        """A crash, a failed probe or a failed start: back off and restart, or give up (FATAL)."""
+        reason = redact(reason)
+        managed.message = reason
+        if managed.spec.restart == "never":
+            managed.status = transition(managed.status, Event.ENDED)
+            self.log(f"{managed.spec.name}: {reason}; restart policy never: left exited")
+            managed.action = self.pool.submit(managed.runtime.stop, self.spec.stop_timeout)
+            return
+        if managed.budget.failed(now):
+            managed.status = transition(managed.status, Event.GAVE_UP)
+            limit = self.spec.restart_limit
+            self.log(
+                f"FATAL {managed.spec.name}: {reason}; more than {limit.count} restarts in "
+                f"{limit.window:g}s or failed starts in a row: not restarting it. Fix it, then "
+                f"`orchestrator restart {managed.spec.name}`"
+            )
+            managed.action = self.pool.submit(managed.runtime.stop, self.spec.stop_timeout)
+            return
+        delay = managed.budget.delay()
+        managed.status = transition(managed.status, Event.FAILED)
+        managed.next_start = now + delay
+        managed.next_start_at = time.time() + delay
+        managed.last_restart_at = time.time()
+        managed.last_restart_reason = reason
+        self.log(
+            f"{managed.spec.name}: {reason}; restart {managed.restarts + 1} in {delay:.1f}s "
+            f"(failed starts in a row: {managed.budget.failed_starts})"
+        )
+        managed.action = self.pool.submit(self._prepare_restart, managed)
+
+    def _prepare_restart(self, managed: Managed) -> None:
+        # A live process or container that failed its probe is stopped before it starts again.
+        if isinstance(managed.runtime, ContainerRuntime):
+            if managed.runtime.running():
+                managed.runtime.restart(self.spec.stop_timeout)
+            return
+        managed.runtime.stop(self.spec.stop_timeout)
+
+    # ---- probes ----
+
+    def _submit_due(self, managed: Managed, now: float) -> None:
+        startup = managed.tracks.get("startup")
+        roles = ["startup"] if managed.status is Status.STARTING and startup else ["liveness", "readiness"]
+        if managed.status is Status.STARTING and not startup:
+            return
+        target = managed.runtime.target(self.state_dir, self.docker_timeout)
+        for role in roles:
+            track = managed.tracks.get(role)
+            if track is None or role in managed.probes or now < track.next_at:
+                continue
+            managed.probes[role] = self.pool.submit(run_probe, track.spec, target)
+
+    def _collect(self, managed: Managed, now: float) -> None:
+        for role, future in list(managed.probes.items()):
+            if not future.done():
+                continue
+            del managed.probes[role]
+            track = managed.tracks[role]
+            result = future.result()
+            verdict = track.record(result, now)
+            if verdict is None:
+                continue
+            name = f"{managed.spec.name}.{role}"
+            if verdict:
+                self.log(f"{name}: passed ({result.message})")
+                if role == "startup" and managed.status is Status.STARTING:
+                    self._started(managed, now)
+                    for other in ("liveness", "readiness"):
+                        if other in managed.tracks:
+                            managed.tracks[other].reset(now)
+                continue
+            self.log(f"{name}: failed {track.failures} times ({result.message})")
+            if role in ("liveness", "startup"):
+                for pending in managed.probes.values():
+                    pending.cancel()
+                managed.probes.clear()
+                self.failed(managed, now, f"{role} failed {track.failures} times: {result.message}")
+                return
+
+    # ---- requests, reload, records ----
+
+    def _take_requests(self, now: float) -> None:
+        if self.store is None:
+            return
+        try:
+            requests = self.store.take_requests()
+        except StateError as exc:
+            self.log(f"state: {exc}")
+            return
+        for name, what in requests:
+            managed = self.components.get(name)
+            if managed is None or what != "restart" or managed.action is not None:
+                continue
+            self.log(f"{name}: restart requested")
+            if managed.status is Status.FATAL:
+                managed.status = transition(managed.status, Event.CLEAR)
+            managed.budget.clear()
+            if managed.status in (Status.STARTING, Status.RUNNING):
+                managed.status = transition(managed.status, Event.STOP)
+                managed.runtime.stop(self.spec.stop_timeout)
+                managed.status = transition(managed.status, Event.STOPPED)
+            elif managed.status in (Status.BACKOFF, Status.EXITED):
+                managed.status = transition(managed.status, Event.STOP)
+            self.start(managed, now, reason="restart requested")
+
+    def reload(self, now: float) -> None:
+        """SIGHUP: read the config again; start new components, stop removed ones, restart changed ones."""
+        if self.load is None:
+            return
+        try:
+            spec = self.load()
+        except Exception as exc:
+            self.log(f"reload failed, keeping the running config: {exc}")
+            return
+        self.log("config reloaded")
+        wanted = {c.name: c for c in spec.components}
+        for name in list(self.components):
+            managed = self.components[name]
+            if wanted.get(name) == managed.spec:
+                continue
+            self._stop(managed)
+            del self.components[name]
+        self.spec = dataclasses.replace(spec)
+        for name, component in wanted.items():
+            if name not in self.components:
+                managed = self._managed(component)
+                self.components[name] = managed
+                self.start(managed, now, reason=None)
+        if self.store is not None:
+            self._safely(functools.partial(self.store.forget_others, list(self.components)))
+
+    def _store(self) -> None:
+        # A database briefly locked, or not there yet, must not keep the watchdog from working.
+        try:
+            store = ComponentStore(StateStore.open(self.state_dir))
+            store.started(",".join(self.components))
+            store.forget_others(list(self.components))
+            self.store = store
+        except StateError as exc:
+            self.log(f"state: {exc}; components are kept, not recorded")
+
+    def _safely(self, write: Callable[[], Any]) -> None:
+        try:
+            write()
+        except StateError as exc:
+            self.log(f"state: {exc}")
+
+    def _record_all(self, force: bool = False) -> None:
+        if self.store is None:
+            self._store()
+        store = self.store
+        if store is None:
+            return
+        for managed in self.components.values():
+            row = managed.row()
+            if force or row != managed.recorded:
+                self._safely(functools.partial(store.save, row))
+                managed.recorded = row
+            for role, track in managed.tracks.items():
+                if (
+                    track.last is None
+                    or track.last_at is None
+                    or (track.last_at == track.saved_at and not force)
+                ):
+                    continue
+                at = time.time() - (time.monotonic() - track.last_at)
+                probe = ProbeRow(
+                    managed.spec.name,
+                    role,
+                    track.spec.kind,
+                    track.last.ok,
+                    track.last.message,
+                    track.last.duration,
+                    at,
+                    track.successes,
+                    track.failures,
+                    track.spec.success_threshold,
+                    track.spec.failure_threshold,
+                )
+                self._safely(functools.partial(store.save_probe, probe))
+                track.saved_at = track.last_at
