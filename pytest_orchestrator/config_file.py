@@ -23,9 +23,7 @@ CONFIG_NAME = "orchestrator.yaml"
 CONFIG_ENV = "ORCHESTRATOR_CONFIG"
 
 # Sections with their own structure; every other top-level key is a setting (`settings.SETTINGS`).
-SECTIONS: tuple[str, ...] = ()
-# Sections that a later version reads: refused by name rather than as unknown keys.
-NOT_YET = {"watchdog": "the watchdog", "components": "the watchdog's components"}
+SECTIONS = ("watchdog", "components")
 
 Key = tuple[str | int, ...]
 
@@ -55,10 +53,6 @@ class ConfigFile:
         """Refuse a key of `mapping` (found at `key`) that is not `known`, naming the nearest one."""
         names = list(known)
         for name in mapping:
-            if not key and name in NOT_YET and name not in names:
-                raise self.error(
-                    (name,), f"{name!r} configures {NOT_YET[name]}, which this version does not have yet"
-                )
             if name not in names:
                 raise self.error((*key, name), unknown(name, names))
 

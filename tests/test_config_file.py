@@ -125,10 +125,6 @@ def test_a_variable_cannot_inject_structure(tmp_path: Path) -> None:
         ("sandbox: ${NAME\n", "orchestrator.yaml:1: invalid variable '${NAME': write ${NAME} or $$ for a $"),
         ("sandbox: {name: x}\n", "orchestrator.yaml:1: sandbox takes a value, not a mapping"),
         ("- sandbox\n", "orchestrator.yaml:1: expected a mapping of settings at the top level"),
-        (
-            "sandbox: box\nwatchdog:\n  period: 10\n",
-            "orchestrator.yaml:2: 'watchdog' configures the watchdog, which this version does not have yet",
-        ),
     ],
 )
 def test_errors_name_the_file_and_line(tmp_path: Path, text: str, message: str) -> None:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
 from ..health import BUILTIN_CHECKS
 from ..redact import redact
+
+if TYPE_CHECKING:
+    from ..config_file import ConfigFile
+    from ..monitor.config import ComponentSpec, ProbeSpec
+    from ..settings import Settings
 
 CHECK_PREFIX = "check_"
 CHECK_NAME = pytest.StashKey[str]()
@@ -83,6 +88,79 @@ def _nodeid(path: Path, rootpath: Path) -> str:
         return path.as_posix()
 
 
+class ProbeCheck(pytest.Item):
+    """A watchdog probe from orchestrator.yaml, run once as a health check: `sandbox.liveness`."""
+
+    def __init__(self, *, component: ComponentSpec, probe: ProbeSpec, state_dir: Path, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.component = component
+        self.probe = probe
+        self.state_dir = state_dir
+        # A readiness failure only degrades, as it never restarts anything.
+        self.add_marker(pytest.mark.check(level="warning" if probe.role == "readiness" else "error"))
+
+    def runtest(self) -> None:
+        """Run the probe against the component as the watchdog last recorded it."""
+        from ..monitor.probes import Target, run_probe
+
+        record = self.stash.setdefault(CHECK_RECORD, CheckRecord(self.name))
+        target = Target(state_dir=self.state_dir)
+        if self.component.kind == "container":
+            target.container = self.component.container
+        else:
+            target.pid = _recorded_pid(self.state_dir, self.component.name)
+            target.log_path = self.state_dir / "logs" / f"{self.component.name}.log"
+        result = run_probe(self.probe, target)
+        if not result.ok:
+            record.fail(f"{self.probe.kind} probe failed: {result.message}")
+        record.ok(result.message)
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        """Where the probe is configured."""
+        file, _, line = self.probe.where.partition(":")
+        return self.path, int(line) - 1 if line.isdigit() else 0, f"probe {self.name} ({file or 'config'})"
+
+
+def _recorded_pid(state_dir: Path, name: str) -> int | None:
+    from ..state import StateError, StateStore
+    from ..state.components import ComponentStore
+
+    try:
+        store = StateStore.read(state_dir)
+    except StateError:
+        return None
+    if store is None:
+        return None
+    try:
+        row = next((r for r in ComponentStore(store).components() if r.name == name), None)
+    finally:
+        store.close()
+    return row.pid if row is not None and row.status in ("RUNNING", "STARTING") else None
+
+
+def configured_probes(file: ConfigFile | None, settings: Settings) -> list[tuple[ComponentSpec, ProbeSpec]]:
+    """The probes the config file declares, by component, in file order."""
+    if file is None or not file.data.get("components"):
+        return []
+    from ..config_file import ConfigFileError
+    from ..monitor.config import PROBE_ROLES, watchdog_spec
+
+    try:
+        spec = watchdog_spec(file, settings.sandbox, file.path.parent)
+    except ConfigFileError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    found = []
+    for name, body in file.data["components"].items():
+        component = spec.component(name)
+        if component is None or not isinstance(body, dict):
+            continue
+        for role in PROBE_ROLES:
+            probe = component.probe(role)
+            if role in body and probe is not None:
+                found.append((component, probe))
+    return found
+
+
 class HealthChecks(pytest.Directory):
     """The check modules, wherever they live, as one collector straight under the session.
 
@@ -91,14 +169,33 @@ class HealthChecks(pytest.Directory):
     the checks happen to be installed in (a directory under the session is not matched).
     """
 
-    def __init__(self, *, files: Sequence[Path], **kwargs: object) -> None:
+    def __init__(
+        self,
+        *,
+        files: Sequence[Path],
+        probes: Sequence[tuple[ComponentSpec, ProbeSpec]] = (),
+        state_dir: Path | None = None,
+        **kwargs: object,
+    ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.files = files
+        self.probes = probes
+        self.state_dir = state_dir
 
-    def collect(self) -> Iterator[CheckModule]:
-        """One module per check file, in order."""
+    def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
+        """One module per check file, in order, then the configured probes."""
         for path in self.files:
             yield CheckModule.from_parent(self, path=path, nodeid=_nodeid(path, self.config.rootpath))
+        for component, probe in self.probes:
+            name = f"{component.name}.{probe.role}"
+            yield ProbeCheck.from_parent(
+                self,
+                name=name,
+                nodeid=f"orchestrator.yaml::{name}",
+                component=component,
+                probe=probe,
+                state_dir=self.state_dir or Path(".orchestrator"),
+            )
 
 
 def mark_checks(items: Iterable[pytest.Item]) -> list[str]:

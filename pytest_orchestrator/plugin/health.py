@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Generator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import pytest
 
@@ -19,7 +19,10 @@ from ..health import CheckResult, HealthReport, merge
 from ..redact import redact
 from ..settings import Settings
 from . import checks, xdist
-from .options import settings_for
+from .options import config_file, settings_for
+
+if TYPE_CHECKING:
+    from ..monitor.config import ComponentSpec, ProbeSpec
 
 # The attribute crosses pytest-xdist with the report, so the controller sees what workers found.
 REPORT_ATTR = "orchestrator_check"
@@ -87,6 +90,7 @@ class HealthHarness:
         self.results: list[CheckResult] = []
         self.known: list[str] = []
         self.files: list[Path] | None = None
+        self.probes: list[tuple[ComponentSpec, ProbeSpec]] = []
         self.failures = 0
         self.usage_error: str | None = None
         self._report: HealthReport | None = None
@@ -125,6 +129,7 @@ class HealthHarness:
             self.files = checks.check_files(
                 self.settings.check_paths, self.settings.origin.get("check_paths", "default")
             )
+            self.probes = checks.configured_probes(config_file(self.config), self.settings)
         except pytest.UsageError as exc:
             self._usage_error(exc)
             self.files = []
@@ -136,7 +141,9 @@ class HealthHarness:
         """The rootdir, in health mode, is the collector of the check modules."""
         if self.files is None or not isinstance(parent, pytest.Session) or path != self.config.rootpath:
             return None
-        return checks.HealthChecks.from_parent(parent, path=path, files=self.files)
+        return checks.HealthChecks.from_parent(
+            parent, path=path, files=self.files, probes=self.probes, state_dir=self.settings.state_dir
+        )
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
