@@ -70,7 +70,7 @@ def transition(status: Status, event: Event) -> Status:
     try:
         return _TRANSITIONS[(status, event)]
     except KeyError:
-        raise ValueError(f"a {status} component cannot take {event!r}") from None
+        raise ValueError(f"a {status} component cannot take {event.value!r}") from None
 
 
 @dataclass

@@ -160,15 +160,27 @@ class ContainerRuntime:
         self.docker_timeout = docker_timeout
         self.pid: int | None = None
         self.log_path: Path | None = None
+        # Brought up by the watchdog's own start: `down` stops it. A container that was running
+        # when the watchdog started, and was restarted since, is left running.
         self.started_by_watchdog = False
+        self.starts = 0
 
     def _container(self) -> Any:
-        from ..sandbox import probe
+        import docker
+        import requests
 
-        found = probe(self.spec.container, self.docker_timeout)
-        if found.container is None:
-            raise ComponentError(found.message)
-        return found.container
+        from ..sandbox import SandboxError
+        from ..sandbox.docker import connect
+
+        name = self.spec.container
+        try:
+            return connect(self.docker_timeout).containers.get(name)
+        except SandboxError as exc:
+            raise ComponentError(str(exc)) from None
+        except docker.errors.NotFound:
+            raise ComponentError(f"container {name} does not exist: create it, or name another") from None
+        except (docker.errors.APIError, requests.exceptions.RequestException, OSError) as exc:
+            raise ComponentError(f"cannot inspect container {name}: {exc}") from None
 
     def start(self) -> None:
         """Running already: nothing. Paused: unpause. Stopped: start."""
@@ -176,12 +188,14 @@ class ContainerRuntime:
 
         container = self._container()
         state = container.attrs.get("State", {})
+        first = self.starts == 0
+        self.starts += 1
         try:
             if state.get("Paused"):
                 container.unpause()
             elif state.get("Status") != "running":
                 container.start()
-                self.started_by_watchdog = True
+                self.started_by_watchdog = first
         except docker.errors.APIError as exc:
             raise ComponentError(
                 f"cannot start container {self.spec.container}: {exc.explanation or exc}"
