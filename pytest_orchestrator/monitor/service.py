@@ -125,12 +125,18 @@ def down(state_dir: Path, timeout: float) -> int | None:
     pid = running(state_dir)
     if pid is None:
         return None
+    import psutil
+
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if running(state_dir) != pid:
+        # Gone, not only its pid file: it stops its components before it exits.
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return pid
+        except psutil.NoSuchProcess:
             return pid
-        time.sleep(0.1)
+        time.sleep(0.05)
     os.killpg(pid, signal.SIGKILL)
     raise ServiceError(f"the watchdog (pid {pid}) did not stop within {timeout:g}s: killed it and its group")
 
