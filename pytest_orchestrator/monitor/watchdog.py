@@ -402,18 +402,23 @@ class Watchdog:
     def _store(self) -> None:
         # A database briefly locked, or not there yet, must not keep the watchdog from working.
         try:
-            store = ComponentStore(StateStore.open(self.state_dir))
+            opened = StateStore.open(self.state_dir)
+            # Locked by someone else: skip this round's records rather than stall the probes.
+            opened.conn.execute("PRAGMA busy_timeout=500")
+            store = ComponentStore(opened)
             store.started(",".join(self.components))
             store.forget_others(list(self.components))
             self.store = store
         except StateError as exc:
             self.log(f"state: {exc}; components are kept, not recorded")
 
-    def _safely(self, write: Callable[[], Any]) -> None:
+    def _safely(self, write: Callable[[], Any]) -> bool:
         try:
             write()
         except StateError as exc:
             self.log(f"state: {exc}")
+            return False
+        return True
 
     def _record_all(self, force: bool = False) -> None:
         if self.store is None:
@@ -423,8 +428,7 @@ class Watchdog:
             return
         for managed in self.components.values():
             row = managed.row()
-            if force or row != managed.recorded:
-                self._safely(functools.partial(store.save, row))
+            if (force or row != managed.recorded) and self._safely(functools.partial(store.save, row)):
                 managed.recorded = row
             for role, track in managed.tracks.items():
                 if (
@@ -447,5 +451,5 @@ class Watchdog:
                     track.spec.success_threshold,
                     track.spec.failure_threshold,
                 )
-                self._safely(functools.partial(store.save_probe, probe))
-                track.saved_at = track.last_at
+                if self._safely(functools.partial(store.save_probe, probe)):
+                    track.saved_at = track.last_at
