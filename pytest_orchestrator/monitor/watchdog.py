@@ -29,7 +29,7 @@ from ..state.components import ComponentRow, ComponentStore, ProbeRow
 from .component import Event, ProbeTrack, RestartBudget, Status, health, transition
 from .config import ComponentSpec, WatchdogSpec
 from .probes import ProbeResult, run_probe
-from .runtime import ComponentError, ContainerRuntime, Runtime, runtime_for
+from .runtime import ComponentError, ContainerRuntime, ProcessRuntime, Runtime, runtime_for
 
 TICK = 0.25  # how often exits and due work are looked at: the bound on detection latency
 
@@ -154,9 +154,38 @@ class Watchdog:
         self.log(f"watchdog started (pid {os.getpid()}), {len(self.components)} components")
         for warning in self.spec.warnings:
             self.log(f"warning: {warning}")
+        self._stop_orphans()
         now = time.monotonic()
         for managed in self.components.values():
             self.start(managed, now, reason=None)
+
+    def _stop_orphans(self) -> None:
+        """Stop the process groups a killed watchdog left running, before starting them again."""
+        if self.store is None:
+            return
+        try:
+            recorded = {row.name: row for row in self.store.components()}
+        except Exception:
+            return
+        for name, managed in self.components.items():
+            row = recorded.get(name)
+            if (
+                row is None
+                or row.kind != "process"
+                or not row.pid
+                or not isinstance(managed.runtime, ProcessRuntime)
+            ):
+                continue
+            try:
+                # Only a group leader the watchdog started: its group id is its pid.
+                if os.getpgid(row.pid) != row.pid:
+                    continue
+            except ProcessLookupError:
+                continue
+            self.log(f"{name}: stopping pid {row.pid}, left running by an earlier watchdog")
+            managed.runtime.pid = row.pid
+            managed.runtime.stop(self.spec.stop_timeout)
+            managed.runtime.pid = None
 
     def close(self) -> None:
         """Stop every component this watchdog started, and record that it ended."""
