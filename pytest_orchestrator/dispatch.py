@@ -244,7 +244,7 @@ def run_task(
         raise
     result.attempts = history
     result.duration_seconds = round(spent, 3)
-    result.cost_usd = round(cost, 6)
+    result.cost_usd = cost
     result.usage = usage
     if result.status != "completed" and not task.parallel:
         run.blocked.setdefault(plan_key, (task.id, result.status))

@@ -281,7 +281,8 @@ def test_a_hung_agent_is_stopped_inside_the_sandbox(
     result, _ = run(pytester, sandbox, plan, "--timeout", "8")
     assert time.monotonic() - started < 60
     assert result.ret == 1
-    result.stdout.fnmatch_lines(["*Timeout*"])
+    result.stdout.fnmatch_lines(["*Task 1.1: TIMEOUT after 8s (agent stopped in the sandbox)*"])
+    assert "Thread" not in result.stdout.str()
     listing = sandbox.exec_run(["ps", "-eo", "stat=,pid=,args="]).output.decode()
     # Zombies are dead processes that the container's PID 1 (sleep) never reaps.
     left = [line for line in listing.splitlines() if "claude" in line and not line.strip().startswith("Z")]

@@ -108,8 +108,7 @@ def project_root(config: pytest.Config) -> Path:
 
 
 def _common_root(config: pytest.Config) -> Path:
-    # pytest's rule without a config file: the common ancestor of the named paths, or the
-    # nearest directory above it that holds a setup.py.
+    # pytest's rule without a config file (`determine_setup`), on the named paths only.
     base = config.invocation_params.dir
     named = [base / arg.split("::")[0] for arg in config.args]
     dirs = [p if p.is_dir() else p.parent for p in named if p.exists()] or [base]
@@ -117,7 +116,9 @@ def _common_root(config: pytest.Config) -> Path:
     for candidate in (ancestor, *ancestor.parents):
         if (candidate / "setup.py").is_file():
             return candidate
-    return ancestor
+    # Then the common ancestor with the invocation directory, unless that is the filesystem root.
+    root = Path(os.path.commonpath([os.path.abspath(base), str(ancestor)]))
+    return ancestor if root == Path(root.anchor) else root
 
 
 def settings_for(config: pytest.Config) -> Settings:
