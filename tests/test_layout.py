@@ -13,6 +13,7 @@ DOMAIN = (
     "pytest_orchestrator.dispatch",
     "pytest_orchestrator.health",
     "pytest_orchestrator.plan",
+    "pytest_orchestrator.project",
     "pytest_orchestrator.prompt",
     "pytest_orchestrator.result",
     "pytest_orchestrator.retry",
