@@ -21,6 +21,8 @@ DOMAIN = (
     "pytest_orchestrator.settings",
     "pytest_orchestrator.state",
     "pytest_orchestrator.telemetry.otlp",
+    "pytest_orchestrator.views.logs",
+    "pytest_orchestrator.views.status",
 )
 
 
