@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -47,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     restart.add_argument("name", metavar="NAME", help="the component, e.g. sandbox")
     restart.add_argument("--config", metavar="FILE", help="the config file (default orchestrator.yaml)")
+    _add_views(commands)
     return parser
 
 
@@ -105,6 +107,87 @@ def _watchdog_command(options: argparse.Namespace) -> int:
         return 2 if not isinstance(exc, service.ServiceError) else 1
 
 
+def _add_views(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    config_help = "the config file (env ORCHESTRATOR_CONFIG, default orchestrator.yaml in the project root)"
+    status = commands.add_parser(
+        "status",
+        help="the watchdog and each component as last recorded, with their health",
+        description="Show the watchdog and its components. Exit 0 when every component is running "
+        "and healthy, 1 otherwise (also when no watchdog has run here), 2 for a bad setting.",
+    )
+    status.add_argument("-v", "--verbose", action="store_true", help="add each probe's last result")
+    status.add_argument("--json", action="store_true", help="print a JSON document instead")
+    status.add_argument("--config", metavar="FILE", help=config_help)
+    logs = commands.add_parser(
+        "logs",
+        help="the last lines of the watchdog's and the components' logs, or follow them",
+        description="Show logs: one component's, several interleaved by time (`name | line`), "
+        "or all of them (the default without NAME). Secrets are masked.",
+    )
+    logs.add_argument("names", nargs="*", metavar="NAME", help="a component, or `watchdog`")
+    logs.add_argument("--all", action="store_true", help="every log, interleaved by time")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines (Ctrl-C ends)")
+    logs.add_argument(
+        "-n", "--lines", type=_line_count, default=50, metavar="N", help="lines of each log (default 50)"
+    )
+    logs.add_argument("--config", metavar="FILE", help=config_help)
+
+
+def _line_count(raw: str) -> int:
+    if not raw.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, not {raw!r}")
+    return int(raw)
+
+
+def _view(options: argparse.Namespace) -> int:
+    """Run a read-only view of the watchdog; they never import pytest, so they start fast."""
+    from pathlib import Path
+
+    from .config_file import ConfigFileError
+    from .project import settings_for_project
+    from .settings import ConfigError
+    from .state import StateError
+
+    try:
+        settings = settings_for_project(Path.cwd(), config=options.config)
+        if options.command == "status":
+            from .views import status
+
+            return status.show(
+                settings.state_dir,
+                sys.stdout,
+                sys.stderr,
+                os.environ,
+                verbose=options.verbose,
+                as_json=options.json,
+            )
+        from .views import logs
+
+        names = [] if options.all else options.names
+        return logs.show(
+            settings.state_dir,
+            names,
+            sys.stdout,
+            sys.stderr,
+            count=options.lines,
+            follow=options.follow,
+            docker_timeout=settings.docker_timeout,
+        )
+    except (ConfigError, ConfigFileError) as exc:
+        print(f"orchestrator: {exc}", file=sys.stderr)
+        return 2
+    except StateError as exc:
+        print(f"orchestrator: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        # Ctrl-C is how `logs -f` ends: quietly, and successfully.
+        return 0 if getattr(options, "follow", False) else 130
+    except BrokenPipeError:
+        # The reader (`| head`) has gone; nothing left to say, and nobody to say it to.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
 def health_args(check: Sequence[str], extra: Sequence[str]) -> list[str]:
     """The pytest arguments that `orchestrator health` runs."""
     args = ["--orchestrator-health", "-p", "no:cacheprovider", "-q"]
@@ -129,6 +212,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         return _watchdog_command(options)
+    if options.command in ("status", "logs"):
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        return _view(options)
     import pytest
 
     if options.command == "health":

@@ -64,13 +64,19 @@ def unknown(name: str, known: list[str]) -> str:
     return f"unknown key {name!r}{hint}"
 
 
-def find(explicit: str | None, environ: Mapping[str, str], root: Path, cwd: Path) -> Path | None:
-    """The config file to read: the one named by flag or ORCHESTRATOR_CONFIG, else the root's."""
+def find(
+    explicit: str | None,
+    environ: Mapping[str, str],
+    root: Path,
+    cwd: Path,
+    flag: str = "--orchestrator-config",
+) -> Path | None:
+    """The config file to read: the one named by `flag` or ORCHESTRATOR_CONFIG, else the root's."""
     named = explicit or environ.get(CONFIG_ENV)
     if named:
         path = cwd / Path(named).expanduser()
         if not path.is_file():
-            origin = "--orchestrator-config" if explicit else CONFIG_ENV
+            origin = flag if explicit else CONFIG_ENV
             raise ConfigFileError(f"config file {named} from {origin} not found")
         return path
     default = root / CONFIG_NAME

@@ -13,6 +13,7 @@ DOMAIN = (
     "pytest_orchestrator.dispatch",
     "pytest_orchestrator.health",
     "pytest_orchestrator.plan",
+    "pytest_orchestrator.project",
     "pytest_orchestrator.prompt",
     "pytest_orchestrator.result",
     "pytest_orchestrator.retry",
@@ -20,6 +21,8 @@ DOMAIN = (
     "pytest_orchestrator.settings",
     "pytest_orchestrator.state",
     "pytest_orchestrator.telemetry.otlp",
+    "pytest_orchestrator.views.logs",
+    "pytest_orchestrator.views.status",
 )
 
 

@@ -885,7 +885,9 @@ def start_run(project: pytest.Pytester, *args: str) -> subprocess.Popen[str]:
 
 def test_two_runs_at_once_dispatch_each_task_once(project: pytest.Pytester) -> None:
     # The first task outlasts the second run's start-up on a busy machine.
-    script(project, {"plans/x.md::1.1": [{"status": "completed", "sleep": 8}], "*": [{"status": "completed"}]})
+    script(
+        project, {"plans/x.md::1.1": [{"status": "completed", "sleep": 8}], "*": [{"status": "completed"}]}
+    )
     first = start_run(project)
     # The second starts once the first holds the plan.
     deadline = time.monotonic() + 30
@@ -908,7 +910,9 @@ def test_two_runs_at_once_dispatch_each_task_once(project: pytest.Pytester) -> N
 
 
 def test_a_waiting_run_takes_the_plan_when_the_holder_ends(project: pytest.Pytester) -> None:
-    script(project, {"plans/x.md::1.1": [{"status": "completed", "sleep": 8}], "*": [{"status": "completed"}]})
+    script(
+        project, {"plans/x.md::1.1": [{"status": "completed", "sleep": 8}], "*": [{"status": "completed"}]}
+    )
     write_plan(project, "x.md", PLAN + "\n## Task 1.4: Document it\n\nWrite the docs.\n")
     first = start_run(project, "-k", "1.1 or 1.2 or 1.3")
     deadline = time.monotonic() + 30

@@ -7,6 +7,7 @@ Each test writes an orchestrator.yaml, runs the watchdog loop in a thread of thi
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import sys
@@ -151,6 +152,15 @@ def test_a_killed_process_is_restarted_after_its_backoff(watchdog: Callable[...,
     row = run.rows()["sleeper"]
     assert (row.status, row.last_restart_reason) == ("RUNNING", "killed by signal 9")
     assert "sleeper: killed by signal 9; restart 1 in " in run.log()
+    status = orchestrator(run.root, "status", "--json")
+    import json
+
+    (shown,) = [c for c in json.loads(status.stdout)["components"] if c["name"] == "sleeper"]
+    assert (shown["status"], shown["restarts"], shown["last_restart_reason"]) == (
+        "RUNNING",
+        1,
+        "killed by signal 9",
+    )
     run.stop()
     with pytest.raises(ProcessLookupError):
         os.kill(component(run, "sleeper").runtime.pid, 0)
@@ -429,3 +439,186 @@ components:
     assert readiness["message"] == f"http probe failed: GET http://127.0.0.1:{port}/missing: 404"
     # A failed readiness only degrades: CI passes.
     assert (document["status"], result.ret) == ("degraded", 0)
+
+
+def orchestrator(cwd: Path, *args: str, timeout: float = 120) -> Any:
+    import subprocess
+
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_orchestrator", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_up_and_down_leave_no_process_or_container_behind(
+    tmp_path: Path, make_sandbox: Callable[..., Any]
+) -> None:
+    import psutil
+
+    stopped = make_sandbox()
+    stopped.stop(timeout=1)
+    marker = f"{100000 + os.getpid() % 1000}"
+    (tmp_path / "orchestrator.yaml").write_text(
+        FAST % {"limit": 3}
+        + f"  box:\n    container: {stopped.name}\n"
+        + "".join(f"  worker{n}:\n    command: [sleep, '{marker}']\n" for n in range(3))
+    )
+    up = orchestrator(tmp_path, "up")
+    assert up.returncode == 0, up.stderr
+    assert re.fullmatch(r"watchdog started \(pid \d+\)\n", up.stdout)
+    pid = int(re.findall(r"\d+", up.stdout)[0])
+    again = orchestrator(tmp_path, "up")
+    assert (again.returncode, again.stdout) == (0, f"watchdog already running (pid {pid})\n")
+    watched = orchestrator(tmp_path, "watch")
+    assert watched.returncode == 1
+    assert (
+        watched.stderr
+        == f"orchestrator: a watchdog is already running here (pid {pid}): stop it with `orchestrator down`\n"
+    )
+    sleepers = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", marker]]
+    assert len(sleepers) == 3
+    stopped.reload()
+    assert stopped.status == "running"
+    down = orchestrator(tmp_path, "down")
+    assert (down.returncode, down.stdout) == (0, f"watchdog stopped (pid {pid})\n")
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", marker]] == []
+    stopped.reload()
+    assert stopped.status == "exited"  # the watchdog started it, so `down` stopped it
+    assert orchestrator(tmp_path, "down").stdout == "no watchdog is running here\n"
+    restart = orchestrator(tmp_path, "restart", "worker0")
+    assert (restart.returncode, restart.stderr) == (
+        1,
+        "orchestrator: no watchdog is running here: start it with `orchestrator up`\n",
+    )
+
+
+def test_watchdog_commands_read_bad_config_as_one_line(tmp_path: Path) -> None:
+    (tmp_path / "orchestrator.yaml").write_text("watchdog:\n  perod: 10\n")
+    result = orchestrator(tmp_path, "up")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert (
+        result.stderr == "orchestrator: orchestrator.yaml:2: unknown key 'perod' (did you mean 'period'?)\n"
+    )
+
+
+def test_a_locked_state_database_and_an_unwritable_log_do_not_stop_the_watchdog(
+    watchdog: Callable[..., Running], tmp_path: Path
+) -> None:
+    import io
+    import sqlite3
+
+    from pytest_orchestrator.monitor.watchdog import WatchdogLog
+
+    run = watchdog("sleeper:\n  command: [sleep, '1000']\n")
+    run.until(
+        lambda: run.rows().get("sleeper") is not None and run.rows()["sleeper"].status == "RUNNING",
+        what="running",
+    )
+    lock = sqlite3.connect(run.state / "state.db", isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        os.kill(component(run, "sleeper").runtime.pid, signal.SIGKILL)
+        # Restarted while the database is locked: the records wait, the component does not.
+        run.until(
+            lambda: (
+                component(run, "sleeper").restarts == 1 and component(run, "sleeper").status is Status.RUNNING
+            ),
+            what="restart",
+        )
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    assert "state: cannot write to state database" in run.log()
+    run.until(lambda: run.rows()["sleeper"].restarts == 1, what="the restart recorded once unlocked")
+
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("")
+    stderr = io.StringIO()
+    log = WatchdogLog(blocked / "watchdog.log", fallback=stderr)
+    log("first")
+    log("second")
+    lines = stderr.getvalue().splitlines()
+    assert len(lines) == 3
+    assert "cannot write " in lines[0] and lines[0].endswith(": logging to stderr")
+    assert lines[1].endswith(" first") and lines[2].endswith(" second")
+
+
+def test_sighup_reloads_the_config(tmp_path: Path) -> None:
+    config = tmp_path / "orchestrator.yaml"
+    base = FAST % {"limit": 3}
+    config.write_text(base + "  one:\n    command: [sleep, '1001']\n  two:\n    command: [sleep, '1002']\n")
+
+    def load() -> Any:
+        return watchdog_spec(load_file(config, {}), "s", tmp_path)
+
+    from pytest_orchestrator.config_file import load as load_file
+
+    wd = Watchdog(load(), tmp_path / ".orchestrator", load=load)
+    thread = threading.Thread(target=wd.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while (
+            not all(m.status is Status.RUNNING for m in wd.components.values())
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+        one = wd.components["one"]
+        config.write_text(
+            base + "  one:\n    command: [sleep, '1001']\n  three:\n    command: [sleep, '1003']\n"
+        )
+        wd.reload_requested = True  # what SIGHUP sets
+        while "three" not in wd.components and time.monotonic() < deadline:
+            time.sleep(0.05)
+        while wd.components["three"].status is not Status.RUNNING and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sorted(wd.components) == ["one", "three"]
+        assert wd.components["one"] is one  # unchanged: kept running, not restarted
+        assert one.restarts == 0
+    finally:
+        wd.stopping.set()
+        thread.join(30)
+    log = (tmp_path / ".orchestrator" / "logs" / "watchdog.log").read_text()
+    assert "config reloaded" in log and "two: stopped" in log and "three: starting" in log
+
+
+def test_a_new_watchdog_stops_what_a_killed_one_left_running(tmp_path: Path) -> None:
+    import psutil
+
+    marker = f"{200000 + os.getpid() % 1000}"
+    config = tmp_path / "orchestrator.yaml"
+    config.write_text(FAST % {"limit": 3} + f"  worker:\n    command: [sleep, '{marker}']\n")
+    spec = watchdog_spec(load(config, {}), "s", tmp_path)
+    first = Watchdog(spec, tmp_path / ".orchestrator")
+    first.open()
+    try:
+        deadline = time.monotonic() + 10
+        while first.components["worker"].status is not Status.RUNNING and time.monotonic() < deadline:
+            first.round(time.monotonic())
+            time.sleep(0.05)
+        first._record_all(force=True)
+        orphan = first.components["worker"].runtime.pid
+        # The first watchdog dies without stopping anything (SIGKILL): its worker runs on.
+        second = Watchdog(spec, tmp_path / ".orchestrator")
+        second.open()
+        try:
+            while second.components["worker"].status is not Status.RUNNING and time.monotonic() < deadline:
+                second.round(time.monotonic())
+                time.sleep(0.05)
+            sleepers = [
+                p.pid for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", marker]
+            ]
+            assert sleepers == [second.components["worker"].runtime.pid]
+            assert orphan not in sleepers
+        finally:
+            second.close()
+    finally:
+        first.pool.shutdown(wait=False)
+    assert (
+        f"worker: stopping pid {orphan}, left running by an earlier watchdog"
+        in (tmp_path / ".orchestrator" / "logs" / "watchdog.log").read_text()
+    )

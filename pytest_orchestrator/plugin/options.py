@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ..config_file import CONFIG_ENV, CONFIG_NAME, ConfigFile, ConfigFileError, find, load
+from ..config_file import CONFIG_ENV, CONFIG_NAME, ConfigFile, ConfigFileError, find, load, raw_setting
 from ..settings import SETTINGS, ConfigError, Settings, Sources, resolve
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
@@ -66,7 +66,8 @@ def sources(config: pytest.Config) -> Sources:
     return Sources(
         flags={s.name: config.getoption(s.dest, default=None) for s in SETTINGS},
         environ=os.environ,
-        ini=lambda key: str(config.getini(key) or ""),
+        # A TOML list ([tool.pytest.ini_options]) reads as one item per line, as in an ini file.
+        ini=lambda key: raw_setting(config.getini(key)),
         ini_base=config.inipath.parent if config.inipath else project_root(config),
         cwd=config.invocation_params.dir,
         root=project_root(config),

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
 
@@ -12,3 +15,13 @@ def bench_env() -> dict[str, str]:
     """The caller's environment without orchestrator or OpenTelemetry settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ORCHESTRATOR_", "OTEL_"))}
     return env
+
+
+def timed(args: list[str], cwd: Path, env: dict[str, str]) -> float:
+    """The wall time of one run of `args`; a failed run ends the benchmark with its output."""
+    started = time.perf_counter()
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} exited {result.returncode}:\n{result.stdout}{result.stderr}")
+    return elapsed

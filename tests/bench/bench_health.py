@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench._common import PYTEST, bench_env
+from tests.bench._common import PYTEST, bench_env, timed
 
 FLOOR_TEST = """
 import docker
@@ -30,15 +28,6 @@ def test_one_docker_call():
     client = docker.DockerClient(version="auto", timeout=5)
     assert client.containers.get({name!r}).status == "running"
 """
-
-
-def _time(args: list[str], cwd: Path, env: dict[str, str]) -> float:
-    started = time.perf_counter()
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    elapsed = time.perf_counter() - started
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} exited {result.returncode}:\n{result.stdout}{result.stderr}")
-    return elapsed
 
 
 def main() -> int:
@@ -75,12 +64,12 @@ def main() -> int:
                 name,
             ]
             # One warm-up each so the page cache holds both sets of modules.
-            _time(floor, Path(floor_dir), env)
-            _time(health, Path(health_dir), env)
+            timed(floor, Path(floor_dir), env)
+            timed(health, Path(health_dir), env)
             floor_times, health_times = [], []
             for _ in range(options.rounds):
-                floor_times.append(_time(floor, Path(floor_dir), env))
-                health_times.append(_time(health, Path(health_dir), env))
+                floor_times.append(timed(floor, Path(floor_dir), env))
+                health_times.append(timed(health, Path(health_dir), env))
     finally:
         container.remove(force=True)
 
