@@ -260,15 +260,15 @@ def test_a_hung_exec_probe_is_stopped_in_the_container_and_delays_nothing(
         """
     )
     run.until(
-        lambda: "box.liveness" not in run.log() and component(run, "box").tracks["liveness"].failures >= 2,
+        lambda: component(run, "box").tracks["liveness"].failures >= 2,
         what="two hung probes",
     )
     ticks = component(run, "ticker").tracks["liveness"].successes
     # Two probes of 1 s each hung; the ticker's 0.2 s probe kept its pace meanwhile.
-    assert ticks >= 8
+    assert ticks >= 5  # a probe held up by the hung ones would have run twice at most
     last = component(run, "box").tracks["liveness"].last
     assert last is not None and last.message == "timed out after 1s (stopped)"
-    assert last.duration < 1.9
+    assert last.duration < 2.5
     run.stop()
     time.sleep(0.5)
     ps = box.exec_run(["ps", "-o", "args"]).output.decode()
