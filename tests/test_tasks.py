@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
-from pytest_orchestrator.agents.claude_code import to_result
+from pytest_orchestrator.agents.claude_code import to_result, version_check
 from pytest_orchestrator.plan import Criterion, Task
 from pytest_orchestrator.prompt import DEFAULT_PROMPT, render_prompt
 from pytest_orchestrator.result import parse_final_message
+from pytest_orchestrator.sandbox import ExecResult
 from pytest_orchestrator.state import StateStore
 
 # What the fake agent returns, by task title; the expected totals are computed from it.
@@ -643,6 +644,36 @@ def test_to_result_without_a_result_event_keeps_the_stderr_tail() -> None:
     assert to_result("1.1", None, 127, "", 0.1).error == (
         "claude exited with code 127 without a result: no output"
     )
+
+
+OCI_NOT_FOUND = (
+    "OCI runtime exec failed: exec failed: unable to start container process: "
+    'exec: "claude": executable file not found in $PATH: unknown\r\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("exec_result", "level", "message"),
+    [
+        (ExecResult(0, "2.1.197 (Claude Code)\n"), "ok", "Claude Code 2.1.197 (claude), in the tested range"),
+        (ExecResult(0, "2.2.0 (Claude Code)\n"), "warning", "Claude Code 2.2.0 (claude) is outside"),
+        (ExecResult(0, "2.0.99 (Claude Code)\n"), "warning", "Claude Code 2.0.99 (claude) is outside"),
+        (
+            ExecResult(0, "claude, nightly\n"),
+            "warning",
+            "`claude --version` printed no version: claude, nightly",
+        ),
+        (
+            ExecResult(126, OCI_NOT_FOUND),
+            "error",
+            "`claude --version` failed in sandbox 'box' (exit 126): OCI",
+        ),
+    ],
+)
+def test_claude_code_version_check(exec_result: ExecResult, level: str, message: str) -> None:
+    found_level, found_message = version_check(exec_result, "claude", "box")
+    assert found_level == level
+    assert found_message.startswith(message), found_message
 
 
 def test_to_result_needs_human_and_failed_from_the_final_message() -> None:

@@ -7,6 +7,7 @@ nothing in a task's text is ever interpreted. Events stream back as stream-json 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -17,10 +18,18 @@ from ..result import TaskResult, Usage, parse_final_message
 if TYPE_CHECKING:
     from ..dispatch import DispatchContext
     from ..plan import Task
-    from ..sandbox import Sandbox
+    from ..sandbox import ExecResult, Sandbox
     from ..settings import Settings
 
 Event = dict[str, Any]
+
+# The Claude Code versions this agent is tested with (.ci/setup pins the one CI runs):
+# outside them the stream-json events, the flags or the prices may differ.
+TESTED_FROM, TESTED_BEFORE = (2, 1, 0), (2, 2, 0)
+TESTED_RANGE = f">={'.'.join(map(str, TESTED_FROM))},<{'.'.join(map(str, TESTED_BEFORE))}"
+
+# How much of a command's output goes into an error message.
+_TAIL_LINES, _TAIL_CHARS = 3, 500
 
 
 def command(settings: Settings, prompt: str, resume: str | None = None) -> list[str]:
@@ -74,6 +83,34 @@ def _decode(line: bytes) -> Event | None:
     except ValueError:
         return None
     return event if isinstance(event, dict) else None
+
+
+def tail(text: str) -> str:
+    """The last lines of a command's output, redacted and short enough for one message."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()][-_TAIL_LINES:]
+    joined = redact(" | ".join(lines))
+    return joined if len(joined) <= _TAIL_CHARS else "..." + joined[-_TAIL_CHARS:]
+
+
+def version_check(result: ExecResult, command: str, sandbox: str) -> tuple[str, str]:
+    """Judge `<command> --version` run in the sandbox: ("ok" | "warning" | "error", message)."""
+    output = tail(result.output) or "no output"
+    if result.exit_code != 0:
+        return "error", (
+            f"`{command} --version` failed in sandbox '{sandbox}' (exit {result.exit_code}): {output}: "
+            "install Claude Code in the sandbox image (`npm install -g @anthropic-ai/claude-code`), "
+            "or point --orchestrator-claude-command at it"
+        )
+    found = re.search(r"\b(\d+)\.(\d+)\.(\d+)\b", result.output)
+    if found is None:
+        return "warning", f"`{command} --version` printed no version: {output}"
+    version = tuple(int(part) for part in found.groups())
+    if TESTED_FROM <= version < TESTED_BEFORE:
+        return "ok", f"Claude Code {found.group(0)} ({command}), in the tested range {TESTED_RANGE}"
+    return "warning", (
+        f"Claude Code {found.group(0)} ({command}) is outside the tested range {TESTED_RANGE}: "
+        "its output may not be understood; install a tested version in the sandbox image"
+    )
 
 
 def describe_event(event: Event) -> str | None:
