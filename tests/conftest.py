@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 # Imported here, before any in-process pytester run: pytester restores sys.modules after
@@ -163,6 +164,18 @@ def agent_env(clean_env: None, monkeypatch: pytest.MonkeyPatch, docker_client: A
     # The secrets are in the orchestrator's environment too, where a careless log line could leak them.
     monkeypatch.setenv("ANTHROPIC_API_KEY", AGENT_API_KEY)
     monkeypatch.setenv("GH_TOKEN", AGENT_GH_TOKEN)
+
+
+def attempt_rows(directory: Path, columns: str) -> list[tuple[Any, ...]]:
+    """`columns` of the attempts recorded in the state database under `directory`, oldest first."""
+    from pytest_orchestrator.state import StateStore
+
+    store = StateStore.read(directory / ".orchestrator")
+    assert store is not None
+    try:
+        return [tuple(row) for row in store.conn.execute(f"SELECT {columns} FROM attempts ORDER BY id")]
+    finally:
+        store.close()
 
 
 def task_run_args(sandbox: Any) -> list[str]:

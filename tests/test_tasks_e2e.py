@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from pytest_orchestrator.state import StateStore
-from tests.conftest import AGENT_API_KEY, AGENT_GH_TOKEN, task_run_args
+from tests.conftest import AGENT_API_KEY, AGENT_GH_TOKEN, attempt_rows, task_run_args
 from tests.support.messages_server import error, hang, reply, tool_use
 
 REPO = Path(__file__).resolve().parents[1]
@@ -372,3 +372,18 @@ def test_task_telemetry_reaches_an_otlp_receiver(
         assert receiver.metric("orchestrator_cost_usd_total").value() == pytest.approx(data["cost_usd"])
         exported = json.dumps([s.attributes for s in receiver.spans()])
         assert AGENT_API_KEY not in exported and AGENT_GH_TOKEN not in exported
+
+
+def test_a_sandbox_without_claude_fails_once_with_the_reason(
+    pytester: pytest.Pytester, make_sandbox: Callable[..., Any]
+) -> None:
+    sandbox = make_sandbox()  # busybox: no claude in it
+    plan = write_plan(pytester, ONE_TASK.format(title="Nobody home"))
+    result, report = run(pytester, sandbox, plan, "--orchestrator-retry-delay", "0.1")
+    assert result.ret == 1
+    data = task_data(report, f"{plan}::1.1")
+    assert "executable file not found" in data["error"], data["error"]
+    assert data["error"].startswith("claude exited with code 126 without a result: ")
+    # Another attempt would meet the same missing command.
+    assert attempt_rows(pytester.path, "attempt, status") == [(1, "failed")]
+    assert len(data["attempts"]) == 1

@@ -28,7 +28,7 @@ Event = dict[str, Any]
 TESTED_FROM, TESTED_BEFORE = (2, 1, 0), (2, 2, 0)
 TESTED_RANGE = f">={'.'.join(map(str, TESTED_FROM))},<{'.'.join(map(str, TESTED_BEFORE))}"
 
-# How much of a command's output goes into an error message.
+# How much of a failed run's stray output goes into its error message.
 _TAIL_LINES, _TAIL_CHARS = 3, 500
 
 
@@ -55,38 +55,45 @@ def command(settings: Settings, prompt: str, resume: str | None = None) -> list[
     return argv
 
 
-def events(chunks: Iterable[tuple[bytes | None, bytes | None]], stderr: list[str]) -> Iterator[Event]:
-    """Decode stream-json lines from demuxed exec output; stderr is kept for error messages."""
+def events(chunks: Iterable[tuple[bytes | None, bytes | None]], stray: list[str]) -> Iterator[Event]:
+    """Decode stream-json lines from demuxed exec output.
+
+    stderr and the stdout lines that are no event are kept in `stray` for error messages:
+    the engine reports a command it cannot start on stdout.
+    """
     buffer = b""
     for out, err in chunks:
         if err:
-            stderr.append(err.decode("utf-8", "replace"))
+            stray.append(err.decode("utf-8", "replace"))
         if not out:
             continue
         buffer += out
         *lines, buffer = buffer.split(b"\n")
         for line in lines:
-            event = _decode(line)
+            event = _decode(line, stray)
             if event is not None:
                 yield event
-    event = _decode(buffer)
+    event = _decode(buffer, stray)
     if event is not None:
         yield event
 
 
-def _decode(line: bytes) -> Event | None:
+def _decode(line: bytes, stray: list[str]) -> Event | None:
     line = line.strip()
     if not line:
         return None
     try:
         event = json.loads(line)
     except ValueError:
-        return None
-    return event if isinstance(event, dict) else None
+        event = None
+    if isinstance(event, dict):
+        return event
+    stray.append(line.decode("utf-8", "replace") + "\n")
+    return None
 
 
 def tail(text: str) -> str:
-    """The last lines of a command's output, redacted and short enough for one message."""
+    """The last lines of a run's stray output, redacted and short enough for one message."""
     lines = [line.strip() for line in text.splitlines() if line.strip()][-_TAIL_LINES:]
     joined = redact(" | ".join(lines))
     return joined if len(joined) <= _TAIL_CHARS else "..." + joined[-_TAIL_CHARS:]
@@ -155,18 +162,19 @@ def _usage(event: Event) -> Usage:
 
 
 def to_result(
-    task_id: str, event: Event | None, exit_code: int | None, stderr: str, duration: float
+    task_id: str, event: Event | None, exit_code: int | None, stray: str, duration: float
 ) -> TaskResult:
-    """Turn the final `result` event (or its absence) into a TaskResult."""
+    """Turn the final `result` event (or its absence) into a TaskResult; `stray` is the output
+    that was no event, for the reason of a run without a result."""
     if event is None:
-        tail = redact(stderr.strip().splitlines()[-1] if stderr.strip() else "no output")
         return TaskResult(
             task_id,
             "failed",
             duration_seconds=duration,
-            error=f"claude exited with code {exit_code} without a result: {tail}",
+            error=f"claude exited with code {exit_code} without a result: {tail(stray) or 'no output'}",
             agent="claude-code",
             crashed=True,
+            exit_code=exit_code,
         )
     text = redact(str(event.get("result") or ""))
     result = TaskResult(
@@ -214,15 +222,15 @@ def run(task: Task, sandbox: Sandbox, context: DispatchContext) -> TaskResult:
     settings = context.settings
     prompt = context.render_prompt(task)
     started = time.monotonic()
-    stderr: list[str] = []
+    stray: list[str] = []
     final: Event | None = None
     with sandbox.stream(command(settings, prompt, context.resume), workdir=settings.workspace) as (
         chunks,
         exit_code,
     ):
-        for event in events(chunks, stderr):
+        for event in events(chunks, stray):
             context.on_event(event)
             if event.get("type") == "result":
                 final = event
         code = exit_code()
-    return to_result(task.id, final, code, "".join(stderr), time.monotonic() - started)
+    return to_result(task.id, final, code, "".join(stray), time.monotonic() - started)
