@@ -387,3 +387,31 @@ def test_a_sandbox_without_claude_fails_once_with_the_reason(
     # Another attempt would meet the same missing command.
     assert attempt_rows(pytester.path, "attempt, status") == [(1, "failed")]
     assert len(data["attempts"]) == 1
+
+
+def test_a_sandbox_stopped_during_the_task_says_so_and_is_not_retried(
+    pytester: pytest.Pytester,
+    messages_server: Callable[..., Any],
+    agent_sandbox: Callable[..., Any],
+) -> None:
+    server = messages_server(hang(60))
+    sandbox = agent_sandbox(server)
+    plan = write_plan(pytester, ONE_TASK.format(title="Interrupted by the host"))
+    outcome: dict[str, Any] = {}
+    runner = threading.Thread(target=lambda: outcome.update(result=run(pytester, sandbox, plan)))
+    runner.start()
+    deadline = time.monotonic() + 60
+    while not server.requests and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert server.requests, "the agent never called the model"
+    sandbox.kill()
+    runner.join(timeout=120)
+    result, report = outcome["result"]
+    assert result.ret == 1
+    error_text = task_data(report, f"{plan}::1.1")["error"]
+    assert error_text.startswith(
+        f"sandbox container '{sandbox.name}' stopped (exit code 137): "
+        f"start it with `docker start {sandbox.name}`"
+    ), error_text
+    assert "daemon not reachable" not in result.stdout.str()
+    assert attempt_rows(pytester.path, "attempt, status") == [(1, "failed")]

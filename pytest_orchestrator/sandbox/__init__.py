@@ -27,7 +27,10 @@ BACKENDS = {"docker": "pytest_orchestrator.sandbox.docker"}
 
 
 class SandboxError(Exception):
-    """The sandbox cannot be reached or used; the message says what to do next."""
+    """The sandbox cannot be reached or used; the message says what to do next.
+
+    Another attempt would meet the same (a stopped container waits for someone to start it).
+    """
 
 
 class SandboxTransportError(SandboxError):

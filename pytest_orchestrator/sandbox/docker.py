@@ -128,7 +128,7 @@ def describe(container: Any, name: str) -> SandboxProbe:
     if status == "exited":
         logs = _last_log_lines(container)
         message = (
-            f"sandbox container '{name}' exited with code {state.get('ExitCode')}: "
+            f"sandbox container '{name}' exited with code {state.get('ExitCode')}{_oom(state)}: "
             f"start it with `docker start {name}`"
         )
         return SandboxProbe(name, False, message + (f"; last log lines: {logs}" if logs else ""))
@@ -141,6 +141,24 @@ def describe(container: Any, name: str) -> SandboxProbe:
         False,
         f"sandbox container '{name}' is {status}: remove it (`docker rm -f {name}`) and create it again",
     )
+
+
+def _oom(state: Mapping[str, Any]) -> str:
+    return " (OOM killed)" if state.get("OOMKilled") else ""
+
+
+def stopped(container: Any, name: str) -> str | None:
+    """What became of a container that was running, or None while it still runs."""
+    state = container.attrs.get("State", {})
+    if state.get("Running") and not state.get("Paused") and not state.get("Restarting"):
+        return None
+    if state.get("Status") == "exited":
+        oom = ", OOM killed" if state.get("OOMKilled") else ""
+        return (
+            f"sandbox container '{name}' stopped (exit code {state.get('ExitCode')}{oom}): "
+            f"start it with `docker start {name}`"
+        )
+    return describe(container, name).message
 
 
 def probe(name: str, timeout: float, environ: Mapping[str, str] | None = None) -> SandboxProbe:
@@ -162,10 +180,11 @@ def probe(name: str, timeout: float, environ: Mapping[str, str] | None = None) -
             f"`docker run -d --name {name} IMAGE sleep infinity`, or name yours with "
             "--orchestrator-sandbox / ORCHESTRATOR_SANDBOX",
         )
-    except (requests.exceptions.RequestException, OSError) as exc:
-        return SandboxProbe(name, False, str(_transport_error(exc, timeout, environ)))
+    # The SDK's APIError is a requests error too: the engine answered, so it is no transport failure.
     except docker.errors.APIError as exc:
         return SandboxProbe(name, False, redact(f"docker engine refused to inspect '{name}': {exc}"))
+    except (requests.exceptions.RequestException, OSError) as exc:
+        return SandboxProbe(name, False, str(_transport_error(exc, timeout, environ)))
     return describe(container, name)
 
 
@@ -188,6 +207,10 @@ def _count(result: ExecResult) -> int:
     """The number the stop script printed last; processes may vanish while it runs."""
     lines = result.output.strip().splitlines()
     return int(lines[-1]) if lines and lines[-1].strip().isdigit() else 0
+
+
+# How long a process that died with its container may wait for the engine to say so.
+_STOP_SETTLE = 2.0
 
 
 class DockerSandbox:
@@ -236,7 +259,6 @@ class DockerSandbox:
         A client without a read timeout carries the stream: an agent may stay silent
         for minutes while it thinks. pytest-timeout bounds the whole task instead.
         """
-        import docker
         import requests
 
         # A handle bound to a dispatch always marks with its id: the one the state records.
@@ -251,21 +273,24 @@ class DockerSandbox:
             )["Id"]
             chunks = api.exec_start(exec_id, stream=True, demux=True)
         except (requests.exceptions.RequestException, OSError) as exc:
-            raise _transport_error(exc, self.timeout, os.environ) from None
-        except docker.errors.APIError as exc:
-            raise SandboxError(redact(f"cannot start a process in sandbox '{self.name}': {exc}")) from None
+            raise self._failure(exc, "start a process") from None
 
         def guarded() -> Chunks:
             try:
                 yield from chunks
             except (requests.exceptions.RequestException, OSError) as exc:
-                raise _transport_error(exc, self.timeout, os.environ) from None
+                raise self._failure(exc, "read a process's output") from None
 
         def exit_code() -> int | None:
             try:
                 code = api.exec_inspect(exec_id).get("ExitCode")
             except (requests.exceptions.RequestException, OSError) as exc:
-                raise _transport_error(exc, self.timeout, os.environ) from None
+                raise self._failure(exc, "inspect a process") from None
+            # Killed with the container, or never reaped: a container that stopped says why.
+            if code is None or code >= 128:
+                reason = self._stopped(settle=_STOP_SETTLE)
+                if reason:
+                    raise SandboxError(reason)
             return int(code) if code is not None else None
 
         try:
@@ -273,6 +298,47 @@ class DockerSandbox:
         except BaseException:
             self.stop_quietly(marker)
             raise
+
+    def _stopped(self, settle: float = 0.0) -> str | None:
+        """Why the container no longer runs, or None while it runs (or cannot be asked).
+
+        The engine marks a killed container as exited a moment after its processes died,
+        so a caller that saw them die may wait `settle` seconds for the news.
+        """
+        import docker
+        import requests
+
+        container = self._shared["container"]
+        if container is None:
+            return None
+        deadline = time.monotonic() + settle
+        while True:
+            try:
+                container.reload()
+            except docker.errors.NotFound:
+                return (
+                    f"sandbox container '{self.name}' was removed: create it again "
+                    f"(`docker run -d --name {self.name} IMAGE sleep infinity`)"
+                )
+            except (requests.exceptions.RequestException, OSError):
+                return None
+            reason = stopped(container, self.name)
+            if reason or time.monotonic() >= deadline:
+                return reason
+            time.sleep(0.1)
+
+    def _failure(self, exc: BaseException, doing: str) -> SandboxError:
+        """The error for a failed Docker call: the container stopped, the engine refused, or the
+        connection failed (only that one is worth another attempt)."""
+        import docker
+
+        reason = self._stopped()
+        if reason:
+            return SandboxError(reason)
+        # The SDK's APIError is a requests error too: the engine answered, so it is no transport failure.
+        if isinstance(exc, docker.errors.APIError):
+            return SandboxError(redact(f"cannot {doing} in sandbox '{self.name}': {exc}"))
+        return _transport_error(exc, self.timeout, os.environ)
 
     def stop_quietly(self, marker: str) -> None:
         """Stop the marked processes; a failure to do so must not replace what is being handled."""
@@ -303,15 +369,12 @@ class DockerSandbox:
     def _run(
         self, argv: Sequence[str], *, workdir: str | None = None, environment: dict[str, str] | None = None
     ) -> ExecResult:
-        import docker
         import requests
 
         try:
             code, output = self.container.exec_run(list(argv), workdir=workdir, environment=environment)
         except (requests.exceptions.RequestException, OSError) as exc:
-            raise _transport_error(exc, self.timeout, os.environ) from None
-        except docker.errors.APIError as exc:
-            raise SandboxError(redact(f"cannot run a command in sandbox '{self.name}': {exc}")) from None
+            raise self._failure(exc, "run a command") from None
         text = output.decode("utf-8", "replace") if isinstance(output, bytes) else str(output or "")
         return ExecResult(code if code is not None else -1, text)
 
