@@ -415,3 +415,22 @@ def test_a_sandbox_stopped_during_the_task_says_so_and_is_not_retried(
     ), error_text
     assert "daemon not reachable" not in result.stdout.str()
     assert attempt_rows(pytester.path, "attempt, status") == [(1, "failed")]
+
+
+def test_a_mebibyte_task_dispatches_whole(
+    pytester: pytest.Pytester,
+    messages_server: Callable[..., Any],
+    agent_sandbox: Callable[..., Any],
+) -> None:
+    # Linux limits one argv element to 128 KiB; the prompt must travel another way.
+    marker = "END-OF-THE-LONG-TASK-7f3a"
+    body = "\n".join(f"line {n}: " + "lorem ipsum dolor sit amet " * 3 for n in range(12_000))
+    assert len(body) > 1024 * 1024
+    server = messages_server(reply("STATUS: complete"))
+    sandbox = agent_sandbox(server)
+    plan = write_plan(pytester, ONE_TASK.format(title="Long").replace("Do the thing.", f"{body}\n{marker}"))
+    result, report = run(pytester, sandbox, plan)
+    assert result.ret == 0, result.stdout.str()[-2000:]
+    received = json.dumps(server.requests[0]["messages"])
+    assert marker in received
+    assert received.count("lorem ipsum dolor sit amet") == 36_000

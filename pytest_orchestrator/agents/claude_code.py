@@ -1,7 +1,8 @@
 """The built-in agent: the Claude Code CLI, run with `claude -p` inside the sandbox.
 
-The prompt travels as one argv element of a Docker exec, never through a shell, so
-nothing in a task's text is ever interpreted. Events stream back as stream-json lines.
+The prompt travels on the exec's stdin, which `claude -p` reads when no prompt argument
+is given: never through a shell, so nothing in a task's text is ever interpreted, and
+free of the 128 KiB limit Linux puts on one argument. Events stream back as stream-json lines.
 """
 
 from __future__ import annotations
@@ -32,12 +33,11 @@ TESTED_RANGE = f">={'.'.join(map(str, TESTED_FROM))},<{'.'.join(map(str, TESTED_
 _TAIL_LINES, _TAIL_CHARS = 3, 500
 
 
-def command(settings: Settings, prompt: str, resume: str | None = None) -> list[str]:
-    """The argv of one Claude Code run."""
+def command(settings: Settings, resume: str | None = None) -> list[str]:
+    """The argv of one Claude Code run; the prompt goes to its stdin."""
     argv = [
         settings.claude_command,
         "-p",
-        prompt,
         "--output-format",
         "stream-json",
         "--verbose",
@@ -224,10 +224,11 @@ def run(task: Task, sandbox: Sandbox, context: DispatchContext) -> TaskResult:
     started = time.monotonic()
     stray: list[str] = []
     final: Event | None = None
-    with sandbox.stream(command(settings, prompt, context.resume), workdir=settings.workspace) as (
-        chunks,
-        exit_code,
-    ):
+    with sandbox.stream(
+        command(settings, context.resume),
+        workdir=settings.workspace,
+        stdin=prompt.encode("utf-8"),
+    ) as (chunks, exit_code):
         for event in events(chunks, stray):
             context.on_event(event)
             if event.get("type") == "result":

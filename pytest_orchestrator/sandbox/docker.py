@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
+import ssl
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -213,6 +216,54 @@ def _count(result: ExecResult) -> int:
 _STOP_SETTLE = 2.0
 
 
+def _write_stdin(raw: Any, data: bytes) -> None:
+    """Write a process's whole stdin, then end it, so that it knows its input is complete."""
+    try:
+        raw.sendall(data)
+        _end_stdin(raw)
+    except OSError:
+        # The process ended, or never started, before it read everything: its output says why.
+        pass
+
+
+def _end_stdin(raw: Any) -> None:
+    if isinstance(raw, ssl.SSLSocket):
+        # TLS has no half-close: its close_notify ends stdin, and the engine's output still
+        # arrives until the engine sends its own.
+        raw.setblocking(False)
+        try:
+            raw.unwrap()
+        except ssl.SSLWantReadError:
+            pass
+        finally:
+            raw.setblocking(True)
+    elif hasattr(raw, "shutdown_write"):  # a paramiko channel (ssh://)
+        raw.shutdown_write()
+    elif getattr(raw, "proc", None) is not None:  # the ssh client as a subprocess
+        raw.proc.stdin.close()
+    else:
+        raw.shutdown(socket.SHUT_WR)
+
+
+def _start_writing(raw: Any, data: bytes) -> None:
+    """Feed stdin while the caller reads the output, so neither side waits for the other."""
+    if isinstance(raw, ssl.SSLSocket):
+        # One TLS connection cannot be written and read from two threads at once; `claude -p`
+        # reads all its input before it writes, so writing first does not block.
+        _write_stdin(raw, data)
+        return
+    threading.Thread(target=_write_stdin, args=(raw, data), name="sandbox-stdin", daemon=True).start()
+
+
+def _hang_up(connection: Any, raw: Any) -> None:
+    """Close an exec's connection; a stdin writer still blocked on it stops too."""
+    try:
+        raw.shutdown(socket.SHUT_RDWR)
+    except (OSError, AttributeError):
+        pass
+    connection.close()
+
+
 class DockerSandbox:
     """The sandbox container; found on first use, so agents that never touch it cost nothing."""
 
@@ -248,18 +299,27 @@ class DockerSandbox:
 
     @contextmanager
     def stream(
-        self, argv: Sequence[str], *, workdir: str, marker: str | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        workdir: str,
+        marker: str | None = None,
+        stdin: bytes | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> Iterator[tuple[Chunks, Callable[[], int | None]]]:
         """Start argv; yield (an iterator of (stdout, stderr) chunks, a function giving its exit code).
 
-        Every process it starts carries the dispatch's id (or else `marker`) in its
-        environment. If the caller leaves the block early (a timeout, Ctrl-C), they are
-        all stopped in the sandbox: killing the Docker exec client would leave them running.
+        `env` is added to the process's environment, and `stdin` is its whole input, written
+        while its output is read: no size limit of the command line applies to it. Every
+        process it starts carries the dispatch's id (or else `marker`) in its environment. If
+        the caller leaves the block early (a timeout, Ctrl-C), they are all stopped in the
+        sandbox: killing the Docker exec client would leave them running.
 
         A client without a read timeout carries the stream: an agent may stay silent
         for minutes while it thinks. pytest-timeout bounds the whole task instead.
         """
         import requests
+        from docker.utils.socket import demux_adaptor, frames_iter
 
         # A handle bound to a dispatch always marks with its id: the one the state records.
         marker = self.marker or marker or uuid.uuid4().hex
@@ -269,15 +329,21 @@ class DockerSandbox:
         api = self._shared["client"].api
         try:
             exec_id = api.exec_create(
-                container.id, list(argv), environment={MARKER_ENV: marker}, workdir=workdir
+                container.id,
+                list(argv),
+                stdin=stdin is not None,
+                environment={**(env or {}), MARKER_ENV: marker},
+                workdir=workdir,
             )["Id"]
-            chunks = api.exec_start(exec_id, stream=True, demux=True)
+            connection = api.exec_start(exec_id, socket=True)
         except (requests.exceptions.RequestException, OSError) as exc:
             raise self._failure(exc, "start a process") from None
+        raw = getattr(connection, "_sock", connection)
 
         def guarded() -> Chunks:
             try:
-                yield from chunks
+                for stream_id, data in frames_iter(connection, False):
+                    yield demux_adaptor(stream_id, data)
             except (requests.exceptions.RequestException, OSError) as exc:
                 raise self._failure(exc, "read a process's output") from None
 
@@ -294,10 +360,14 @@ class DockerSandbox:
             return int(code) if code is not None else None
 
         try:
+            if stdin is not None:
+                _start_writing(raw, stdin)
             yield guarded(), exit_code
         except BaseException:
             self.stop_quietly(marker)
             raise
+        finally:
+            _hang_up(connection, raw)
 
     def _stopped(self, settle: float = 0.0) -> str | None:
         """Why the container no longer runs, or None while it runs (or cannot be asked).
