@@ -149,8 +149,6 @@ def agent_sandbox(make_sandbox: Callable[..., Any], agent_image: str) -> Callabl
                 "ANTHROPIC_API_KEY": AGENT_API_KEY,
                 "GH_TOKEN": AGENT_GH_TOKEN,
                 "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-                # Claude Code's own retries would make every error test take minutes.
-                "CLAUDE_CODE_MAX_RETRIES": "0",
                 **(env or {}),
             },
         )

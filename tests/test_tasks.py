@@ -465,8 +465,12 @@ def test_state_db_records_one_attempt_per_task(project: pytest.Pytester) -> None
         ),
         (["--orchestrator-prompt-file", "bad.txt"], "*unknown placeholder {nope}*"),
         (["--orchestrator-prompt-file", "missing.txt"], "*invalid prompt file*missing.txt*"),
+        (
+            ["--orchestrator-claude-max-retries", "-1"],
+            "*invalid claude max retries '-1' from --orchestrator-claude-max-retries: expected a whole number >= 0",
+        ),
     ],
-    ids=["max-turns", "placeholder", "missing-prompt-file"],
+    ids=["max-turns", "placeholder", "missing-prompt-file", "claude-max-retries"],
 )
 def test_bad_settings_are_usage_errors(project: pytest.Pytester, args: list[str], message: str) -> None:
     (project.path / "bad.txt").write_text("Do {task_id}: {title} {nope}\n")

@@ -233,9 +233,17 @@ def test_api_errors_fail_the_task_after_claude_retries(
     server = messages_server(
         error(status, headers={"retry-after": "0"}), error(status, headers={"retry-after": "0"})
     )
-    sandbox = agent_sandbox(server, env={"CLAUDE_CODE_MAX_RETRIES": "1"})
+    sandbox = agent_sandbox(server)
     plan = write_plan(pytester, ONE_TASK.format(title="Throttled"))
-    result, report = run(pytester, sandbox, plan, "--orchestrator-retry-attempts", "1")
+    result, report = run(
+        pytester,
+        sandbox,
+        plan,
+        "--orchestrator-retry-attempts",
+        "1",
+        "--orchestrator-claude-max-retries",
+        "1",
+    )
     assert result.ret == 1
     data = task_data(report, f"{plan}::1.1")
     assert data["status"] == "failed"
@@ -250,9 +258,9 @@ def test_api_error_then_success_passes(
     agent_sandbox: Callable[..., Any],
 ) -> None:
     server = messages_server(error(529, headers={"retry-after": "0"}), reply("STATUS: complete"))
-    sandbox = agent_sandbox(server, env={"CLAUDE_CODE_MAX_RETRIES": "1"})
+    sandbox = agent_sandbox(server)
     plan = write_plan(pytester, ONE_TASK.format(title="Overloaded once"))
-    result, _ = run(pytester, sandbox, plan)
+    result, _ = run(pytester, sandbox, plan, "--orchestrator-claude-max-retries", "1")
     assert result.ret == 0
     result.stdout.fnmatch_lines(["*API error 529, retry 1/1*"])
 
@@ -434,3 +442,20 @@ def test_a_mebibyte_task_dispatches_whole(
     received = json.dumps(server.requests[0]["messages"])
     assert marker in received
     assert received.count("lorem ipsum dolor sit amet") == 36_000
+
+
+def test_claude_codes_own_retries_are_bounded(
+    pytester: pytest.Pytester,
+    messages_server: Callable[..., Any],
+    agent_sandbox: Callable[..., Any],
+) -> None:
+    server = messages_server(*[error(500, headers={"retry-after": "0"}) for _ in range(60)])
+    # Nothing in the container bounds the CLI's retries: the orchestrator must.
+    sandbox = agent_sandbox(server)
+    plan = write_plan(pytester, ONE_TASK.format(title="Server down"))
+    result, report = run(pytester, sandbox, plan, "--orchestrator-retry-delay", "0.1")
+    assert result.ret == 1
+    data = task_data(report, f"{plan}::1.1")
+    assert len(data["attempts"]) == 3
+    # Three attempts, each the first call and Claude Code's two retries of it.
+    assert len(server.requests) == 3 * 3

@@ -29,6 +29,11 @@ Event = dict[str, Any]
 TESTED_FROM, TESTED_BEFORE = (2, 1, 0), (2, 2, 0)
 TESTED_RANGE = f">={'.'.join(map(str, TESTED_FROM))},<{'.'.join(map(str, TESTED_BEFORE))}"
 
+# Claude Code retries a failed API call by itself, ten times by default with up to about
+# three minutes of backoff; the orchestrator's retry policy owns the backoff, so the CLI's
+# own retries are bounded by `claude_max_retries` through this variable.
+MAX_RETRIES_ENV = "CLAUDE_CODE_MAX_RETRIES"
+
 # How much of a failed run's stray output goes into its error message.
 _TAIL_LINES, _TAIL_CHARS = 3, 500
 
@@ -53,6 +58,11 @@ def command(settings: Settings, resume: str | None = None) -> list[str]:
     if resume:
         argv += ["--resume", resume]
     return argv
+
+
+def environment(settings: Settings) -> dict[str, str]:
+    """The variables added to the CLI's environment in the sandbox."""
+    return {MAX_RETRIES_ENV: str(settings.claude_max_retries)}
 
 
 def events(chunks: Iterable[tuple[bytes | None, bytes | None]], stray: list[str]) -> Iterator[Event]:
@@ -228,6 +238,7 @@ def run(task: Task, sandbox: Sandbox, context: DispatchContext) -> TaskResult:
         command(settings, context.resume),
         workdir=settings.workspace,
         stdin=prompt.encode("utf-8"),
+        env=environment(settings),
     ) as (chunks, exit_code):
         for event in events(chunks, stray):
             context.on_event(event)
