@@ -153,8 +153,12 @@ def _attempt(
     try:
         try:
             result = agent(task, bound, context)
-        except SandboxTransportError as exc:
-            result = TaskResult(task.id, "failed", error=str(exc), crashed=True)
+        except SandboxError as exc:
+            # Only a failed connection to the engine is worth another attempt: a stopped or
+            # missing container waits for someone to start it.
+            result = TaskResult(
+                task.id, "failed", error=str(exc), crashed=isinstance(exc, SandboxTransportError)
+            )
         if result is None:
             raise NoAgent(f"no agent took task {task.id}")
         if result.status == "completed" and task.verification is not None:

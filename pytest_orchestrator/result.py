@@ -82,10 +82,11 @@ class TaskResult:
     error: str | None = None
     verification: Verification | None = None
     agent: str = ""
-    # For retries: the API's HTTP status when the agent stopped on an API error, and
-    # whether the agent process died without a result.
+    # For retries: the API's HTTP status when the agent stopped on an API error, whether
+    # the agent process died without a result, and its exit code then.
     api_error_status: int | None = None
     crashed: bool = False
+    exit_code: int | None = None
     attempts: list[dict[str, Any]] = field(default_factory=list)
 
     @property

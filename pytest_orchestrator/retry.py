@@ -29,6 +29,19 @@ class RetryPolicy:
         return ceiling * (0.5 + 0.5 * rng())
 
 
+# The agent's command could not start at all: not installed, not executable, or a missing
+# interpreter. Shells and the container runtime say so with these exit codes and words;
+# another attempt would meet the same.
+CANNOT_START_CODES = (126, 127)
+CANNOT_START_WORDS = ("executable file not found", "no such file or directory", "command not found")
+
+
+def cannot_start(result: TaskResult) -> bool:
+    """Whether the agent process died because its command cannot be started."""
+    error = (result.error or "").lower()
+    return result.exit_code in CANNOT_START_CODES or any(words in error for words in CANNOT_START_WORDS)
+
+
 def retry_reason(result: TaskResult) -> str | None:
     """Why a failed attempt is worth another try, or None when it is not transient."""
     if result.status != "failed" or result.verification is not None:
@@ -38,6 +51,6 @@ def retry_reason(result: TaskResult) -> str | None:
         return f"the API answered {status}"
     if "overloaded" in (result.error or "").lower():
         return "the API is overloaded"
-    if result.crashed:
+    if result.crashed and not cannot_start(result):
         return "the agent process crashed"
     return None

@@ -50,6 +50,13 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _count(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be at least 0")
+    return value
+
+
 def _optional_budget(raw: str) -> float:
     return _positive_float(raw) if raw.strip() else 0.0
 
@@ -183,6 +190,14 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="PATH",
     ),
     Setting(
+        "claude_max_retries",
+        "retries Claude Code makes by itself when an API call fails, before the attempt ends "
+        "(CLAUDE_CODE_MAX_RETRIES); the orchestrator's own retries come on top",
+        "2",
+        _count,
+        metavar="N",
+    ),
+    Setting(
         "max_turns",
         "most agent turns per task (claude --max-turns)",
         "50",
@@ -294,6 +309,7 @@ class Settings:
     plan_dirs: tuple[Path, ...]
     workspace: str
     claude_command: str
+    claude_max_retries: int
     max_turns: int
     allowed_tools: tuple[str, ...]
     max_budget_usd: float
@@ -361,6 +377,7 @@ _REASONS: dict[Callable[[str], Any], str] = {
     _positive_float: "expected a finite number > 0",
     _optional_budget: "expected a finite number > 0",
     _positive_int: "expected a whole number >= 1",
+    _count: "expected a whole number >= 0",
 }
 
 

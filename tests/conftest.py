@@ -150,8 +150,6 @@ def agent_sandbox(make_sandbox: Callable[..., Any], agent_image: str) -> Callabl
                 "ANTHROPIC_API_KEY": AGENT_API_KEY,
                 "GH_TOKEN": AGENT_GH_TOKEN,
                 "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-                # Claude Code's own retries would make every error test take minutes.
-                "CLAUDE_CODE_MAX_RETRIES": "0",
                 **(env or {}),
             },
         )
@@ -165,6 +163,18 @@ def agent_env(clean_env: None, monkeypatch: pytest.MonkeyPatch, docker_client: A
     # The secrets are in the orchestrator's environment too, where a careless log line could leak them.
     monkeypatch.setenv("ANTHROPIC_API_KEY", AGENT_API_KEY)
     monkeypatch.setenv("GH_TOKEN", AGENT_GH_TOKEN)
+
+
+def attempt_rows(directory: Path, columns: str) -> list[tuple[Any, ...]]:
+    """`columns` of the attempts recorded in the state database under `directory`, oldest first."""
+    from pytest_orchestrator.state import StateStore
+
+    store = StateStore.read(directory / ".orchestrator")
+    assert store is not None
+    try:
+        return [tuple(row) for row in store.conn.execute(f"SELECT {columns} FROM attempts ORDER BY id")]
+    finally:
+        store.close()
 
 
 def task_run_args(sandbox: Any) -> list[str]:

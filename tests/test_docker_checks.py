@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -40,13 +41,20 @@ def statuses(doc: dict[str, Any]) -> dict[str, str]:
 
 
 def test_seed_e2e_scenario_healthy_stopped_started(
-    pytester: pytest.Pytester, make_sandbox: Callable[..., Any]
+    pytester: pytest.Pytester, make_sandbox: Callable[..., Any], agent_image: str
 ) -> None:
-    sandbox = make_sandbox(env={"GH_TOKEN": GH_TOKEN, "ANTHROPIC_API_KEY": API_KEY})
+    # Healthy takes Claude Code in the sandbox: the Debian image holds the real CLI.
+    sandbox = make_sandbox(image=agent_image, env={"GH_TOKEN": GH_TOKEN, "ANTHROPIC_API_KEY": API_KEY})
 
     result, doc = health(pytester, sandbox.name)
     assert (result.ret, doc["status"]) == (0, "healthy")
-    assert statuses(doc) == dict.fromkeys(("sandbox", "claude_auth", "github_token", "orchestrator"), "ok")
+    assert statuses(doc) == dict.fromkeys(
+        ("sandbox", "claude_code", "claude_auth", "github_token", "orchestrator"), "ok"
+    )
+    assert re.fullmatch(
+        r"Claude Code 2\.1\.\d+ \(claude\), in the tested range >=2\.1\.0,<2\.2\.0",
+        doc["checks"]["claude_code"]["message"],
+    )
     assert doc["checks"]["claude_auth"]["message"] == "ANTHROPIC_API_KEY set in the sandbox"
     assert doc["checks"]["github_token"]["message"] == "GH_TOKEN set in the sandbox"
 
@@ -59,6 +67,7 @@ def test_seed_e2e_scenario_healthy_stopped_started(
     assert (result.ret, doc["status"]) == (1, "unhealthy")
     assert statuses(doc) == {
         "sandbox": "failed",
+        "claude_code": "skipped",
         "claude_auth": "skipped",
         "github_token": "skipped",
         "orchestrator": "ok",
@@ -70,6 +79,52 @@ def test_seed_e2e_scenario_healthy_stopped_started(
     sandbox.start()
     result, doc = health(pytester, sandbox.name)
     assert (result.ret, doc["status"]) == (0, "healthy")
+
+
+@pytest.mark.parametrize(
+    ("setup", "reason"),
+    [
+        (None, 'exec: "claude": executable file not found in $PATH'),
+        # A CLI script whose interpreter the image lacks.
+        (
+            "printf '#!/usr/bin/env node\\n' > /bin/claude && chmod +x /bin/claude",
+            "no such file or directory",
+        ),
+    ],
+    ids=["missing", "unusable"],
+)
+def test_a_sandbox_without_a_working_claude_is_unhealthy(
+    pytester: pytest.Pytester, make_sandbox: Callable[..., Any], setup: str | None, reason: str
+) -> None:
+    sandbox = make_sandbox(env={"GH_TOKEN": GH_TOKEN, "ANTHROPIC_API_KEY": API_KEY})
+    if setup:
+        assert sandbox.exec_run(["sh", "-c", setup]).exit_code == 0
+    result, doc = health(pytester, sandbox.name)
+    check = doc["checks"]["claude_code"]
+    assert (result.ret, doc["status"]) == (1, "unhealthy")
+    assert (check["status"], check["level"]) == ("failed", "error")
+    assert re.match(
+        rf"`claude --version` failed in sandbox '{sandbox.name}' \(exit \d+\): ", check["message"]
+    )
+    assert reason in check["message"]
+    assert "install Claude Code in the sandbox image" in check["message"]
+    assert statuses(doc)["claude_auth"] == "ok"
+
+
+def test_a_claude_outside_the_tested_range_degrades(
+    pytester: pytest.Pytester, make_sandbox: Callable[..., Any]
+) -> None:
+    sandbox = make_sandbox(env={"GH_TOKEN": GH_TOKEN, "ANTHROPIC_API_KEY": API_KEY})
+    # No other Claude Code release is at hand offline: a script plays an old one's --version.
+    script = "printf '#!/bin/sh\\necho \"1.0.3 (Claude Code)\"\\n' > /opt/claude && chmod +x /opt/claude"
+    assert sandbox.exec_run(["sh", "-c", f"mkdir -p /opt && {script}"]).exit_code == 0
+    result, doc = health(pytester, sandbox.name, "--orchestrator-claude-command", "/opt/claude")
+    check = doc["checks"]["claude_code"]
+    assert (result.ret, doc["status"]) == (0, "degraded")
+    assert (check["status"], check["level"]) == ("failed", "warning")
+    assert check["message"].startswith(
+        "Claude Code 1.0.3 (/opt/claude) is outside the tested range >=2.1.0,<2.2.0"
+    )
 
 
 def test_empty_token_fails_github_token_only(

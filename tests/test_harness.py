@@ -43,12 +43,12 @@ def test_daemon_down_fails_sandbox_and_skips_the_gated_checks(
     doc = document(result)
     assert result.ret == 1
     assert doc["status"] == "unhealthy"
-    assert list(doc["checks"]) == ["sandbox", "claude_auth", "github_token", "orchestrator"]
+    assert list(doc["checks"]) == ["sandbox", "claude_code", "claude_auth", "github_token", "orchestrator"]
     sandbox = doc["checks"]["sandbox"]
     assert sandbox["status"] == "failed"
     assert f"docker daemon not reachable at {dead_docker}" in sandbox["message"]
     assert "systemctl start docker" in sandbox["message"]
-    for gated in ("claude_auth", "github_token"):
+    for gated in ("claude_code", "claude_auth", "github_token"):
         assert doc["checks"][gated] == {
             **doc["checks"][gated],
             "status": "skipped",
@@ -58,7 +58,7 @@ def test_daemon_down_fails_sandbox_and_skips_the_gated_checks(
     assert doc["checks"]["orchestrator"]["message"] == "idle"
     assert all(entry["duration"] >= 0 for entry in doc["checks"].values())
     # pytest's own report went to stderr, so stdout stayed parseable.
-    result.stderr.fnmatch_lines(["*1 failed, 1 passed, 2 skipped*"])
+    result.stderr.fnmatch_lines(["*1 failed, 1 passed, 3 skipped*"])
     assert "Traceback" not in result.stderr.str()
 
 
@@ -78,7 +78,10 @@ def test_gate_holds_when_the_sandbox_check_is_deselected(pytester: pytest.Pytest
         (["-k", "orchestrator"], ["orchestrator"]),
         (["-k", "sandbox"], ["sandbox"]),
         (["-m", "github_token"], ["github_token"]),
-        (["-m", "check and not sandbox"], ["claude_auth", "github_token", "orchestrator"]),
+        (
+            ["-m", "check and not sandbox"],
+            ["claude_code", "claude_auth", "github_token", "orchestrator"],
+        ),
         (
             ["--orchestrator-check", "orchestrator", "--orchestrator-check", "sandbox"],
             ["sandbox", "orchestrator"],
@@ -97,7 +100,7 @@ def test_selection_runs_only_the_selected_checks(
     [
         (
             ["--orchestrator-check", "nope"],
-            "ERROR: unknown check 'nope'; known checks: sandbox, claude_auth*",
+            "ERROR: unknown check 'nope'; known checks: sandbox, claude_code, claude_auth*",
         ),
         (
             ["-k", "nothing_like_this"],
@@ -262,6 +265,7 @@ def test_the_document_is_embedded_in_the_json_report(pytester: pytest.Pytester) 
     assert report["exitcode"] == result.ret == 1
     assert {t["nodeid"] for t in report["tests"]} == {
         "checks/check_sandbox.py::check_sandbox",
+        "checks/check_claude_code.py::check_claude_code",
         "checks/check_claude_auth.py::check_claude_auth",
         "checks/check_github_token.py::check_github_token",
         "checks/check_orchestrator.py::check_orchestrator",
@@ -274,6 +278,7 @@ def test_checks_run_under_xdist(pytester: pytest.Pytester) -> None:
     assert result.ret == 1
     assert {name: c["status"] for name, c in doc["checks"].items()} == {
         "sandbox": "failed",
+        "claude_code": "skipped",
         "claude_auth": "skipped",
         "github_token": "skipped",
         "orchestrator": "ok",
@@ -401,7 +406,13 @@ def test_a_dist_mode_without_workers_still_runs_the_checks(pytester: pytest.Pyte
     # `--dist` in addopts without `-n` starts no xdist controller: the checks run here.
     pytester.makepyfile(test_regular="def test_regular():\n    pass\n")
     result = pytester.runpytest("--orchestrator-health", "--dist", "load")
-    assert list(document(result)["checks"]) == ["sandbox", "claude_auth", "github_token", "orchestrator"]
+    assert list(document(result)["checks"]) == [
+        "sandbox",
+        "claude_code",
+        "claude_auth",
+        "github_token",
+        "orchestrator",
+    ]
     assert result.ret == 1
 
 

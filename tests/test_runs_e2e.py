@@ -107,10 +107,13 @@ def test_two_throttled_answers_then_success_is_three_attempts(
     pytester: pytest.Pytester, messages_server: Callable[..., Any], agent_sandbox: Callable[..., Any]
 ) -> None:
     server = messages_server(error(429), error(429), reply("STATUS: complete"))
-    sandbox = agent_sandbox(server)  # Claude Code's own retries are off (CLAUDE_CODE_MAX_RETRIES=0)
+    sandbox = agent_sandbox(server)
     plan = write_plan(pytester, "t.md", ["1.1: Throttled"])
     result = subprocess.run(
-        pytest_args(sandbox, plan, "--orchestrator-retry-delay", "0.1"),
+        # Claude Code's own retries off: each answer ends an attempt.
+        pytest_args(
+            sandbox, plan, "--orchestrator-retry-delay", "0.1", "--orchestrator-claude-max-retries", "0"
+        ),
         cwd=pytester.path,
         capture_output=True,
         text=True,

@@ -15,11 +15,14 @@ from typing import Any
 
 import pytest
 
-from pytest_orchestrator.agents.claude_code import to_result
+from pytest_orchestrator.agents.claude_code import events, to_result, version_check
 from pytest_orchestrator.plan import Criterion, Task
 from pytest_orchestrator.prompt import DEFAULT_PROMPT, render_prompt
 from pytest_orchestrator.result import parse_final_message
+from pytest_orchestrator.retry import retry_reason
+from pytest_orchestrator.sandbox import ExecResult
 from pytest_orchestrator.state import StateStore
+from tests.conftest import attempt_rows
 
 # What the fake agent returns, by task title; the expected totals are computed from it.
 OUTCOMES: dict[str, dict[str, Any]] = {
@@ -405,14 +408,9 @@ def test_verification_without_a_reachable_sandbox_says_so(project: pytest.Pytest
         ]
     )
     assert "Traceback" not in result.stdout.str()
-    store = StateStore.read(project.path / ".orchestrator")
-    assert store is not None
-    try:
-        rows = store.conn.execute("SELECT status, input_tokens, cost_usd, error FROM attempts").fetchall()
-    finally:
-        store.close()
+    rows = attempt_rows(project.path, "status, input_tokens, cost_usd, error")
     # The agent's spending is kept even though the task could not be verified.
-    assert [tuple(r) for r in rows] == [("failed", 1200, 0.125, "verification exited -1")]
+    assert rows == [("failed", 1200, 0.125, "verification exited -1")]
 
 
 # ---- state ----
@@ -469,8 +467,12 @@ def test_state_db_records_one_attempt_per_task(project: pytest.Pytester) -> None
         ),
         (["--orchestrator-prompt-file", "bad.txt"], "*unknown placeholder {nope}*"),
         (["--orchestrator-prompt-file", "missing.txt"], "*invalid prompt file*missing.txt*"),
+        (
+            ["--orchestrator-claude-max-retries", "-1"],
+            "*invalid claude max retries '-1' from --orchestrator-claude-max-retries: expected a whole number >= 0",
+        ),
     ],
-    ids=["max-turns", "placeholder", "missing-prompt-file"],
+    ids=["max-turns", "placeholder", "missing-prompt-file", "claude-max-retries"],
 )
 def test_bad_settings_are_usage_errors(project: pytest.Pytester, args: list[str], message: str) -> None:
     (project.path / "bad.txt").write_text("Do {task_id}: {title} {nope}\n")
@@ -638,13 +640,74 @@ def test_to_result_is_error() -> None:
 
 
 def test_to_result_without_a_result_event_keeps_the_stderr_tail() -> None:
-    stderr = "starting\nInvalid API key · Please run /login\n"
+    stderr = "one\ntwo\nstarting\nInvalid API key · Please run /login\n"
     result = to_result("1.1", None, 1, stderr, 0.4)
     assert result.status == "failed"
-    assert result.error == "claude exited with code 1 without a result: Invalid API key · Please run /login"
+    assert result.error == (
+        "claude exited with code 1 without a result: two | starting | Invalid API key · Please run /login"
+    )
     assert to_result("1.1", None, 127, "", 0.1).error == (
         "claude exited with code 127 without a result: no output"
     )
+
+
+OCI_NOT_FOUND = (
+    "OCI runtime exec failed: exec failed: unable to start container process: "
+    'exec: "claude": executable file not found in $PATH: unknown\r\n'
+)
+
+
+def test_output_that_is_no_event_explains_a_run_without_a_result() -> None:
+    # The engine reports a command it cannot start on the exec's stdout, not its stderr.
+    stray: list[str] = []
+    chunks = [(OCI_NOT_FOUND.encode(), None), (None, b"token sk-ant-api03-" + b"Zz9" * 12 + b"\n")]
+    assert list(events(chunks, stray)) == []
+    error = to_result("1.1", None, 126, "".join(stray), 0.1).error
+    assert error == (
+        "claude exited with code 126 without a result: OCI runtime exec failed: exec failed: unable to "
+        'start container process: exec: "claude": executable file not found in $PATH: unknown | token ***'
+    )
+    assert len(to_result("1.1", None, 1, "x" * 5000, 0.1).error or "") < 600
+
+
+@pytest.mark.parametrize(
+    ("code", "output", "retried"),
+    [
+        (126, OCI_NOT_FOUND, False),
+        (127, "sh: claude: command not found", False),
+        (1, "exec /usr/local/bin/claude: no such file or directory", False),
+        (137, "", True),
+        (1, "Killed", True),
+    ],
+)
+def test_an_agent_that_cannot_start_is_not_retried(code: int, output: str, retried: bool) -> None:
+    result = to_result("1.1", None, code, output, 0.1)
+    assert result.crashed
+    assert (retry_reason(result) == "the agent process crashed") is retried
+
+
+@pytest.mark.parametrize(
+    ("exec_result", "level", "message"),
+    [
+        (ExecResult(0, "2.1.197 (Claude Code)\n"), "ok", "Claude Code 2.1.197 (claude), in the tested range"),
+        (ExecResult(0, "2.2.0 (Claude Code)\n"), "warning", "Claude Code 2.2.0 (claude) is outside"),
+        (ExecResult(0, "2.0.99 (Claude Code)\n"), "warning", "Claude Code 2.0.99 (claude) is outside"),
+        (
+            ExecResult(0, "claude, nightly\n"),
+            "warning",
+            "`claude --version` printed no version: claude, nightly",
+        ),
+        (
+            ExecResult(126, OCI_NOT_FOUND),
+            "error",
+            "`claude --version` failed in sandbox 'box' (exit 126): OCI",
+        ),
+    ],
+)
+def test_claude_code_version_check(exec_result: ExecResult, level: str, message: str) -> None:
+    found_level, found_message = version_check(exec_result, "claude", "box")
+    assert found_level == level
+    assert found_message.startswith(message), found_message
 
 
 def test_to_result_needs_human_and_failed_from_the_final_message() -> None:

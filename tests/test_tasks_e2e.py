@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from pytest_orchestrator.state import StateStore
-from tests.conftest import AGENT_API_KEY, AGENT_GH_TOKEN, task_run_args
+from tests.conftest import AGENT_API_KEY, AGENT_GH_TOKEN, attempt_rows, task_run_args
 from tests.support.messages_server import error, hang, reply, tool_use
 
 REPO = Path(__file__).resolve().parents[1]
@@ -233,9 +233,17 @@ def test_api_errors_fail_the_task_after_claude_retries(
     server = messages_server(
         error(status, headers={"retry-after": "0"}), error(status, headers={"retry-after": "0"})
     )
-    sandbox = agent_sandbox(server, env={"CLAUDE_CODE_MAX_RETRIES": "1"})
+    sandbox = agent_sandbox(server)
     plan = write_plan(pytester, ONE_TASK.format(title="Throttled"))
-    result, report = run(pytester, sandbox, plan, "--orchestrator-retry-attempts", "1")
+    result, report = run(
+        pytester,
+        sandbox,
+        plan,
+        "--orchestrator-retry-attempts",
+        "1",
+        "--orchestrator-claude-max-retries",
+        "1",
+    )
     assert result.ret == 1
     data = task_data(report, f"{plan}::1.1")
     assert data["status"] == "failed"
@@ -250,9 +258,9 @@ def test_api_error_then_success_passes(
     agent_sandbox: Callable[..., Any],
 ) -> None:
     server = messages_server(error(529, headers={"retry-after": "0"}), reply("STATUS: complete"))
-    sandbox = agent_sandbox(server, env={"CLAUDE_CODE_MAX_RETRIES": "1"})
+    sandbox = agent_sandbox(server)
     plan = write_plan(pytester, ONE_TASK.format(title="Overloaded once"))
-    result, _ = run(pytester, sandbox, plan)
+    result, _ = run(pytester, sandbox, plan, "--orchestrator-claude-max-retries", "1")
     assert result.ret == 0
     result.stdout.fnmatch_lines(["*API error 529, retry 1/1*"])
 
@@ -373,3 +381,82 @@ def test_task_telemetry_reaches_an_otlp_receiver(
         assert receiver.metric("orchestrator_cost_usd_total").value() == pytest.approx(data["cost_usd"])
         exported = json.dumps([s.attributes for s in receiver.spans()])
         assert AGENT_API_KEY not in exported and AGENT_GH_TOKEN not in exported
+
+
+def test_a_sandbox_without_claude_fails_once_with_the_reason(
+    pytester: pytest.Pytester, make_sandbox: Callable[..., Any]
+) -> None:
+    sandbox = make_sandbox()  # busybox: no claude in it
+    plan = write_plan(pytester, ONE_TASK.format(title="Nobody home"))
+    result, report = run(pytester, sandbox, plan, "--orchestrator-retry-delay", "0.1")
+    assert result.ret == 1
+    data = task_data(report, f"{plan}::1.1")
+    assert "executable file not found" in data["error"], data["error"]
+    assert data["error"].startswith("claude exited with code 126 without a result: ")
+    # Another attempt would meet the same missing command.
+    assert attempt_rows(pytester.path, "attempt, status") == [(1, "failed")]
+    assert len(data["attempts"]) == 1
+
+
+def test_a_sandbox_stopped_during_the_task_says_so_and_is_not_retried(
+    pytester: pytest.Pytester,
+    messages_server: Callable[..., Any],
+    agent_sandbox: Callable[..., Any],
+) -> None:
+    server = messages_server(hang(60))
+    sandbox = agent_sandbox(server)
+    plan = write_plan(pytester, ONE_TASK.format(title="Interrupted by the host"))
+    outcome: dict[str, Any] = {}
+    runner = threading.Thread(target=lambda: outcome.update(result=run(pytester, sandbox, plan)))
+    runner.start()
+    deadline = time.monotonic() + 60
+    while not server.requests and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert server.requests, "the agent never called the model"
+    sandbox.kill()
+    runner.join(timeout=120)
+    result, report = outcome["result"]
+    assert result.ret == 1
+    error_text = task_data(report, f"{plan}::1.1")["error"]
+    assert error_text.startswith(
+        f"sandbox container '{sandbox.name}' stopped (exit code 137): "
+        f"start it with `docker start {sandbox.name}`"
+    ), error_text
+    assert "daemon not reachable" not in result.stdout.str()
+    assert attempt_rows(pytester.path, "attempt, status") == [(1, "failed")]
+
+
+def test_a_mebibyte_task_dispatches_whole(
+    pytester: pytest.Pytester,
+    messages_server: Callable[..., Any],
+    agent_sandbox: Callable[..., Any],
+) -> None:
+    # Linux limits one argv element to 128 KiB; the prompt must travel another way.
+    marker = "END-OF-THE-LONG-TASK-7f3a"
+    body = "\n".join(f"line {n}: " + "lorem ipsum dolor sit amet " * 3 for n in range(12_000))
+    assert len(body) > 1024 * 1024
+    server = messages_server(reply("STATUS: complete"))
+    sandbox = agent_sandbox(server)
+    plan = write_plan(pytester, ONE_TASK.format(title="Long").replace("Do the thing.", f"{body}\n{marker}"))
+    result, report = run(pytester, sandbox, plan)
+    assert result.ret == 0, result.stdout.str()[-2000:]
+    received = json.dumps(server.requests[0]["messages"])
+    assert marker in received
+    assert received.count("lorem ipsum dolor sit amet") == 36_000
+
+
+def test_claude_codes_own_retries_are_bounded(
+    pytester: pytest.Pytester,
+    messages_server: Callable[..., Any],
+    agent_sandbox: Callable[..., Any],
+) -> None:
+    server = messages_server(*[error(500, headers={"retry-after": "0"}) for _ in range(60)])
+    # Nothing in the container bounds the CLI's retries: the orchestrator must.
+    sandbox = agent_sandbox(server)
+    plan = write_plan(pytester, ONE_TASK.format(title="Server down"))
+    result, report = run(pytester, sandbox, plan, "--orchestrator-retry-delay", "0.1")
+    assert result.ret == 1
+    data = task_data(report, f"{plan}::1.1")
+    assert len(data["attempts"]) == 3
+    # Three attempts, each the first call and Claude Code's two retries of it.
+    assert len(server.requests) == 3 * 3

@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.otlp_receiver import OTLPReceiver, Span
 
-CHECKS = ("sandbox", "claude_auth", "github_token", "orchestrator")
+CHECKS = ("sandbox", "claude_code", "claude_auth", "github_token", "orchestrator")
 WARNING = "orchestrator: telemetry export to"
 # A no-hang guard for a run with --orchestrator-otlp-timeout 1, not a benchmark.
 BOUND = 30.0
@@ -106,6 +106,7 @@ def test_health_spans_and_metrics_arrive(
     assert status.kind == "gauge"
     assert status.value(check="orchestrator") == 1
     assert status.value(check="sandbox") == 0
+    assert status.value(check="claude_code") == 0
     assert status.value(check="claude_auth") == 0
     assert status.value(check="github_token") == 0
 

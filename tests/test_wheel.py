@@ -63,6 +63,7 @@ def test_installed_wheel_finds_the_builtin_checks_from_an_empty_directory(tmp_pa
     assert Path(where).is_relative_to(env_dir), where
     assert sorted(p.name for p in Path(where).glob("check_*.py")) == [
         "check_claude_auth.py",
+        "check_claude_code.py",
         "check_github_token.py",
         "check_orchestrator.py",
         "check_sandbox.py",
@@ -79,6 +80,6 @@ def test_installed_wheel_finds_the_builtin_checks_from_an_empty_directory(tmp_pa
         },
     )
     doc = json.loads(result.stdout)
-    assert list(doc["checks"]) == ["sandbox", "claude_auth", "github_token", "orchestrator"]
+    assert list(doc["checks"]) == ["sandbox", "claude_code", "claude_auth", "github_token", "orchestrator"]
     assert doc["checks"]["orchestrator"]["message"] == "idle"
     assert result.returncode == 1

@@ -1,12 +1,14 @@
 """The built-in agent: the Claude Code CLI, run with `claude -p` inside the sandbox.
 
-The prompt travels as one argv element of a Docker exec, never through a shell, so
-nothing in a task's text is ever interpreted. Events stream back as stream-json lines.
+The prompt travels on the exec's stdin, which `claude -p` reads when no prompt argument
+is given: never through a shell, so nothing in a task's text is ever interpreted, and
+free of the 128 KiB limit Linux puts on one argument. Events stream back as stream-json lines.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -17,18 +19,30 @@ from ..result import TaskResult, Usage, parse_final_message
 if TYPE_CHECKING:
     from ..dispatch import DispatchContext
     from ..plan import Task
-    from ..sandbox import Sandbox
+    from ..sandbox import ExecResult, Sandbox
     from ..settings import Settings
 
 Event = dict[str, Any]
 
+# The Claude Code versions this agent is tested with (.ci/setup pins the one CI runs):
+# outside them the stream-json events, the flags or the prices may differ.
+TESTED_FROM, TESTED_BEFORE = (2, 1, 0), (2, 2, 0)
+TESTED_RANGE = f">={'.'.join(map(str, TESTED_FROM))},<{'.'.join(map(str, TESTED_BEFORE))}"
 
-def command(settings: Settings, prompt: str, resume: str | None = None) -> list[str]:
-    """The argv of one Claude Code run."""
+# Claude Code retries a failed API call by itself, ten times by default with up to about
+# three minutes of backoff; the orchestrator's retry policy owns the backoff, so the CLI's
+# own retries are bounded by `claude_max_retries` through this variable.
+MAX_RETRIES_ENV = "CLAUDE_CODE_MAX_RETRIES"
+
+# How much of a failed run's stray output goes into its error message.
+_TAIL_LINES, _TAIL_CHARS = 3, 500
+
+
+def command(settings: Settings, resume: str | None = None) -> list[str]:
+    """The argv of one Claude Code run; the prompt goes to its stdin."""
     argv = [
         settings.claude_command,
         "-p",
-        prompt,
         "--output-format",
         "stream-json",
         "--verbose",
@@ -46,34 +60,74 @@ def command(settings: Settings, prompt: str, resume: str | None = None) -> list[
     return argv
 
 
-def events(chunks: Iterable[tuple[bytes | None, bytes | None]], stderr: list[str]) -> Iterator[Event]:
-    """Decode stream-json lines from demuxed exec output; stderr is kept for error messages."""
+def environment(settings: Settings) -> dict[str, str]:
+    """The variables added to the CLI's environment in the sandbox."""
+    return {MAX_RETRIES_ENV: str(settings.claude_max_retries)}
+
+
+def events(chunks: Iterable[tuple[bytes | None, bytes | None]], stray: list[str]) -> Iterator[Event]:
+    """Decode stream-json lines from demuxed exec output.
+
+    stderr and the stdout lines that are no event are kept in `stray` for error messages:
+    the engine reports a command it cannot start on stdout.
+    """
     buffer = b""
     for out, err in chunks:
         if err:
-            stderr.append(err.decode("utf-8", "replace"))
+            stray.append(err.decode("utf-8", "replace"))
         if not out:
             continue
         buffer += out
         *lines, buffer = buffer.split(b"\n")
         for line in lines:
-            event = _decode(line)
+            event = _decode(line, stray)
             if event is not None:
                 yield event
-    event = _decode(buffer)
+    event = _decode(buffer, stray)
     if event is not None:
         yield event
 
 
-def _decode(line: bytes) -> Event | None:
+def _decode(line: bytes, stray: list[str]) -> Event | None:
     line = line.strip()
     if not line:
         return None
     try:
         event = json.loads(line)
     except ValueError:
-        return None
-    return event if isinstance(event, dict) else None
+        event = None
+    if isinstance(event, dict):
+        return event
+    stray.append(line.decode("utf-8", "replace") + "\n")
+    return None
+
+
+def tail(text: str) -> str:
+    """The last lines of a run's stray output, redacted and short enough for one message."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()][-_TAIL_LINES:]
+    joined = redact(" | ".join(lines))
+    return joined if len(joined) <= _TAIL_CHARS else "..." + joined[-_TAIL_CHARS:]
+
+
+def version_check(result: ExecResult, command: str, sandbox: str) -> tuple[str, str]:
+    """Judge `<command> --version` run in the sandbox: ("ok" | "warning" | "error", message)."""
+    output = tail(result.output) or "no output"
+    if result.exit_code != 0:
+        return "error", (
+            f"`{command} --version` failed in sandbox '{sandbox}' (exit {result.exit_code}): {output}: "
+            "install Claude Code in the sandbox image (`npm install -g @anthropic-ai/claude-code`), "
+            "or point --orchestrator-claude-command at it"
+        )
+    found = re.search(r"\b(\d+)\.(\d+)\.(\d+)\b", result.output)
+    if found is None:
+        return "warning", f"`{command} --version` printed no version: {output}"
+    version = tuple(int(part) for part in found.groups())
+    if TESTED_FROM <= version < TESTED_BEFORE:
+        return "ok", f"Claude Code {found.group(0)} ({command}), in the tested range {TESTED_RANGE}"
+    return "warning", (
+        f"Claude Code {found.group(0)} ({command}) is outside the tested range {TESTED_RANGE}: "
+        "its output may not be understood; install a tested version in the sandbox image"
+    )
 
 
 def describe_event(event: Event) -> str | None:
@@ -118,18 +172,19 @@ def _usage(event: Event) -> Usage:
 
 
 def to_result(
-    task_id: str, event: Event | None, exit_code: int | None, stderr: str, duration: float
+    task_id: str, event: Event | None, exit_code: int | None, stray: str, duration: float
 ) -> TaskResult:
-    """Turn the final `result` event (or its absence) into a TaskResult."""
+    """Turn the final `result` event (or its absence) into a TaskResult; `stray` is the output
+    that was no event, for the reason of a run without a result."""
     if event is None:
-        tail = redact(stderr.strip().splitlines()[-1] if stderr.strip() else "no output")
         return TaskResult(
             task_id,
             "failed",
             duration_seconds=duration,
-            error=f"claude exited with code {exit_code} without a result: {tail}",
+            error=f"claude exited with code {exit_code} without a result: {tail(stray) or 'no output'}",
             agent="claude-code",
             crashed=True,
+            exit_code=exit_code,
         )
     text = redact(str(event.get("result") or ""))
     result = TaskResult(
@@ -177,15 +232,17 @@ def run(task: Task, sandbox: Sandbox, context: DispatchContext) -> TaskResult:
     settings = context.settings
     prompt = context.render_prompt(task)
     started = time.monotonic()
-    stderr: list[str] = []
+    stray: list[str] = []
     final: Event | None = None
-    with sandbox.stream(command(settings, prompt, context.resume), workdir=settings.workspace) as (
-        chunks,
-        exit_code,
-    ):
-        for event in events(chunks, stderr):
+    with sandbox.stream(
+        command(settings, context.resume),
+        workdir=settings.workspace,
+        stdin=prompt.encode("utf-8"),
+        env=environment(settings),
+    ) as (chunks, exit_code):
+        for event in events(chunks, stray):
             context.on_event(event)
             if event.get("type") == "result":
                 final = event
         code = exit_code()
-    return to_result(task.id, final, code, "".join(stderr), time.monotonic() - started)
+    return to_result(task.id, final, code, "".join(stray), time.monotonic() - started)

@@ -11,7 +11,7 @@ CheckStatus = Literal["ok", "failed", "skipped"]
 OverallStatus = Literal["healthy", "degraded", "unhealthy"]
 Level = Literal["error", "warning"]
 
-BUILTIN_CHECKS = ("sandbox", "claude_auth", "github_token", "orchestrator")
+BUILTIN_CHECKS = ("sandbox", "claude_code", "claude_auth", "github_token", "orchestrator")
 SANDBOX_DOWN = "sandbox not running"
 
 

@@ -27,6 +27,8 @@ class CheckRecord:
     def __init__(self, name: str) -> None:
         self.name = name
         self.message = ""
+        # Set by warn(): this failure only degrades the health, whatever the check's marker says.
+        self.level: str | None = None
 
     def ok(self, message: str) -> None:
         """Record the message shown when the check passes."""
@@ -35,6 +37,11 @@ class CheckRecord:
     def fail(self, message: str) -> NoReturn:
         """End the check as failed with an actionable message (no traceback)."""
         pytest.fail(redact(message), pytrace=False)
+
+    def warn(self, message: str) -> NoReturn:
+        """End the check as failed at warning level: the health is degraded, not unhealthy."""
+        self.level = "warning"
+        self.fail(message)
 
 
 CHECK_RECORD = pytest.StashKey[CheckRecord]()

@@ -54,11 +54,12 @@ def _message(call: pytest.CallInfo[None], record: checks.CheckRecord | None) -> 
 def phase_result(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport) -> dict[str, Any]:
     """The JSON-safe result of one phase of a check, to attach to its report."""
     status = "ok" if report.passed else "skipped" if report.skipped else "failed"
+    record = item.stash.get(checks.CHECK_RECORD, None)
     return {
         "check_name": item.stash[checks.CHECK_NAME],
         "status": status,
-        "message": _message(call, item.stash.get(checks.CHECK_RECORD, None)),
-        "level": checks.check_level(item),
+        "message": _message(call, record),
+        "level": (record.level if record else None) or checks.check_level(item),
         "duration": report.duration,
         "start": call.start,
         "stop": call.stop,

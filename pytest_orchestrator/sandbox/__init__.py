@@ -9,7 +9,7 @@ never touches the sandbox never imports the Docker SDK.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -27,7 +27,10 @@ BACKENDS = {"docker": "pytest_orchestrator.sandbox.docker"}
 
 
 class SandboxError(Exception):
-    """The sandbox cannot be reached or used; the message says what to do next."""
+    """The sandbox cannot be reached or used; the message says what to do next.
+
+    Another attempt would meet the same (a stopped container waits for someone to start it).
+    """
 
 
 class SandboxTransportError(SandboxError):
@@ -66,9 +69,16 @@ class Sandbox(Protocol):
     name: str
 
     def stream(
-        self, argv: Sequence[str], *, workdir: str, marker: str | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        workdir: str,
+        marker: str | None = None,
+        stdin: bytes | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> AbstractContextManager[tuple[Chunks, Callable[[], int | None]]]:
-        """Start argv; yield its (stdout, stderr) chunks and a function giving its exit code.
+        """Start argv with `env` added to its environment and `stdin` as its whole input; yield
+        its (stdout, stderr) chunks and a function giving its exit code.
 
         Leaving the block early stops every process it started, inside the sandbox.
         """

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
+import ssl
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -128,7 +131,7 @@ def describe(container: Any, name: str) -> SandboxProbe:
     if status == "exited":
         logs = _last_log_lines(container)
         message = (
-            f"sandbox container '{name}' exited with code {state.get('ExitCode')}: "
+            f"sandbox container '{name}' exited with code {state.get('ExitCode')}{_oom(state)}: "
             f"start it with `docker start {name}`"
         )
         return SandboxProbe(name, False, message + (f"; last log lines: {logs}" if logs else ""))
@@ -141,6 +144,24 @@ def describe(container: Any, name: str) -> SandboxProbe:
         False,
         f"sandbox container '{name}' is {status}: remove it (`docker rm -f {name}`) and create it again",
     )
+
+
+def _oom(state: Mapping[str, Any]) -> str:
+    return " (OOM killed)" if state.get("OOMKilled") else ""
+
+
+def stopped(container: Any, name: str) -> str | None:
+    """What became of a container that was running, or None while it still runs."""
+    state = container.attrs.get("State", {})
+    if state.get("Running") and not state.get("Paused") and not state.get("Restarting"):
+        return None
+    if state.get("Status") == "exited":
+        oom = ", OOM killed" if state.get("OOMKilled") else ""
+        return (
+            f"sandbox container '{name}' stopped (exit code {state.get('ExitCode')}{oom}): "
+            f"start it with `docker start {name}`"
+        )
+    return describe(container, name).message
 
 
 def probe(name: str, timeout: float, environ: Mapping[str, str] | None = None) -> SandboxProbe:
@@ -162,10 +183,11 @@ def probe(name: str, timeout: float, environ: Mapping[str, str] | None = None) -
             f"`docker run -d --name {name} IMAGE sleep infinity`, or name yours with "
             "--orchestrator-sandbox / ORCHESTRATOR_SANDBOX",
         )
-    except (requests.exceptions.RequestException, OSError) as exc:
-        return SandboxProbe(name, False, str(_transport_error(exc, timeout, environ)))
+    # The SDK's APIError is a requests error too: the engine answered, so it is no transport failure.
     except docker.errors.APIError as exc:
         return SandboxProbe(name, False, redact(f"docker engine refused to inspect '{name}': {exc}"))
+    except (requests.exceptions.RequestException, OSError) as exc:
+        return SandboxProbe(name, False, str(_transport_error(exc, timeout, environ)))
     return describe(container, name)
 
 
@@ -188,6 +210,58 @@ def _count(result: ExecResult) -> int:
     """The number the stop script printed last; processes may vanish while it runs."""
     lines = result.output.strip().splitlines()
     return int(lines[-1]) if lines and lines[-1].strip().isdigit() else 0
+
+
+# How long a process that died with its container may wait for the engine to say so.
+_STOP_SETTLE = 2.0
+
+
+def _write_stdin(raw: Any, data: bytes) -> None:
+    """Write a process's whole stdin, then end it, so that it knows its input is complete."""
+    try:
+        raw.sendall(data)
+        _end_stdin(raw)
+    except OSError:
+        # The process ended, or never started, before it read everything: its output says why.
+        pass
+
+
+def _end_stdin(raw: Any) -> None:
+    if isinstance(raw, ssl.SSLSocket):
+        # TLS has no half-close: its close_notify ends stdin, and the engine's output still
+        # arrives until the engine sends its own.
+        raw.setblocking(False)
+        try:
+            raw.unwrap()
+        except ssl.SSLWantReadError:
+            pass
+        finally:
+            raw.setblocking(True)
+    elif hasattr(raw, "shutdown_write"):  # a paramiko channel (ssh://)
+        raw.shutdown_write()
+    elif getattr(raw, "proc", None) is not None:  # the ssh client as a subprocess
+        raw.proc.stdin.close()
+    else:
+        raw.shutdown(socket.SHUT_WR)
+
+
+def _start_writing(raw: Any, data: bytes) -> None:
+    """Feed stdin while the caller reads the output, so neither side waits for the other."""
+    if isinstance(raw, ssl.SSLSocket):
+        # One TLS connection cannot be written and read from two threads at once; `claude -p`
+        # reads all its input before it writes, so writing first does not block.
+        _write_stdin(raw, data)
+        return
+    threading.Thread(target=_write_stdin, args=(raw, data), name="sandbox-stdin", daemon=True).start()
+
+
+def _hang_up(connection: Any, raw: Any) -> None:
+    """Close an exec's connection; a stdin writer still blocked on it stops too."""
+    try:
+        raw.shutdown(socket.SHUT_RDWR)
+    except (OSError, AttributeError):
+        pass
+    connection.close()
 
 
 class DockerSandbox:
@@ -225,19 +299,27 @@ class DockerSandbox:
 
     @contextmanager
     def stream(
-        self, argv: Sequence[str], *, workdir: str, marker: str | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        workdir: str,
+        marker: str | None = None,
+        stdin: bytes | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> Iterator[tuple[Chunks, Callable[[], int | None]]]:
         """Start argv; yield (an iterator of (stdout, stderr) chunks, a function giving its exit code).
 
-        Every process it starts carries the dispatch's id (or else `marker`) in its
-        environment. If the caller leaves the block early (a timeout, Ctrl-C), they are
-        all stopped in the sandbox: killing the Docker exec client would leave them running.
+        `env` is added to the process's environment, and `stdin` is its whole input, written
+        while its output is read: no size limit of the command line applies to it. Every
+        process it starts carries the dispatch's id (or else `marker`) in its environment. If
+        the caller leaves the block early (a timeout, Ctrl-C), they are all stopped in the
+        sandbox: killing the Docker exec client would leave them running.
 
         A client without a read timeout carries the stream: an agent may stay silent
         for minutes while it thinks. pytest-timeout bounds the whole task instead.
         """
-        import docker
         import requests
+        from docker.utils.socket import demux_adaptor, frames_iter
 
         # A handle bound to a dispatch always marks with its id: the one the state records.
         marker = self.marker or marker or uuid.uuid4().hex
@@ -247,32 +329,86 @@ class DockerSandbox:
         api = self._shared["client"].api
         try:
             exec_id = api.exec_create(
-                container.id, list(argv), environment={MARKER_ENV: marker}, workdir=workdir
+                container.id,
+                list(argv),
+                stdin=stdin is not None,
+                environment={**(env or {}), MARKER_ENV: marker},
+                workdir=workdir,
             )["Id"]
-            chunks = api.exec_start(exec_id, stream=True, demux=True)
+            connection = api.exec_start(exec_id, socket=True)
         except (requests.exceptions.RequestException, OSError) as exc:
-            raise _transport_error(exc, self.timeout, os.environ) from None
-        except docker.errors.APIError as exc:
-            raise SandboxError(redact(f"cannot start a process in sandbox '{self.name}': {exc}")) from None
+            raise self._failure(exc, "start a process") from None
+        raw = getattr(connection, "_sock", connection)
 
         def guarded() -> Chunks:
             try:
-                yield from chunks
+                for stream_id, data in frames_iter(connection, False):
+                    yield demux_adaptor(stream_id, data)
             except (requests.exceptions.RequestException, OSError) as exc:
-                raise _transport_error(exc, self.timeout, os.environ) from None
+                raise self._failure(exc, "read a process's output") from None
 
         def exit_code() -> int | None:
             try:
                 code = api.exec_inspect(exec_id).get("ExitCode")
             except (requests.exceptions.RequestException, OSError) as exc:
-                raise _transport_error(exc, self.timeout, os.environ) from None
+                raise self._failure(exc, "inspect a process") from None
+            # Killed with the container, or never reaped: a container that stopped says why.
+            if code is None or code >= 128:
+                reason = self._stopped(settle=_STOP_SETTLE)
+                if reason:
+                    raise SandboxError(reason)
             return int(code) if code is not None else None
 
         try:
+            if stdin is not None:
+                _start_writing(raw, stdin)
             yield guarded(), exit_code
         except BaseException:
             self.stop_quietly(marker)
             raise
+        finally:
+            _hang_up(connection, raw)
+
+    def _stopped(self, settle: float = 0.0) -> str | None:
+        """Why the container no longer runs, or None while it runs (or cannot be asked).
+
+        The engine marks a killed container as exited a moment after its processes died,
+        so a caller that saw them die may wait `settle` seconds for the news.
+        """
+        import docker
+        import requests
+
+        container = self._shared["container"]
+        if container is None:
+            return None
+        deadline = time.monotonic() + settle
+        while True:
+            try:
+                container.reload()
+            except docker.errors.NotFound:
+                return (
+                    f"sandbox container '{self.name}' was removed: create it again "
+                    f"(`docker run -d --name {self.name} IMAGE sleep infinity`)"
+                )
+            except (requests.exceptions.RequestException, OSError):
+                return None
+            reason = stopped(container, self.name)
+            if reason or time.monotonic() >= deadline:
+                return reason
+            time.sleep(0.1)
+
+    def _failure(self, exc: BaseException, doing: str) -> SandboxError:
+        """The error for a failed Docker call: the container stopped, the engine refused, or the
+        connection failed (only that one is worth another attempt)."""
+        import docker
+
+        reason = self._stopped()
+        if reason:
+            return SandboxError(reason)
+        # The SDK's APIError is a requests error too: the engine answered, so it is no transport failure.
+        if isinstance(exc, docker.errors.APIError):
+            return SandboxError(redact(f"cannot {doing} in sandbox '{self.name}': {exc}"))
+        return _transport_error(exc, self.timeout, os.environ)
 
     def stop_quietly(self, marker: str) -> None:
         """Stop the marked processes; a failure to do so must not replace what is being handled."""
@@ -303,15 +439,12 @@ class DockerSandbox:
     def _run(
         self, argv: Sequence[str], *, workdir: str | None = None, environment: dict[str, str] | None = None
     ) -> ExecResult:
-        import docker
         import requests
 
         try:
             code, output = self.container.exec_run(list(argv), workdir=workdir, environment=environment)
         except (requests.exceptions.RequestException, OSError) as exc:
-            raise _transport_error(exc, self.timeout, os.environ) from None
-        except docker.errors.APIError as exc:
-            raise SandboxError(redact(f"cannot run a command in sandbox '{self.name}': {exc}")) from None
+            raise self._failure(exc, "run a command") from None
         text = output.decode("utf-8", "replace") if isinstance(output, bytes) else str(output or "")
         return ExecResult(code if code is not None else -1, text)
 
