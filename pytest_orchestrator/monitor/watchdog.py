@@ -206,6 +206,11 @@ class Watchdog:
     def _stop(self, managed: Managed) -> None:
         if managed.action is not None:
             managed.action.result()
+        self._halt(managed)
+        self.log(f"{managed.spec.name}: stopped")
+
+    def _halt(self, managed: Managed) -> None:
+        """Stop a component where it stands; it is STOPPED afterwards, unless FATAL."""
         if managed.status in (Status.STARTING, Status.RUNNING):
             managed.status = transition(managed.status, Event.STOP)
             managed.runtime.stop(self.spec.stop_timeout)
@@ -213,7 +218,6 @@ class Watchdog:
         elif managed.status in (Status.BACKOFF, Status.EXITED):
             managed.runtime.stop_leftovers()
             managed.status = transition(managed.status, Event.STOP)
-        self.log(f"{managed.spec.name}: stopped")
 
     def round(self, now: float) -> None:
         """One look at every component."""
@@ -394,12 +398,7 @@ class Watchdog:
             if managed.status is Status.FATAL:
                 managed.status = transition(managed.status, Event.CLEAR)
             managed.budget.clear()
-            if managed.status in (Status.STARTING, Status.RUNNING):
-                managed.status = transition(managed.status, Event.STOP)
-                managed.runtime.stop(self.spec.stop_timeout)
-                managed.status = transition(managed.status, Event.STOPPED)
-            elif managed.status in (Status.BACKOFF, Status.EXITED):
-                managed.status = transition(managed.status, Event.STOP)
+            self._halt(managed)
             self.start(managed, now, reason="restart requested")
 
     def reload(self, now: float) -> None:
