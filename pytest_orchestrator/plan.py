@@ -1,18 +1,61 @@
 """Lenient parser for milestone plans written in markdown; one `Task` per task in the plan.
 
-Two task formats are recognised, outside fenced code blocks only:
+Five task formats are recognised, outside fenced code blocks only, and may be mixed in one file:
 
-* Task headings, level 2 to 6: ``## Task 1.1: Title``, ``### Task 2 - Title``, ``## Task 3a.``;
-  the separator after the id may be ``:``, ``.``, ``)``, ``-``, an en or em dash, or none. The
-  section runs to the next task, the next heading of the same or a higher level, or a ``---`` rule.
-  Inside it, bold labels (``**Files:**`` or ``**Files**:``) introduce the fields:
-  ``Description``, ``File``/``Files``, ``Type``, ``Implementation``/``Implementation Notes``,
-  ``Acceptance Criteria`` (check boxes or plain bullets) and ``Tests``. Without a ``Description``
-  label, the unlabelled text of the section is the description.
-* Checklist lines: ``- [ ] T001 [P] [US7] Description in src/pkg/file.py``. ``[P]`` marks a task
-  that can run in parallel, ``[US7]`` names its user story, and file paths in the text become its
-  files. More-indented lines below the item belong to the task; the headings above it are its
-  description when it has none.
+* Task headings, level 2 to 6: ``## Task 1.1: Title``, ``### Task 2 - Title``, ``## Task 3a.``,
+  ``### Task 02-01-03: Title``, ``## Task 1.2_1: Title``. The id is read whole, as written: digits
+  with an optional letter, in parts joined by ``.``, ``_`` or ``-``; a heading whose id cannot be
+  read (``## Task 1.x: ...``) is a `PlanError`, never half a task. The separator after the id may
+  be ``:``, ``.``, ``)``, ``-``, an en or em dash, or none. Task headings of different levels may
+  be mixed. The section runs to the next task, the next heading of the same or a higher level, or
+  a ``---`` rule. Inside it, bold labels (``**Files:**`` or ``**Files**:``) introduce the fields:
+  ``Description``, ``File``/``Files`` (``- Modify: `a.py:12-40``` names ``a.py``), ``Type``,
+  ``Implementation``/``Implementation Notes``, ``Acceptance Criteria`` (check boxes or plain
+  bullets), ``Tests``, ``Priority`` and ``Status``. Without a ``Description`` label, the
+  unlabelled text of the section is the description; check boxes in a section (the steps of a
+  task, as in superpowers' plans) belong to it and are never tasks of their own.
+* Checklist lines with an id (spec-kit): ``- [ ] T001 [P] [US7] Description in src/pkg/file.py``;
+  ``T005a`` or ``T1.2`` are ids too, and a line that starts like one but whose id cannot be read
+  (``T005_b``) is a `PlanError`. ``[P]`` marks a task that can run in parallel, ``[US7]`` names its
+  user story, and file paths in the text become its files. More-indented lines below the item
+  belong to the task; the headings above it are its description when it has none.
+* Numbered checklists (Kiro's tasks.md): ``- [ ] 1. Set up the project``, ``- [ ] 1.1 Create the
+  models``, flat or indented, with bullets, blank lines and ``_Requirements: 1.1_`` lines below
+  each item (they are its description). An item whose number prefixes another item's (``1`` of
+  ``1.1``) is a group, not a task: its text becomes part of its children's context, and a group
+  number may appear twice. ``- [ ]* 1.2`` marks an optional task.
+* Checklists without ids (ralph's fix_plan.md): ``- [ ] Implement auth`` under ``## High
+  Priority``. Each top-level item is a task whose id is derived from its text, so inserting an
+  item never renumbers the others: a slug of its first words and the first four hex digits of the
+  SHA-1 of the text (whitespace collapsed, case folded), e.g. ``implement-auth-1f0c``; a second
+  item with the same text gets ``-2``, a third ``-3``, in document order. Ticking the item or
+  moving it under another heading keeps the id; editing its text changes it.
+* XML tasks (get-shit-done's PLAN.md): ``<task type="auto">`` with ``<name>`` (``Task 1: Title``
+  gives id ``1``; a name without a number gets a derived id as above), ``<files>`` (comma or line
+  separated), ``<action>`` (the description), ``<verify>``, ``<done>`` and
+  ``<acceptance_criteria>`` (criteria), up to ``</task>``. XML entities are decoded. A ``<verify>``
+  (or the ``<automated>`` part of it) that is a shell command becomes the task's verification: every
+  line starts with a common tool (``python``, ``pytest``, ``npm``, ``make``, ``grep``, ``test`` ...),
+  a path (``./check.sh``), a variable assignment or shell syntax, and none reads as prose (no
+  backticks, no "passes", "should", "returns" ...). Any other verify text is an acceptance
+  criterion. The ``type`` attribute is the task's type, so ``checkpoint:human-verify`` tasks are
+  collected with the marker ``checkpoint_human_verify`` (deselect them with ``-m "not
+  checkpoint_human_verify"``); what they built and how to verify it are their description and
+  criteria, and the agent is expected to answer ``needs_human``. Other child elements go to the
+  implementation notes.
+
+Checklist items without an id, and numbered ones, are tasks only under a heading that names work
+(Tasks, TODO, Backlog, Plan, Implementation, a priority, Phase, Milestone, Sprint, Next, In
+progress, Completed, Done ...) and under no heading that names a review (Review, Checklist,
+Acceptance, Criteria, Status, Verification, Requirements, Definition of done, Notes, Tracking,
+Test plan ...) or a task: review checkboxes never become tasks.
+
+Each task says whether the plan already ticks it (`Task.checked`): a checked box (``- [x]``), a
+title ending in ``✅`` or ``✅ COMPLETED``/``DONE`` (the marker is stripped from the title), a
+``**Status:** Done`` label, or a ``Completed``/``Done`` heading above it. `Task.priority` is
+``"high"``, ``"medium"`` or ``"low"``: from a ``**Priority:**`` label, else the nearest heading
+naming one (``## High Priority``, ``(Priority: P2)``). Words map as written (critical and urgent
+are high, normal is medium, minor is low); numbers as P0 and P1 high, P2 medium, P3 and beyond low.
 
 Verification: a task may carry one shell script that runs in the sandbox after the agent reports the
 task complete. Write it as a fenced block whose info string is ``bash verify`` or ``sh verify``::
@@ -31,10 +74,13 @@ three or more backticks or tildes and close with an equal or longer run of the s
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import textwrap
-from dataclasses import dataclass, field
+import unicodedata
+from bisect import bisect_right
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +95,8 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+# Slots: a plan of ten thousand tasks keeps every one alive through collection.
+@dataclass(frozen=True, slots=True)
 class Criterion:
     """One acceptance criterion and whether the plan already ticks it."""
 
@@ -61,7 +108,7 @@ class Criterion:
         return {"text": self.text, "checked": self.checked}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CodeBlock:
     """A fenced code block: lowercased first word of its info string, body, line of the fence."""
 
@@ -74,7 +121,7 @@ class CodeBlock:
         return {"lang": self.lang, "code": self.code, "line": self.line}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Task:
     """One task of a plan, as the agent will be asked to do it."""
 
@@ -93,6 +140,9 @@ class Task:
     tests: tuple[str, ...] = ()
     code_blocks: tuple[CodeBlock, ...] = ()
     verification: CodeBlock | None = None
+    checked: bool = False  # the plan already ticks the task as done
+    optional: bool = False  # Kiro's "- [ ]*"
+    priority: str | None = None  # "high", "medium" or "low"
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-safe dict."""
@@ -112,6 +162,9 @@ class Task:
             "tests": list(self.tests),
             "code_blocks": [b.to_dict() for b in self.code_blocks],
             "verification": self.verification.to_dict() if self.verification else None,
+            "checked": self.checked,
+            "optional": self.optional,
+            "priority": self.priority,
         }
 
 
@@ -146,11 +199,13 @@ class PlanError(Exception):
         return f"{where}: {self.message}"
 
 
-def parse_plan(path: str | os.PathLike[str]) -> Plan:
-    """Read and parse the plan file at `path`."""
-    name = os.fspath(path)
+def parse_plan(path: str | os.PathLike[str], name: str | None = None) -> Plan:
+    """Read and parse the plan file at `path`; `name` (default: the path as given) is what
+    its tasks and errors call it."""
+    filename = os.fspath(path)
+    name = filename if name is None else name
     try:
-        data = Path(name).read_bytes()
+        data = Path(filename).read_bytes()
     except FileNotFoundError as exc:
         raise PlanError(name, None, "plan file not found") from exc
     except IsADirectoryError as exc:
@@ -180,19 +235,27 @@ def parse_plan_text(text: str, path: str) -> Plan:
     tasks: list[Task] = []
     first_line: dict[str, int] = {}
     for start in doc.starts:
+        if start.group:
+            continue
         line = start.index + 1
-        if start.id in first_line:
-            raise PlanError(
-                path, line, f"duplicate task id {start.id} (first at line {first_line[start.id]})"
-            )
-        first_line[start.id] = line
-        tasks.append(doc.task(start))
+        task_id = start.id
+        if start.derived:
+            # Derived ids never clash: the same text twice is a second item, not a mistake.
+            count = 1
+            while task_id in first_line:
+                count += 1
+                task_id = f"{start.id}-{count}"
+        elif task_id in first_line:
+            raise PlanError(path, line, f"duplicate task id {task_id} (first at line {first_line[task_id]})")
+        first_line[task_id] = line
+        tasks.append(doc.task(start, task_id))
     if not tasks:
         raise PlanError(
             path,
             None,
-            f"{NO_TASKS}: expected headings like '## Task 1.1: Title' "
-            "or checklist lines like '- [ ] T001 Description'",
+            f"{NO_TASKS}: expected headings like '## Task 1.1: Title', checklist lines like "
+            "'- [ ] T001 Description' or '- [ ] 1.1 Description', '<task>' elements, or "
+            "'- [ ] Description' items under a heading such as '## Tasks' or '## High Priority'",
         )
     stray = doc.stray_verification({b.line - 1 for t in tasks for b in t.code_blocks})
     if stray is not None:
@@ -205,21 +268,33 @@ def parse_plan_text(text: str, path: str) -> Plan:
 _FENCE = re.compile(r"^(?P<indent>\s*)(?P<marker>`{3,}|~{3,})(?P<info>.*)$")
 _HEADING = re.compile(r"^ {0,3}(?P<hashes>#{1,6})(?:[ \t]+(?P<text>.*?))?(?:[ \t]+#+)?[ \t]*$")
 _RULE = re.compile(r"^ {0,3}([-*_])(?:[ \t]*\1){2,}[ \t]*$")
-_TASK_HEADING = re.compile(
-    r"^task\s+(?P<id>[a-z]?\d+[a-z]?(?:\.\d+[a-z]?)*)(?!\w)"  # an id needs a digit: not "Task list"
-    r"\s*(?:[:.)]|--?|[\u2013\u2014])?\s*(?P<title>.*)$",
-    re.IGNORECASE,
-)
-_CHECKLIST_TASK = re.compile(r"^(?P<indent>\s*)[-*+]\s+\[[ xX]\]\s+(?P<id>T\d+)(?!\w)[:.]?\s*(?P<title>.*)$")
+# The id token is read whole, so that "1.2_1" is never read as "1" titled "2_1".
+_TASK_HEADING = re.compile(r"^task\s+(?P<token>\w[\w.-]*)(?P<rest>.*)$", re.IGNORECASE | re.DOTALL)
+_HEADING_ID = re.compile(r"[a-z]{0,4}-?\d+[a-z]?(?:[._-][a-z]?\d+[a-z]?)*", re.IGNORECASE)
+_SEPARATOR = re.compile(r"^\s*(?:[:.)]|--?|[\u2013\u2014])?\s*")
+_CHECKBOX = re.compile(r"^(?P<indent>\s*)[-*+]\s+\[(?P<mark>[ xX~-])\](?P<optional>\*)?[ \t]+(?P<text>\S.*)$")
+_SPECKIT_TOKEN = re.compile(r"^T\d[\w.-]*")
+_SPECKIT_ID = re.compile(r"T\d+(?:\.\d+)*[a-zA-Z]?")
+_NUMBERED = re.compile(r"^(?P<id>\d+(?:\.\d+)*)(?P<dot>\.?)(?:[ \t]+|$)")
 _YAML_KEY = re.compile(r"^[A-Za-z_][\w-]*\s*:(\s|$)")
 _TAG = re.compile(r"^\[(?P<tag>P|US\d+)\]\s*", re.IGNORECASE)
 _LABEL = re.compile(r"^\s*\*\*(?P<name>[^*\n]+?)(?::\*\*|\*\*\s*:)\s*(?P<value>.*)$")
 _ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+(?:\[(?P<mark>[ xX])\](?:\s+|$))?(?P<text>.*)$")
+_PLAIN_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+(?!\[[ xX]\])")
 _BACKTICKED = re.compile(r"`([^`]+)`")
+_LINE_RANGE = re.compile(r":\d+(?:-\d+)?$")
 # Conservative on purpose: a path needs a directory and an extension, or a well-known extension.
 _PATH_TOKEN = re.compile(
     r"^/?(?:[\w.-]+/)+[\w-][\w.-]*\.[A-Za-z]\w*$"
     r"|^[\w-][\w.-]*\.(?:py|pyi|md|rst|txt|toml|ya?ml|json|ini|cfg|sh|js|jsx|ts|tsx|go|rs|java|c|h)$"
+)
+_DONE_MARK = re.compile(
+    r"(?:\s*(?:\u2705|\u2713|\u2714\ufe0f?|\u2611\ufe0f?)\s*(?:\(?(?:completed?|done)\)?)?"
+    r"|\s*[(\[](?:completed?|done)[)\]])\s*$",
+    re.IGNORECASE,
+)
+_DONE_STATUS = re.compile(
+    r"^(?:\u2705|\u2713|\u2714|\u2611|\[x\]|done\b|completed?\b|finished\b)", re.IGNORECASE
 )
 
 _DESCRIPTION = {"description"}
@@ -229,8 +304,110 @@ _NOTES = {"implementation", "implementation notes", "implementation details"}
 _CRITERIA = {"acceptance criteria"}
 _TESTS = {"tests", "test"}
 _VERIFY = {"verify", "verification"}
+_PRIORITY = {"priority"}
+_STATUS = {"status"}
 _PROSE = {None} | _DESCRIPTION | _NOTES  # labels whose text runs on past a blank line
 _SHELLS = {"bash", "sh"}
+
+# ---- headings: what work they name ----
+
+# A review word wins over a work word in the same heading: "Completion Checklist" is a review.
+_REVIEW_HEADING = re.compile(
+    r"\b(?:reviews?|checklists?|check list|acceptance|criteria|status|verification|verify|"
+    r"requirements?|definition of done|notes?|tracking|evidence|test plan|questions|risks|"
+    r"assumptions|references|sign[- ]?off|approvals?)\b"
+)
+_WORK_HEADING = re.compile(
+    r"\b(?:tasks?|todos?|to[- ]?do|backlog|plan|implementation|priority|priorities|p\d|"
+    r"completed|done|finished|in progress|next|phase|milestone|sprint|roadmap|wave|"
+    r"iteration|fix(?:es)?|work items|action items)\b"
+)
+_DONE_HEADING = re.compile(r"^\W*(?:completed|done|finished)\b")
+_PRIORITY_HEADING = re.compile(r"\bpriority\b|\bp\d\b")
+_PRIORITY_VALUE = re.compile(
+    r"\b(?:(?P<word>critical|urgent|blocker|highest|high|medium|normal|moderate|lowest|low|minor)"
+    r"|p(?P<p>\d+)|priority\s*[:#=-]?\s*(?P<n>\d+))\b",
+    re.IGNORECASE,
+)
+_PRIORITY_WORDS = {
+    "critical": "high",
+    "urgent": "high",
+    "blocker": "high",
+    "highest": "high",
+    "high": "high",
+    "medium": "medium",
+    "normal": "medium",
+    "moderate": "medium",
+    "lowest": "low",
+    "low": "low",
+    "minor": "low",
+}
+
+
+def _priority(value: str) -> str | None:
+    """``high``, ``medium`` or ``low`` from ``P1``, ``Priority 2``, ``High`` or a bare number."""
+    value = value.strip().strip("*_`")
+    if value.isdigit():
+        number = int(value)
+    else:
+        match = _PRIORITY_VALUE.search(value)
+        if match is None:
+            return None
+        if match["word"]:
+            return _PRIORITY_WORDS[match["word"].lower()]
+        number = int(match["p"] or match["n"])
+    return "high" if number <= 1 else "medium" if number == 2 else "low"
+
+
+@dataclass(frozen=True, slots=True)
+class _Heading:
+    level: int
+    text: str
+    kind: str | None  # "task", "work", "review" or None
+    priority: str | None
+    done: bool
+
+
+def _classify(level: int, text: str, is_task: bool) -> _Heading:
+    lowered = text.lower()
+    if is_task:
+        kind: str | None = "task"
+    elif _REVIEW_HEADING.search(lowered):
+        kind = "review"
+    elif _WORK_HEADING.search(lowered):
+        kind = "work"
+    else:
+        kind = None
+    priority = _priority(lowered) if _PRIORITY_HEADING.search(lowered) else None
+    # "Completed", "Done (sprint 3)", "Phase 1 ✅": not "Tasks to get done".
+    done = kind != "task" and (_DONE_HEADING.match(lowered) is not None or _done_mark(text)[1])
+    return _Heading(level, text, kind, priority, done)
+
+
+@dataclass(frozen=True, slots=True)
+class _Frame:
+    """What the headings above a line say about a checklist item on it."""
+
+    lists_tasks: bool  # items without an id are tasks here
+    context: str
+    priority: str | None
+    done: bool
+
+
+def _frame(headings: list[_Heading]) -> _Frame:
+    kinds = {h.kind for h in headings}
+    # "# Milestone 3" titles most plans, so the title names work only for items right under it.
+    work = any(h.kind == "work" and (h.level > 1 or h is headings[-1]) for h in headings)
+    priority = next((h.priority for h in reversed(headings) if h.priority), None)
+    return _Frame(
+        lists_tasks=work and "review" not in kinds and "task" not in kinds,
+        context=" > ".join(h.text for h in headings if h.level >= 2 and h.text),
+        priority=priority,
+        done=any(h.done for h in headings),
+    )
+
+
+# ---- small helpers ----
 
 
 def _heading(line: str) -> tuple[int, str] | None:
@@ -241,8 +418,9 @@ def _heading(line: str) -> tuple[int, str] | None:
 
 
 def _indent(line: str) -> int:
-    expanded = line.expandtabs(4)
-    return len(expanded) - len(expanded.lstrip())
+    stripped = line.lstrip()
+    prefix = line[: len(line) - len(stripped)]
+    return len(prefix.expandtabs(4)) if "\t" in prefix else len(prefix)
 
 
 def _tags(title: str) -> tuple[str, bool, str | None]:
@@ -258,9 +436,30 @@ def _tags(title: str) -> tuple[str, bool, str | None]:
     return title.strip(), parallel, story
 
 
+def _done_mark(title: str) -> tuple[str, bool]:
+    """Strip a completion marker (``✅``, ``✅ COMPLETED``, ``(done)``) from the end of a title."""
+    match = _DONE_MARK.search(title)
+    if match is None:
+        return title, False
+    return title[: match.start()].rstrip(" -\u2013\u2014:"), True
+
+
+def _derived_id(text: str) -> str:
+    """A stable id for a task written without one: slug of its first words + hash of its text."""
+    normal = " ".join(text.split()).casefold()
+    ascii_text = unicodedata.normalize("NFKD", normal).encode("ascii", "ignore").decode()
+    slug = ""
+    for word in re.findall(r"[a-z0-9]+", ascii_text)[:6]:
+        if slug and len(slug) + 1 + len(word) > 40:
+            break
+        slug = f"{slug}-{word}" if slug else word[:40]
+    digest = hashlib.sha1(normal.encode(), usedforsecurity=False).hexdigest()[:4]
+    return f"{slug or 'task'}-{digest}"
+
+
 def _paths(value: str) -> list[str]:
     """Paths named by a ``**Files:**`` value or item: backticked, path-like, or the first word."""
-    ticked = [t.strip() for t in _BACKTICKED.findall(value) if t.strip()]
+    ticked = [_LINE_RANGE.sub("", t.strip()) for t in _BACKTICKED.findall(value) if t.strip()]
     if ticked:
         return ticked
     words = value.split()
@@ -280,10 +479,99 @@ def _unique(items: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
+def _list_items(text: str) -> list[str]:
+    """Each list item of `text`, continuation lines joined; a line of prose is an item of its own."""
+    items: list[str] = []
+    continues = False
+    for line in text.split("\n"):
+        if not line.strip():
+            continues = False
+            continue
+        match = _ITEM.match(line)
+        if match:
+            items.append(match["text"].strip())
+            continues = True
+        elif items and (continues or line[:1].isspace()):
+            items[-1] = f"{items[-1]} {line.strip()}"
+        else:
+            items.append(line.strip())
+            continues = True
+    return [item for item in items if item]
+
+
+# ---- XML tasks (get-shit-done) ----
+
+_XML_OPEN = re.compile(r"^\s*<task(?P<attrs>\s[^>]*)?>")
+_XML_CLOSE = "</task>"
+_XML_ATTR = re.compile(r'(?P<name>[\w:-]+)\s*=\s*"(?P<value>[^"]*)"')
+_XML_CHILD = re.compile(r"<(?P<tag>[A-Za-z_][\w-]*)(?:\s[^>]*)?>(?P<body>.*?)</(?P=tag)\s*>", re.DOTALL)
+_XML_ENTITY = re.compile(r"&(?:(?P<name>amp|lt|gt|quot|apos)|#(?P<dec>\d+)|#[xX](?P<hex>[0-9a-fA-F]+));")
+_XML_NAMED = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
+_CDATA = re.compile(r"<!\[CDATA\[(.*?)\]\]>", re.DOTALL)
+
+_COMMANDS = frozenset(
+    """
+    python python3 pytest py.test uv uvx poetry pip pip3 pipx tox nox hatch pdm ruff mypy pyright
+    black flake8 pylint coverage alembic make cmake ninja just task npm npx pnpm yarn node bun bunx
+    deno tsc vitest jest eslint prettier playwright cargo rustc go gofmt java javac mvn gradle
+    ./gradlew dotnet swift xcodebuild ruby bundle rake rspec php composer mix elixir flutter dart
+    bash sh zsh test [ [[ grep egrep rg ls cat head tail wc diff cmp find jq yq curl wget docker
+    docker-compose kubectl helm terraform git gh echo printf cd export set sed awk sort uniq true
+    false if for while until then do done fi else elif case esac timeout env stat sqlite3 psql mysql
+    shellcheck hadolint supabase expo
+    """.split()
+)
+_PROSE_IN_COMMAND = re.compile(
+    r"\b(?:passes|succeeds?|should|must|returns|is clean|are clean|works|"
+    r"without errors|no errors)\b|`",
+    re.IGNORECASE,
+)
+_ASSIGNMENT = re.compile(r"^[A-Za-z_]\w*=")
+
+
+def _is_command(text: str) -> bool:
+    """Whether `text` reads as shell command lines rather than prose (see the module docstring)."""
+    continued = False
+    seen = False
+    for raw in text.split("\n"):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("$ ").lstrip()
+        if _PROSE_IN_COMMAND.search(line):
+            return False
+        if not continued:
+            first = line.split()[0]
+            path = "/" in first and "://" not in first
+            if first not in _COMMANDS and not path and not _ASSIGNMENT.match(first):
+                return False
+        continued = line.endswith(("\\", "|", "&&", "||"))
+        seen = True
+    return seen
+
+
+def _xml_text(body: str) -> str:
+    """Element text: CDATA kept as written, entities decoded, the block dedented."""
+    parts = _CDATA.split(body)  # odd parts are CDATA contents
+    text = "".join(part if n % 2 else _decode_entities(part) for n, part in enumerate(parts))
+    first, _, rest = text.partition("\n")
+    return "\n".join(p for p in (first.strip(), textwrap.dedent(rest).strip()) if p)
+
+
+def _decode_entities(text: str) -> str:
+    def one(match: re.Match[str]) -> str:
+        if match["name"]:
+            return _XML_NAMED[match["name"]]
+        code = int(match["dec"]) if match["dec"] else int(match["hex"], 16)
+        return chr(code) if 0 < code <= 0x10FFFF else match[0]
+
+    return _XML_ENTITY.sub(one, text) if "&" in text else text
+
+
 # ---- document structure ----
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Fence:
     start: int
     end: int  # index of the closing fence, or of the last line when the fence is never closed
@@ -291,16 +579,25 @@ class _Fence:
     code: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Start:
     index: int
     id: str
     title: str
-    level: int  # heading level; 0 for a checklist line
-    indent: int
-    parallel: bool
-    story: str | None
-    context: str  # the headings above, for checklist tasks
+    kind: str  # "heading", "item" (a checklist line) or "xml"
+    level: int = 0  # heading level
+    indent: int = 0
+    parallel: bool = False
+    story: str | None = None
+    context: str = ""  # the headings above, for checklist tasks
+    checked: bool = False
+    optional: bool = False
+    priority: str | None = None
+    derived: bool = False  # the id comes from the text
+    numbered: bool = False  # a Kiro number, so it may turn out to be a group
+    group: bool = False  # a numbered item with numbered children: context, not a task
+    groups: str = ""  # the groups a numbered task belongs to: "2. Enforce limits"
+    end: int = 0  # xml: index of the line holding </task>
 
 
 @dataclass
@@ -336,10 +633,14 @@ class _Document:
         self.lines = lines
         self.path = path
         self.fences: dict[int, _Fence] = {}
+        self.headings: dict[int, int] = {}  # line index -> level, outside fences
+        self.rules: list[int] = []
         self.starts: list[_Start] = []
         self.title = ""
         self._scan(self._front_matter_end())
-        self._start_indexes = {start.index for start in self.starts}
+        self._resolve_groups()
+        self._start_list = [start.index for start in self.starts]
+        self._heading_list = sorted(self.headings)
 
     def _front_matter_end(self) -> int:
         # The first key is required so that a plan opening with a --- rule keeps its text.
@@ -362,69 +663,245 @@ class _Document:
         nests = info.split()[0].lower() in ("markdown", "md") if info else False
         open_lengths = [len(marker)]
         end = index + 1
-        while end < len(self.lines):
-            inner = _FENCE.match(self.lines[end])
-            if inner and inner["marker"][0] == marker[0]:
-                if not inner["info"].strip():
-                    if len(inner["marker"]) >= open_lengths[-1]:
-                        open_lengths.pop()
-                        if not open_lengths:
-                            break
-                elif nests:
-                    open_lengths.append(len(inner["marker"]))
+        lines = self.lines
+        while end < len(lines):
+            line = lines[end]
+            if marker[0] in line:
+                inner = _FENCE.match(line)
+                if inner and inner["marker"][0] == marker[0]:
+                    if not inner["info"].strip():
+                        if len(inner["marker"]) >= open_lengths[-1]:
+                            open_lengths.pop()
+                            if not open_lengths:
+                                break
+                    elif nests:
+                        open_lengths.append(len(inner["marker"]))
             end += 1
-        end = min(end, len(self.lines) - 1)
+        end = min(end, len(lines) - 1)
         closed = not open_lengths
-        body = self.lines[index + 1 : end if closed else end + 1]
+        body = lines[index + 1 : end if closed else end + 1]
         width = len(match["indent"])
         code = "\n".join(line[width:] if line[:width].isspace() else line for line in body)
         return _Fence(index, end, info, code)
 
     def _scan(self, first: int) -> None:
-        headings: list[tuple[int, str]] = []
+        """Find fences, headings, rules and task starts in one pass over the lines."""
+        lines = self.lines
+        headings: list[_Heading] = []
+        frame = _frame(headings)
+        # The checklist task whose more-indented lines we are in: its check boxes are its own.
+        owner: _Start | None = None
+        # Check boxes after "**Success Criteria:**" are a review even under "## Tasks".
+        review_label = False
         index = first
-        while index < len(self.lines):
-            line = self.lines[index]
-            fence = self._fence_at(index)
-            if fence is not None:
-                self.fences[index] = fence
-                index = fence.end + 1
+        count = len(lines)
+        while index < count:
+            line = lines[index]
+            stripped = line.lstrip()
+            if not stripped:
+                index += 1
                 continue
-            heading = _heading(line)
-            if heading is not None:
-                level, text = heading
-                if level == 1 and not self.title:
-                    self.title = text
-                headings = [h for h in headings if h[0] < level] + [heading]
-                task = _TASK_HEADING.match(text.replace("**", "").strip())
-                if task and level >= 2:
-                    title, parallel, story = _tags(task["title"])
-                    self.starts.append(_Start(index, task["id"], title, level, 0, parallel, story, ""))
-            elif checklist := _CHECKLIST_TASK.match(line):
-                title, parallel, story = _tags(checklist["title"])
-                context = " > ".join(text for level, text in headings if level >= 2 and text)
-                self.starts.append(
-                    _Start(index, checklist["id"], title, 0, _indent(line), parallel, story, context)
-                )
+            if owner is not None and _indent(line) <= owner.indent:
+                owner = None
+            lead = stripped[0]
+            if lead in "`~":
+                fence = self._fence_at(index)
+                if fence is not None:
+                    self.fences[index] = fence
+                    index = fence.end + 1
+                    continue
+            elif lead == "#":
+                heading = _heading(line)
+                if heading is not None:
+                    level, text = heading
+                    self.headings[index] = level
+                    if level == 1 and not self.title:
+                        self.title = text
+                    start = self._task_heading(index, level, text, frame) if level >= 2 else None
+                    headings = [h for h in headings if h.level < level]
+                    headings.append(_classify(level, text, start is not None))
+                    frame = _frame(headings)
+                    review_label = False
+                    if start is not None:
+                        # The task heading's own priority, if it names one, is the nearest.
+                        self.starts.append(replace(start, priority=frame.priority))
+                    owner = None
+            elif lead == "<":
+                if _XML_OPEN.match(line):
+                    self.starts.append(self._xml_task(index, frame))
+                    index = self.starts[-1].end + 1
+                    owner = None
+                    continue
+            elif lead in "-*+_":
+                if _RULE.match(line):
+                    self.rules.append(index)
+                elif lead == "*" and (label := _LABEL.match(line)):
+                    review_label = _REVIEW_HEADING.search(label["name"].lower()) is not None
+                elif lead != "_":
+                    start = self._checklist_item(index, line, frame, owner, review_label)
+                    if start is not None:
+                        self.starts.append(start)
+                        owner = start
             index += 1
 
+    def _task_heading(self, index: int, level: int, text: str, frame: _Frame) -> _Start | None:
+        match = _TASK_HEADING.match(text.replace("**", "").strip())
+        if match is None:
+            return None
+        token, rest = match["token"].rstrip(".-"), match["rest"]
+        rest = match["token"][len(token) :] + rest
+        if not any(char.isdigit() for char in token):
+            return None  # "Task list", "Task overview": an id needs a digit
+        if not _HEADING_ID.fullmatch(token):
+            raise PlanError(
+                self.path,
+                index + 1,
+                f"cannot read the task id {token!r} in heading {text!r}: "
+                "write ids like 1, 1.2, 2a, 1.2_1 or 02-01-03",
+            )
+        title = _SEPARATOR.sub("", rest, count=1)
+        title, checked = _done_mark(title)
+        title, parallel, story = _tags(title)
+        return _Start(
+            index,
+            token,
+            title,
+            "heading",
+            level=level,
+            parallel=parallel,
+            story=story,
+            checked=checked or frame.done,
+            priority=frame.priority,
+        )
+
+    def _checklist_item(
+        self, index: int, line: str, frame: _Frame, owner: _Start | None, review_label: bool
+    ) -> _Start | None:
+        match = _CHECKBOX.match(line)
+        if match is None:
+            return None
+        lists_tasks = frame.lists_tasks and not review_label
+        text = match["text"]
+        indent = _indent(line)
+        task_id, derived, numbered = "", False, False
+        if token := _SPECKIT_TOKEN.match(text):
+            task_id = token[0].rstrip(".-")
+            if not _SPECKIT_ID.fullmatch(task_id):
+                raise PlanError(
+                    self.path,
+                    index + 1,
+                    f"cannot read the task id {task_id!r} in {line.strip()!r}: "
+                    "write ids like T001, T005a or T1.2",
+                )
+            text = text[len(task_id) :].lstrip(":. \t")
+        elif (number := _NUMBERED.match(text)) and (number["dot"] or "." in number["id"]):
+            # Kiro numbers its tasks: 1. then 1.1; children may sit indented under their group.
+            nested = owner is not None and owner.numbered and indent > owner.indent
+            if not lists_tasks or (owner is not None and not nested):
+                return None
+            task_id, numbered = number["id"], True
+            text = text[number.end() :]
+        else:
+            if not lists_tasks or owner is not None:
+                return None
+            derived = True
+        title, checked = _done_mark(text.strip())
+        title, parallel, story = _tags(title)
+        if derived:
+            task_id = _derived_id(title)
+        return _Start(
+            index,
+            task_id,
+            title,
+            "item",
+            indent=indent,
+            parallel=parallel,
+            story=story,
+            context=frame.context,
+            checked=checked or match["mark"] in "xX" or frame.done,
+            optional=match["optional"] is not None,
+            priority=frame.priority,
+            derived=derived,
+            numbered=numbered,
+        )
+
+    def _resolve_groups(self) -> None:
+        """Turn numbered items with numbered children into groups; give children their context."""
+        parents: set[str] = set()
+        for start in self.starts:
+            if start.numbered:
+                parts = start.id.split(".")
+                parents.update(".".join(parts[:n]) for n in range(1, len(parts)))
+        if not parents:
+            return
+        titles: dict[str, str] = {}  # group id -> its latest title
+        for position, start in enumerate(self.starts):
+            if not start.numbered:
+                continue
+            if start.id in parents:
+                titles[start.id] = start.title
+                self.starts[position] = replace(start, group=True)
+                continue
+            parts = start.id.split(".")
+            groups = [
+                f"{gid}. {titles[gid]}"
+                for n in range(1, len(parts))
+                if (gid := ".".join(parts[:n])) in titles
+            ]
+            if groups:
+                context = " > ".join(part for part in (start.context, *groups) if part)
+                self.starts[position] = replace(start, context=context, groups=" > ".join(groups))
+
+    def _xml_task(self, index: int, frame: _Frame) -> _Start:
+        lines = self.lines
+        end = index
+        while end < len(lines) and _XML_CLOSE not in lines[end]:
+            end += 1
+        if end == len(lines):
+            raise PlanError(self.path, index + 1, "<task> without </task>: close the element")
+        block = "\n".join(lines[index : end + 1])
+        opening = _XML_OPEN.match(block)
+        inner = _XML_CHILD.finditer(block, opening.end() if opening else 0)
+        children = {m["tag"].lower(): _xml_text(m["body"]) for m in inner}
+        name = children.get("name") or children.get("what-built", "").split("\n")[0]
+        task_id, derived = "", False
+        heading = _TASK_HEADING.match(name)
+        title = name
+        if heading and any(char.isdigit() for char in heading["token"]):
+            start = self._task_heading(index, 2, name, frame)
+            if start is not None:
+                task_id, title = start.id, start.title
+        if not task_id:
+            title = " ".join(name.split()) or "checkpoint"
+            task_id, derived = _derived_id(title), True
+        return _Start(index, task_id, title, "xml", priority=frame.priority, derived=derived, end=end)
+
     def _section_end(self, start: _Start) -> int:
+        if start.kind == "xml":
+            return start.end + 1
+        following = bisect_right(self._start_list, start.index)
+        end = self._start_list[following] if following < len(self._start_list) else len(self.lines)
+        if start.kind == "heading":
+            # Headings and rules are recorded outside fences only, as the section sees them.
+            position = bisect_right(self._heading_list, start.index)
+            while position < len(self._heading_list) and self._heading_list[position] < end:
+                if self.headings[self._heading_list[position]] <= start.level:
+                    end = self._heading_list[position]
+                    break
+                position += 1
+            rule = bisect_right(self.rules, start.index)
+            if rule < len(self.rules):
+                end = min(end, self.rules[rule])
+            return end
         index = start.index + 1
-        while index < len(self.lines):
-            line = self.lines[index]
-            if not start.level and line.strip() and _indent(line) <= start.indent:
+        lines = self.lines
+        while index < end:
+            line = lines[index]
+            if line.strip() and _indent(line) <= start.indent:
                 break  # a checklist task owns only the more-indented lines below it
             fence = self.fences.get(index)
-            if fence is not None:
-                index = fence.end + 1
-                continue
-            if index in self._start_indexes:
-                break
-            heading = _heading(line)
-            if start.level and ((heading and heading[0] <= start.level) or _RULE.match(line)):
-                break
-            index += 1
-        return index
+            index = fence.end + 1 if fence is not None else index + 1
+        return min(index, end)
 
     def stray_verification(self, used: set[int]) -> int | None:
         """Line of a ``verify`` fence that no task owns, if any."""
@@ -437,27 +914,32 @@ class _Document:
         """Split a section into labelled blocks; each fence says if it directly follows Verify."""
         blocks = [_Block(None)]
         fences: list[tuple[_Fence, bool]] = []
+        lines = self.lines
         index = first
         while index < end:
-            line, block = self.lines[index], blocks[-1]
+            line, block = lines[index], blocks[-1]
             fence = self.fences.get(index)
             if fence is not None:
                 after_verify = block.name in _VERIFY and not any(t.strip() for t, _ in block.lines)
                 fences.append((fence, after_verify))
-                block.lines.extend((text, True) for text in self.lines[index : fence.end + 1])
+                block.lines.extend((text, True) for text in lines[index : fence.end + 1])
                 index = fence.end + 1
                 continue
-            label = _LABEL.match(line)
+            stripped = line.lstrip()
+            label = _LABEL.match(line) if stripped.startswith("**") else None
             if label:
                 name = " ".join(label["name"].lower().split())
                 blocks.append(_Block(name, label["value"].strip()))
-            elif _heading(line):
+            elif index in self.headings:
                 blocks.append(_Block(None, lines=[(line, False)]))
-            elif not line.strip():
+            elif not stripped:
                 block.lines.append((line, False))
                 block.gap = True
             elif block.inline and block.gap and block.name not in _PROSE and not _ITEM.match(line):
                 # "**Estimated**: 30 minutes", a blank line, then prose: that prose is unlabelled.
+                blocks.append(_Block(None, lines=[(line, False)]))
+            elif block.name in _FILES and block.gap and not _PLAIN_ITEM.match(line):
+                # The steps after a list of files ("- [ ] **Step 1: ...**") are not files.
                 blocks.append(_Block(None, lines=[(line, False)]))
             else:
                 block.lines.append((line, False))
@@ -489,50 +971,112 @@ class _Document:
             found = CodeBlock(lang, fence.code, line)
         return found
 
-    def task(self, start: _Start) -> Task:
-        """Build the task that begins at `start`."""
+    def task(self, start: _Start, task_id: str) -> Task:
+        """Build the task that begins at `start`, under the id `task_id`."""
+        if start.kind == "xml":
+            return self._xml(start, task_id)
         blocks, fences = self._blocks(start.index + 1, self._section_end(start))
 
-        def labelled(names: set[str]) -> list[_Block]:
+        def named(names: set[str]) -> list[_Block]:
             return [b for b in blocks if b.name in names]
 
         def joined(chosen: list[_Block]) -> str:
             return "\n\n".join(text for b in chosen if (text := b.text()))
 
-        description = joined(labelled(_DESCRIPTION)) or joined([b for b in blocks if not b.name])
-        if not description and not start.level:
+        description = joined(named(_DESCRIPTION)) or joined([b for b in blocks if not b.name])
+        if not description and start.kind == "item":
             description = start.context
         files: list[str] = []
-        for block in labelled(_FILES):
+        for block in named(_FILES):
             files += _paths(block.inline) if block.inline else []
             for text, _ in block.items():
                 files += _paths(text)
-        if not files and not start.level:
+        if not files and start.kind == "item":
             files = _paths_in_text(start.title)
-        types = [b.inline.strip("`* ") for b in labelled(_TYPE) if b.inline.strip("`* ")]
+        types = [b.inline.strip("`* ") for b in named(_TYPE) if b.inline.strip("`* ")]
         tests: list[str] = []
-        for block in labelled(_TESTS):
+        for block in named(_TESTS):
             tests += [block.inline] if block.inline else []
             tests += [text for text, _ in block.items()]
-        verification = self._verification(start.id, fences)
+        priorities = [p for b in named(_PRIORITY) if (p := _priority(b.text()))]
+        done = any(_DONE_STATUS.match(b.inline.strip("`*_ ")) for b in named(_STATUS))
         return Task(
-            id=start.id,
+            id=task_id,
             title=start.title,
             description=description,
             plan=self.path,
             line=start.index + 1,
-            milestone=self.title,
+            milestone=" > ".join(part for part in (self.title, start.groups) if part),
             files=_unique(files),
             type=types[0] if types else None,
             story=start.story,
             parallel=start.parallel,
-            implementation_notes=joined(labelled(_NOTES)),
+            implementation_notes=joined(named(_NOTES)),
             acceptance_criteria=tuple(
-                Criterion(text, checked) for b in labelled(_CRITERIA) for text, checked in b.items()
+                Criterion(text, checked) for b in named(_CRITERIA) for text, checked in b.items()
             ),
             tests=tuple(tests),
             code_blocks=tuple(
                 CodeBlock((f.info.split() or [""])[0].lower(), f.code, f.start + 1) for f, _ in fences
             ),
+            verification=self._verification(task_id, fences),
+            checked=start.checked or done,
+            optional=start.optional,
+            priority=priorities[0] if priorities else start.priority,
+        )
+
+    def _xml(self, start: _Start, task_id: str) -> Task:
+        """Build a task from a ``<task>`` element (get-shit-done)."""
+        block = "\n".join(self.lines[start.index : start.end + 1])
+        opening = _XML_OPEN.match(block)
+        attrs = {m["name"]: m["value"] for m in _XML_ATTR.finditer(opening["attrs"] or "")} if opening else {}
+        description: list[str] = []
+        files: list[str] = []
+        criteria: list[str] = []
+        notes: list[str] = []
+        verification: CodeBlock | None = None
+        for child in _XML_CHILD.finditer(block, opening.end() if opening else 0):
+            tag, body = child["tag"].lower(), child["body"]
+            line = start.index + block.count("\n", 0, child.start()) + 1
+            if tag == "name":
+                continue
+            if tag == "files":
+                for entry in re.split(r"[,\n]", _xml_text(body)):
+                    entry = entry.strip().lstrip("-* ").strip("`")
+                    if entry and entry.split()[0].lower() not in ("n/a", "none", "-"):
+                        files.append(_LINE_RANGE.sub("", entry.split()[0]))
+            elif tag in ("action", "what-built"):
+                description.append(_xml_text(body))
+            elif tag in ("done", "acceptance_criteria", "how-to-verify"):
+                criteria += _list_items(_xml_text(body))
+            elif tag == "verify":
+                parts = {m["tag"].lower(): m for m in _XML_CHILD.finditer(body)}
+                rest = _xml_text(_XML_CHILD.sub("", body))
+                automated = parts.get("automated")
+                command = _xml_text(automated["body"]) if automated else rest
+                if verification is None and _is_command(command):
+                    verification = CodeBlock("bash", command, line)
+                else:
+                    criteria += _list_items(command)
+                if automated:
+                    criteria += _list_items(rest)
+                for tag_name, part in parts.items():
+                    if tag_name != "automated":
+                        criteria += _list_items(_xml_text(part["body"]))
+            elif text := _xml_text(body):
+                notes.append(f"{tag}:\n{text}")
+        return Task(
+            id=task_id,
+            title=start.title,
+            description="\n\n".join(part for part in description if part),
+            plan=self.path,
+            line=start.index + 1,
+            milestone=self.title,
+            files=_unique(files),
+            type=attrs.get("type"),
+            implementation_notes="\n\n".join(notes),
+            acceptance_criteria=tuple(Criterion(text) for text in criteria),
+            code_blocks=(verification,) if verification else (),
             verification=verification,
+            priority=start.priority,
         )
