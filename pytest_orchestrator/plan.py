@@ -9,7 +9,7 @@ Five task formats are recognised, outside fenced code blocks only, and may be mi
   be ``:``, ``.``, ``)``, ``-``, an en or em dash, or none. Task headings of different levels may
   be mixed. The section runs to the next task, the next heading of the same or a higher level, or
   a ``---`` rule. Inside it, bold labels (``**Files:**`` or ``**Files**:``) introduce the fields:
-  ``Description``, ``File``/``Files`` (``- Modify: `a.py:12-40``` names ``a.py``), ``Type``,
+  ``Description``, ``File``/``Files`` (an item ``Modify: a.py:12-40`` names ``a.py``), ``Type``,
   ``Implementation``/``Implementation Notes``, ``Acceptance Criteria`` (check boxes or plain
   bullets), ``Tests``, ``Priority`` and ``Status``. Without a ``Description`` label, the
   unlabelled text of the section is the description; check boxes in a section (the steps of a
@@ -22,12 +22,12 @@ Five task formats are recognised, outside fenced code blocks only, and may be mi
 * Numbered checklists (Kiro's tasks.md): ``- [ ] 1. Set up the project``, ``- [ ] 1.1 Create the
   models``, flat or indented, with bullets, blank lines and ``_Requirements: 1.1_`` lines below
   each item (they are its description). An item whose number prefixes another item's (``1`` of
-  ``1.1``) is a group, not a task: its text becomes part of its children's context, and a group
-  number may appear twice. ``- [ ]* 1.2`` marks an optional task.
+  ``1.1``) is a group, not a task: its text becomes part of its children's context and
+  milestone, and a group number may appear twice. ``- [ ]* 1.2`` marks an optional task.
 * Checklists without ids (ralph's fix_plan.md): ``- [ ] Implement auth`` under ``## High
   Priority``. Each top-level item is a task whose id is derived from its text, so inserting an
   item never renumbers the others: a slug of its first words and the first four hex digits of the
-  SHA-1 of the text (whitespace collapsed, case folded), e.g. ``implement-auth-1f0c``; a second
+  SHA-1 of the text (whitespace collapsed, case folded), e.g. ``implement-auth-e82a``; a second
   item with the same text gets ``-2``, a third ``-3``, in document order. Ticking the item or
   moving it under another heading keeps the id; editing its text changes it.
 * XML tasks (get-shit-done's PLAN.md): ``<task type="auto">`` with ``<name>`` (``Task 1: Title``
@@ -46,9 +46,10 @@ Five task formats are recognised, outside fenced code blocks only, and may be mi
 
 Checklist items without an id, and numbered ones, are tasks only under a heading that names work
 (Tasks, TODO, Backlog, Plan, Implementation, a priority, Phase, Milestone, Sprint, Next, In
-progress, Completed, Done ...) and under no heading that names a review (Review, Checklist,
-Acceptance, Criteria, Status, Verification, Requirements, Definition of done, Notes, Tracking,
-Test plan ...) or a task: review checkboxes never become tasks.
+progress, Completed, Done ...), and under no heading or bold label that names a review (Review,
+Checklist, Acceptance, Criteria, Status, Verification, Requirements, Definition of done, Notes,
+Tracking, Test plan ...) and no task heading: review checkboxes never become tasks. The H1 title
+names work only for the items right under it, since ``# Milestone 3`` titles most plans.
 
 Each task says whether the plan already ticks it (`Task.checked`): a checked box (``- [x]``), a
 title ending in ``✅`` or ``✅ COMPLETED``/``DONE`` (the marker is stripped from the title), a
@@ -79,8 +80,9 @@ import os
 import re
 import textwrap
 import unicodedata
-from bisect import bisect_right
-from dataclasses import dataclass, field, replace
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -222,15 +224,27 @@ def parse_plan(path: str | os.PathLike[str], name: str | None = None) -> Plan:
         raise PlanError(
             name, line, f"not valid UTF-8 (byte 0x{byte:02x}); save the plan as UTF-8 markdown"
         ) from exc
-    return parse_plan_text(text, name)
+    # A large plan is parsed from its lines alone: the bytes and the text go first, since the
+    # parse's peak is the process's.
+    del data
+    lines = _lines(text, name)
+    del text
+    return _parse(lines, name)
 
 
 def parse_plan_text(text: str, path: str) -> Plan:
     """Parse plan markdown `text`; `path` is only used in tasks and error messages."""
+    return _parse(_lines(text, path), path)
+
+
+def _lines(text: str, path: str) -> list[str]:
     if "\x00" in text:
         line = text.count("\n", 0, text.index("\x00")) + 1
         raise PlanError(path, line, "binary file (NUL byte): a plan must be a markdown text file")
-    lines = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n").split("\n")
+
+
+def _parse(lines: list[str], path: str) -> Plan:
     doc = _Document(lines, path)
     tasks: list[Task] = []
     first_line: dict[str, int] = {}
@@ -293,6 +307,7 @@ _DONE_MARK = re.compile(
     r"|\s*[(\[](?:completed?|done)[)\]])\s*$",
     re.IGNORECASE,
 )
+_DONE_CHAR = re.compile("[\u2705\u2713\u2714\u2611]")
 _DONE_STATUS = re.compile(
     r"^(?:\u2705|\u2713|\u2714|\u2611|\[x\]|done\b|completed?\b|finished\b)", re.IGNORECASE
 )
@@ -307,6 +322,20 @@ _VERIFY = {"verify", "verification"}
 _PRIORITY = {"priority"}
 _STATUS = {"status"}
 _PROSE = {None} | _DESCRIPTION | _NOTES  # labels whose text runs on past a blank line
+_FIELD_OF = {  # label -> the field it fills
+    label: field_name
+    for field_name, labels in (
+        ("description", _DESCRIPTION),
+        ("files", _FILES),
+        ("type", _TYPE),
+        ("notes", _NOTES),
+        ("criteria", _CRITERIA),
+        ("tests", _TESTS),
+        ("priority", _PRIORITY),
+        ("status", _STATUS),
+    )
+    for label in labels
+}
 _SHELLS = {"bash", "sh"}
 
 # ---- headings: what work they name ----
@@ -359,7 +388,7 @@ def _priority(value: str) -> str | None:
     return "high" if number <= 1 else "medium" if number == 2 else "low"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Heading:
     level: int
     text: str
@@ -370,40 +399,53 @@ class _Heading:
 
 def _classify(level: int, text: str, is_task: bool) -> _Heading:
     lowered = text.lower()
+    priority = _priority(lowered) if _PRIORITY_HEADING.search(lowered) else None
     if is_task:
-        kind: str | None = "task"
-    elif _REVIEW_HEADING.search(lowered):
+        return _Heading(level, text, "task", priority, False)
+    kind: str | None
+    if _REVIEW_HEADING.search(lowered):
         kind = "review"
     elif _WORK_HEADING.search(lowered):
         kind = "work"
     else:
         kind = None
-    priority = _priority(lowered) if _PRIORITY_HEADING.search(lowered) else None
     # "Completed", "Done (sprint 3)", "Phase 1 ✅": not "Tasks to get done".
-    done = kind != "task" and (_DONE_HEADING.match(lowered) is not None or _done_mark(text)[1])
+    done = _DONE_HEADING.match(lowered) is not None or _done_mark(text)[1]
     return _Heading(level, text, kind, priority, done)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Frame:
     """What the headings above a line say about a checklist item on it."""
 
+    level: int  # of the nearest heading; 0 above the first one
     lists_tasks: bool  # items without an id are tasks here
-    context: str
+    context: str  # the headings' text from level 2 down
     priority: str | None
     done: bool
+    work: bool  # a heading below the title names work
+    barred: bool  # a heading names a review, or is a task's
 
 
-def _frame(headings: list[_Heading]) -> _Frame:
-    kinds = {h.kind for h in headings}
+_TOP = _Frame(0, False, "", None, False, False, False)
+
+
+def _under(parent: _Frame, heading: _Heading) -> _Frame:
+    """The frame of the lines below `heading`, whose parent heading's frame is `parent`."""
     # "# Milestone 3" titles most plans, so the title names work only for items right under it.
-    work = any(h.kind == "work" and (h.level > 1 or h is headings[-1]) for h in headings)
-    priority = next((h.priority for h in reversed(headings) if h.priority), None)
+    work = parent.work or (heading.kind == "work" and heading.level > 1)
+    barred = parent.barred or heading.kind in ("review", "task")
+    context = parent.context
+    if heading.level >= 2 and heading.text:
+        context = f"{context} > {heading.text}" if context else heading.text
     return _Frame(
-        lists_tasks=work and "review" not in kinds and "task" not in kinds,
-        context=" > ".join(h.text for h in headings if h.level >= 2 and h.text),
-        priority=priority,
-        done=any(h.done for h in headings),
+        level=heading.level,
+        lists_tasks=not barred and (work or heading.kind == "work"),
+        context=context,
+        priority=heading.priority or parent.priority,
+        done=parent.done or heading.done,
+        work=work,
+        barred=barred,
     )
 
 
@@ -438,6 +480,10 @@ def _tags(title: str) -> tuple[str, bool, str | None]:
 
 def _done_mark(title: str) -> tuple[str, bool]:
     """Strip a completion marker (``✅``, ``✅ COMPLETED``, ``(done)``) from the end of a title."""
+    tail = title[-16:]
+    # A search anchored at the end still tries every position: look only where a mark can be.
+    if not tail.endswith((")", "]")) and not _DONE_CHAR.search(tail):
+        return title, False
     match = _DONE_MARK.search(title)
     if match is None:
         return title, False
@@ -469,10 +515,24 @@ def _paths(value: str) -> list[str]:
 def _paths_in_text(text: str) -> list[str]:
     found = []
     for token in text.split():
+        if "." not in token:
+            continue  # every path has an extension
         token = token.strip("`'\"()[]{}<>,;:").rstrip(".")
         if "://" not in token and _PATH_TOKEN.match(token):
             found.append(token)
     return found
+
+
+def _may_hold_id(item: str) -> bool:
+    """Whether a check box line may start with a spec-kit id: the only tasks outside a task list."""
+    # Most check boxes are criteria inside tasks: a regex for each of them shows in large plans.
+    close = item.find("]", 2, 7)
+    return close > 0 and item[close + 1 : close + 9].lstrip("* \t")[:1] == "T"
+
+
+def _between(indexes: list[int], first: int, end: int) -> list[int]:
+    """The sorted `indexes` from `first` up to, not including, `end`."""
+    return indexes[bisect_left(indexes, first) : bisect_left(indexes, end)]
 
 
 def _unique(items: list[str]) -> tuple[str, ...]:
@@ -571,7 +631,7 @@ def _decode_entities(text: str) -> str:
 # ---- document structure ----
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Fence:
     start: int
     end: int  # index of the closing fence, or of the last line when the fence is never closed
@@ -579,7 +639,7 @@ class _Fence:
     code: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Start:
     index: int
     id: str
@@ -600,30 +660,14 @@ class _Start:
     end: int = 0  # xml: index of the line holding </task>
 
 
-@dataclass
+@dataclass(slots=True)
 class _Block:
-    """The text under one bold label, or unlabelled text when name is None."""
+    """Lines ``first`` to ``end`` (exclusive) under one bold label; unlabelled when name is None."""
 
     name: str | None
-    inline: str = ""
-    lines: list[tuple[str, bool]] = field(default_factory=list)  # (text, inside a fence)
-    gap: bool = False  # a blank line was seen since the label
-
-    def text(self) -> str:
-        body = textwrap.dedent("\n".join(text for text, _ in self.lines))
-        return "\n".join(part for part in (self.inline, body.strip("\n")) if part).strip()
-
-    def items(self) -> list[tuple[str, bool]]:
-        """List items outside fences, as (text, checked); indented lines continue an item."""
-        items: list[tuple[str, bool]] = []
-        for text, fenced in self.lines:
-            match = None if fenced else _ITEM.match(text)
-            if match:
-                items.append((match["text"].strip(), match["mark"] in ("x", "X")))
-            elif items and not fenced and text[:1].isspace() and text.strip():
-                previous, checked = items[-1]
-                items[-1] = (f"{previous} {text.strip()}", checked)
-        return [item for item in items if item[0]]
+    inline: str  # the label's value on its own line
+    first: int
+    end: int = 0
 
 
 class _Document:
@@ -635,12 +679,15 @@ class _Document:
         self.fences: dict[int, _Fence] = {}
         self.headings: dict[int, int] = {}  # line index -> level, outside fences
         self.rules: list[int] = []
+        self.labels: list[int] = []  # lines that may be a bold label ("**Files:**"), in order
         self.starts: list[_Start] = []
         self.title = ""
         self._scan(self._front_matter_end())
         self._resolve_groups()
         self._start_list = [start.index for start in self.starts]
-        self._heading_list = sorted(self.headings)
+        # The scan records them in line order.
+        self._heading_list = list(self.headings)
+        self._fence_list = list(self.fences)
 
     def _front_matter_end(self) -> int:
         # The first key is required so that a plan opening with a --- rule keeps its text.
@@ -681,25 +728,27 @@ class _Document:
         closed = not open_lengths
         body = lines[index + 1 : end if closed else end + 1]
         width = len(match["indent"])
-        code = "\n".join(line[width:] if line[:width].isspace() else line for line in body)
+        if width:
+            body = [line[width:] if line[:width].isspace() else line for line in body]
+        code = "\n".join(body)
         return _Fence(index, end, info, code)
 
     def _scan(self, first: int) -> None:
         """Find fences, headings, rules and task starts in one pass over the lines."""
         lines = self.lines
-        headings: list[_Heading] = []
-        frame = _frame(headings)
+        frames = [_TOP]  # one per open heading, outermost first
+        frame = _TOP
         # The checklist task whose more-indented lines we are in: its check boxes are its own.
         owner: _Start | None = None
         # Check boxes after "**Success Criteria:**" are a review even under "## Tasks".
         review_label = False
-        index = first
-        count = len(lines)
-        while index < count:
+        resume = first  # past the fence or <task> element just read
+        for index in range(first, len(lines)):
+            if index < resume:
+                continue
             line = lines[index]
             stripped = line.lstrip()
             if not stripped:
-                index += 1
                 continue
             if owner is not None and _indent(line) <= owner.indent:
                 owner = None
@@ -708,8 +757,7 @@ class _Document:
                 fence = self._fence_at(index)
                 if fence is not None:
                     self.fences[index] = fence
-                    index = fence.end + 1
-                    continue
+                    resume = fence.end + 1
             elif lead == "#":
                 heading = _heading(line)
                 if heading is not None:
@@ -717,42 +765,61 @@ class _Document:
                     self.headings[index] = level
                     if level == 1 and not self.title:
                         self.title = text
-                    start = self._task_heading(index, level, text, frame) if level >= 2 else None
-                    headings = [h for h in headings if h.level < level]
-                    headings.append(_classify(level, text, start is not None))
-                    frame = _frame(headings)
+                    task = self._task_heading(index, text) if level >= 2 else None
+                    while frames[-1].level >= level:
+                        frames.pop()
+                    frame = _under(frames[-1], _classify(level, text, task is not None))
+                    frames.append(frame)
                     review_label = False
-                    if start is not None:
-                        # The task heading's own priority, if it names one, is the nearest.
-                        self.starts.append(replace(start, priority=frame.priority))
+                    if task is not None:
+                        task_id, title, checked, parallel, story = task
+                        self.starts.append(
+                            # The frame under the task's own heading: its priority, if it names
+                            # one, is the nearest, and a task heading is never a "Done" one.
+                            _Start(
+                                index,
+                                task_id,
+                                title,
+                                "heading",
+                                level=level,
+                                parallel=parallel,
+                                story=story,
+                                checked=checked or frame.done,
+                                priority=frame.priority,
+                            )
+                        )
                     owner = None
             elif lead == "<":
                 if _XML_OPEN.match(line):
                     self.starts.append(self._xml_task(index, frame))
-                    index = self.starts[-1].end + 1
+                    resume = self.starts[-1].end + 1
                     owner = None
-                    continue
             elif lead in "-*+_":
-                if _RULE.match(line):
+                # Cheap tests first: most such lines are list items and labels inside tasks.
+                if stripped.rstrip()[-1] == lead and _RULE.match(line):
                     self.rules.append(index)
-                elif lead == "*" and (label := _LABEL.match(line)):
-                    review_label = _REVIEW_HEADING.search(label["name"].lower()) is not None
-                elif lead != "_":
+                elif lead == "_":
+                    pass
+                elif stripped.startswith("**"):
+                    self.labels.append(index)
+                    if frame.lists_tasks and (label := _LABEL.match(line)):
+                        review_label = _REVIEW_HEADING.search(label["name"].lower()) is not None
+                elif "[" in stripped[1:6] and (frame.lists_tasks or _may_hold_id(stripped)):
                     start = self._checklist_item(index, line, frame, owner, review_label)
                     if start is not None:
                         self.starts.append(start)
                         owner = start
-            index += 1
 
-    def _task_heading(self, index: int, level: int, text: str, frame: _Frame) -> _Start | None:
+    def _task_heading(self, index: int, text: str) -> tuple[str, str, bool, bool, str | None] | None:
+        """Id, title, ticked, parallel and story of a task heading's text; None if not a task."""
         match = _TASK_HEADING.match(text.replace("**", "").strip())
         if match is None:
             return None
         token, rest = match["token"].rstrip(".-"), match["rest"]
         rest = match["token"][len(token) :] + rest
-        if not any(char.isdigit() for char in token):
-            return None  # "Task list", "Task overview": an id needs a digit
         if not _HEADING_ID.fullmatch(token):
+            if not any(char.isdigit() for char in token):
+                return None  # "Task list", "Task overview": an id needs a digit
             raise PlanError(
                 self.path,
                 index + 1,
@@ -762,17 +829,7 @@ class _Document:
         title = _SEPARATOR.sub("", rest, count=1)
         title, checked = _done_mark(title)
         title, parallel, story = _tags(title)
-        return _Start(
-            index,
-            token,
-            title,
-            "heading",
-            level=level,
-            parallel=parallel,
-            story=story,
-            checked=checked or frame.done,
-            priority=frame.priority,
-        )
+        return token, title, checked, parallel, story
 
     def _checklist_item(
         self, index: int, line: str, frame: _Frame, owner: _Start | None, review_label: bool
@@ -782,6 +839,8 @@ class _Document:
             return None
         lists_tasks = frame.lists_tasks and not review_label
         text = match["text"]
+        if not lists_tasks and text[0] != "T":
+            return None  # only spec-kit ids are tasks wherever they are
         indent = _indent(line)
         task_id, derived, numbered = "", False, False
         if token := _SPECKIT_TOKEN.match(text):
@@ -835,12 +894,12 @@ class _Document:
         if not parents:
             return
         titles: dict[str, str] = {}  # group id -> its latest title
-        for position, start in enumerate(self.starts):
+        for start in self.starts:
             if not start.numbered:
                 continue
             if start.id in parents:
                 titles[start.id] = start.title
-                self.starts[position] = replace(start, group=True)
+                start.group = True
                 continue
             parts = start.id.split(".")
             groups = [
@@ -849,8 +908,8 @@ class _Document:
                 if (gid := ".".join(parts[:n])) in titles
             ]
             if groups:
-                context = " > ".join(part for part in (start.context, *groups) if part)
-                self.starts[position] = replace(start, context=context, groups=" > ".join(groups))
+                start.context = " > ".join(part for part in (start.context, *groups) if part)
+                start.groups = " > ".join(groups)
 
     def _xml_task(self, index: int, frame: _Frame) -> _Start:
         lines = self.lines
@@ -864,14 +923,9 @@ class _Document:
         inner = _XML_CHILD.finditer(block, opening.end() if opening else 0)
         children = {m["tag"].lower(): _xml_text(m["body"]) for m in inner}
         name = children.get("name") or children.get("what-built", "").split("\n")[0]
-        task_id, derived = "", False
-        heading = _TASK_HEADING.match(name)
-        title = name
-        if heading and any(char.isdigit() for char in heading["token"]):
-            start = self._task_heading(index, 2, name, frame)
-            if start is not None:
-                task_id, title = start.id, start.title
-        if not task_id:
+        if task := self._task_heading(index, name):
+            task_id, title, derived = task[0], task[1], False
+        else:
             title = " ".join(name.split()) or "checkpoint"
             task_id, derived = _derived_id(title), True
         return _Start(index, task_id, title, "xml", priority=frame.priority, derived=derived, end=end)
@@ -912,39 +966,95 @@ class _Document:
 
     def _blocks(self, first: int, end: int) -> tuple[list[_Block], list[tuple[_Fence, bool]]]:
         """Split a section into labelled blocks; each fence says if it directly follows Verify."""
-        blocks = [_Block(None)]
-        fences: list[tuple[_Fence, bool]] = []
+        if first >= end:
+            return [], []  # a checklist line followed by the next one
+        # Only labels, headings and fences start or end a block: visit those, not every line.
+        events = sorted(
+            [(index, 0) for index in _between(self.labels, first, end)]
+            + [(index, 1) for index in _between(self._heading_list, first, end)]
+            + [(index, 2) for index in _between(self._fence_list, first, end)]
+        )
         lines = self.lines
-        index = first
-        while index < end:
-            line, block = lines[index], blocks[-1]
-            fence = self.fences.get(index)
+        block = _Block(None, "", first)
+        blocks = [block]
+        fences: list[tuple[_Fence, bool]] = []
+        for index, kind in events:
+            if kind == 2:
+                after_verify = block.name in _VERIFY and all(
+                    not line or line.isspace() for line in lines[block.first : index]
+                )
+                fences.append((self.fences[index], after_verify))
+                continue
+            if kind == 0:
+                label = _LABEL.match(lines[index])
+                if label is None:
+                    continue
+                name = " ".join(label["name"].lower().split())
+                start = _Block(name, label["value"].strip(), index + 1)
+            else:
+                start = _Block(None, "", index)
+            block.end = index
+            block = start
+            blocks.append(block)
+        block.end = end
+        return self._split_after_gaps(blocks), fences
+
+    def _split_after_gaps(self, blocks: list[_Block]) -> list[_Block]:
+        """End a short label's block at the first line after a blank one that is not its own."""
+        result: list[_Block] = []
+        lines, fences = self.lines, self.fences
+        for block in blocks:
+            result.append(block)
+            # "**Estimated**: 30 minutes", a blank line, then prose: that prose is unlabelled.
+            # The steps after a list of files ("- [ ] **Step 1: ...**") are not files either.
+            files = block.name in _FILES
+            if not files and not (block.inline and block.name not in _PROSE):
+                continue
+            gap = False
+            index = block.first
+            while index < block.end:
+                fence = fences.get(index)
+                if fence is not None:
+                    index = fence.end + 1
+                    continue
+                line = lines[index]
+                if not line or line.isspace():
+                    gap = True
+                elif gap and not (_PLAIN_ITEM if files else _ITEM).match(line):
+                    result.append(_Block(None, "", index, block.end))
+                    block.end = index
+                    break
+                index += 1
+        return result
+
+    def _text(self, block: _Block) -> str:
+        lines = self.lines[block.first : block.end]
+        body = "\n".join(lines)
+        if any(line[:1].isspace() for line in lines):
+            body = textwrap.dedent(body)
+        return "\n".join(part for part in (block.inline, body.strip("\n")) if part).strip()
+
+    def _joined(self, blocks: Iterable[_Block]) -> str:
+        return "\n\n".join(text for block in blocks if (text := self._text(block)))
+
+    def _items(self, block: _Block) -> list[tuple[str, bool]]:
+        """List items outside fences, as (text, checked); indented lines continue an item."""
+        items: list[tuple[str, bool]] = []
+        lines, fences = self.lines, self.fences
+        index = block.first
+        while index < block.end:
+            fence = fences.get(index)
             if fence is not None:
-                after_verify = block.name in _VERIFY and not any(t.strip() for t, _ in block.lines)
-                fences.append((fence, after_verify))
-                block.lines.extend((text, True) for text in lines[index : fence.end + 1])
                 index = fence.end + 1
                 continue
-            stripped = line.lstrip()
-            label = _LABEL.match(line) if stripped.startswith("**") else None
-            if label:
-                name = " ".join(label["name"].lower().split())
-                blocks.append(_Block(name, label["value"].strip()))
-            elif index in self.headings:
-                blocks.append(_Block(None, lines=[(line, False)]))
-            elif not stripped:
-                block.lines.append((line, False))
-                block.gap = True
-            elif block.inline and block.gap and block.name not in _PROSE and not _ITEM.match(line):
-                # "**Estimated**: 30 minutes", a blank line, then prose: that prose is unlabelled.
-                blocks.append(_Block(None, lines=[(line, False)]))
-            elif block.name in _FILES and block.gap and not _PLAIN_ITEM.match(line):
-                # The steps after a list of files ("- [ ] **Step 1: ...**") are not files.
-                blocks.append(_Block(None, lines=[(line, False)]))
-            else:
-                block.lines.append((line, False))
+            text = lines[index]
             index += 1
-        return blocks, fences
+            if match := _ITEM.match(text):
+                items.append((match["text"].strip(), match["mark"] in ("x", "X")))
+            elif items and text[:1].isspace() and text.strip():
+                previous, checked = items[-1]
+                items[-1] = (f"{previous} {text.strip()}", checked)
+        return [item for item in items if item[0]]
 
     def _verification(self, task_id: str, fences: list[tuple[_Fence, bool]]) -> CodeBlock | None:
         found: CodeBlock | None = None
@@ -976,30 +1086,30 @@ class _Document:
         if start.kind == "xml":
             return self._xml(start, task_id)
         blocks, fences = self._blocks(start.index + 1, self._section_end(start))
-
-        def named(names: set[str]) -> list[_Block]:
-            return [b for b in blocks if b.name in names]
-
-        def joined(chosen: list[_Block]) -> str:
-            return "\n\n".join(text for b in chosen if (text := b.text()))
-
-        description = joined(named(_DESCRIPTION)) or joined([b for b in blocks if not b.name])
+        unlabelled: list[_Block] = []
+        named: dict[str, list[_Block]] = {}  # field -> its blocks, in document order
+        for block in blocks:
+            if block.name is None:
+                unlabelled.append(block)
+            elif block.name in _FIELD_OF:
+                named.setdefault(_FIELD_OF[block.name], []).append(block)
+        description = self._joined(named.get("description", ())) or self._joined(unlabelled)
         if not description and start.kind == "item":
             description = start.context
         files: list[str] = []
-        for block in named(_FILES):
+        for block in named.get("files", ()):
             files += _paths(block.inline) if block.inline else []
-            for text, _ in block.items():
+            for text, _ in self._items(block):
                 files += _paths(text)
         if not files and start.kind == "item":
             files = _paths_in_text(start.title)
-        types = [b.inline.strip("`* ") for b in named(_TYPE) if b.inline.strip("`* ")]
+        types = [b.inline.strip("`* ") for b in named.get("type", ()) if b.inline.strip("`* ")]
         tests: list[str] = []
-        for block in named(_TESTS):
+        for block in named.get("tests", ()):
             tests += [block.inline] if block.inline else []
-            tests += [text for text, _ in block.items()]
-        priorities = [p for b in named(_PRIORITY) if (p := _priority(b.text()))]
-        done = any(_DONE_STATUS.match(b.inline.strip("`*_ ")) for b in named(_STATUS))
+            tests += [text for text, _ in self._items(block)]
+        priorities = [p for b in named.get("priority", ()) if (p := _priority(self._text(b)))]
+        done = any(_DONE_STATUS.match(b.inline.strip("`*_ ")) for b in named.get("status", ()))
         return Task(
             id=task_id,
             title=start.title,
@@ -1011,9 +1121,11 @@ class _Document:
             type=types[0] if types else None,
             story=start.story,
             parallel=start.parallel,
-            implementation_notes=joined(named(_NOTES)),
+            implementation_notes=self._joined(named.get("notes", ())),
             acceptance_criteria=tuple(
-                Criterion(text, checked) for b in named(_CRITERIA) for text, checked in b.items()
+                Criterion(text, checked)
+                for b in named.get("criteria", ())
+                for text, checked in self._items(b)
             ),
             tests=tuple(tests),
             code_blocks=tuple(

@@ -295,6 +295,28 @@ def test_a_completed_heading_is_checked_and_loses_its_marker(heading: str, title
     assert (task.id, task.title, task.checked) == ("1.2", title, True)
 
 
+def test_a_completed_heading_ticks_what_is_under_it_only() -> None:
+    plan = parse(
+        """\
+        # Fix Plan
+        ## Backlog
+        ### Completed
+        - [ ] Old item
+        ### Task 5: After a Completed sibling
+        ## Phase 1 ✅
+        - [ ] T001 Done in phase 1
+        ## Tasks to get done
+        - [ ] New item
+        """
+    )
+    assert [(t.title, t.checked) for t in plan.tasks] == [
+        ("Old item", True),
+        ("After a Completed sibling", False),
+        ("Done in phase 1", True),
+        ("New item", False),
+    ]
+
+
 def test_a_status_label_ticks_a_task() -> None:
     plan = parse("## Task 1: A\n**Status**: ✅ Done\n\n## Task 2: B\n**Status**: ⏸️ TODO\n")
     assert [t.checked for t in plan.tasks] == [True, False]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 from collections.abc import Iterator
@@ -103,9 +102,11 @@ def timeout_configured(config: pytest.Config) -> bool:
 
 def bound_task_time(items: list[pytest.Item], seconds: float) -> None:
     """Give each task a pytest-timeout marker of `seconds`, unless it has its own."""
+    # One marker shared by every item: a plan of ten thousand tasks need not build ten thousand.
+    marker = pytest.mark.timeout(seconds)
     for item in items:
         if isinstance(item, TaskItem) and item.get_closest_marker("timeout") is None:
-            item.add_marker(pytest.mark.timeout(seconds))
+            item.add_marker(marker)
 
 
 class PlanFile(pytest.File):
@@ -117,22 +118,26 @@ class PlanFile(pytest.File):
 
         relative = self.nodeid.split("::")[0] or self.path.name
         try:
-            plan = parse_plan(self.path)
+            # The rootdir-relative path means something to the agent and in reports; the
+            # absolute one is a detail of this machine.
+            plan = parse_plan(self.path, relative)
         except PlanError as exc:
             if exc.message.startswith(NO_TASKS) and not self.session.isinitpath(self.path):
                 # A README or notes file that pytest walked into is not a broken plan.
                 return
-            raise self.CollectError(str(PlanError(relative, exc.line, exc.message))) from None
+            raise self.CollectError(str(exc)) from None
+        # Markers are immutable, so the tasks of a plan share them rather than build their own.
+        markers: dict[str, pytest.MarkDecorator] = {}
+        # For `--dist loadgroup`, when a user picks it: a plan is one group too.
+        group = pytest.mark.xdist_group(relative)
         for task in plan.tasks:
-            # The rootdir-relative path means something to the agent and in reports; the
-            # absolute one is a detail of this machine.
-            task = dataclasses.replace(task, plan=relative)
             item = TaskItem.from_parent(self, name=task.id, task=task, plan_key=relative)
             for name in task_markers(task):
-                register_marker(self.config, name)
-                item.add_marker(name)
-            # For `--dist loadgroup`, when a user picks it: a plan is one group too.
-            item.add_marker(pytest.mark.xdist_group(relative))
+                if name not in markers:
+                    register_marker(self.config, name)
+                    markers[name] = getattr(pytest.mark, name)
+                item.add_marker(markers[name])
+            item.add_marker(group)
             yield item
 
 
