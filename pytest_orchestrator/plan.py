@@ -22,8 +22,11 @@ Five task formats are recognised, outside fenced code blocks only, and may be mi
 * Numbered checklists (Kiro's tasks.md): ``- [ ] 1. Set up the project``, ``- [ ] 1.1 Create the
   models``, flat or indented, with bullets, blank lines and ``_Requirements: 1.1_`` lines below
   each item (they are its description). An item whose number prefixes another item's (``1`` of
-  ``1.1``) is a group, not a task: its text becomes part of its children's context and
-  milestone, and a group number may appear twice. ``- [ ]* 1.2`` marks an optional task.
+  ``1.1``) is a group: its text becomes part of its children's context and milestone, and a
+  group number may appear twice. A group is not a task unless lines below it, other than
+  ``_Requirements:`` ones, say what to do (Kiro's flat ``1. Implement X`` with its steps, then
+  ``1.1`` and ``1.2`` as tests): then its first appearance is a task as well. ``- [ ]* 1.2``
+  marks an optional task.
 * Checklists without ids (ralph's fix_plan.md): ``- [ ] Implement auth`` under ``## High
   Priority``. Each top-level item is a task whose id is derived from its text, so inserting an
   item never renumbers the others: a slug of its first words and the first four hex digits of the
@@ -268,8 +271,8 @@ def _parse(lines: list[str], path: str) -> Plan:
             path,
             None,
             f"{NO_TASKS}: expected headings like '## Task 1.1: Title', checklist lines like "
-            "'- [ ] T001 Description' or '- [ ] 1.1 Description', '<task>' elements, or "
-            "'- [ ] Description' items under a heading such as '## Tasks' or '## High Priority'",
+            "'- [ ] T001 Description', '<task>' elements, or checklists ('- [ ] 1.1 Description', "
+            "'- [ ] Description') under a heading such as '## Tasks' or '## High Priority'",
         )
     stray = doc.stray_verification({b.line - 1 for t in tasks for b in t.code_blocks})
     if stray is not None:
@@ -290,6 +293,7 @@ _CHECKBOX = re.compile(r"^(?P<indent>\s*)[-*+]\s+\[(?P<mark>[ xX~-])\](?P<option
 _SPECKIT_TOKEN = re.compile(r"^T\d[\w.-]*")
 _SPECKIT_ID = re.compile(r"T\d+(?:\.\d+)*[a-zA-Z]?")
 _NUMBERED = re.compile(r"^(?P<id>\d+(?:\.\d+)*)(?P<dot>\.?)(?:[ \t]+|$)")
+_REFERENCE = re.compile(r"^\s*(?:[-*+]\s+)?[_*]*(?:requirements?|validates)\b", re.IGNORECASE)
 _YAML_KEY = re.compile(r"^[A-Za-z_][\w-]*\s*:(\s|$)")
 _TAG = re.compile(r"^\[(?P<tag>P|US\d+)\]\s*", re.IGNORECASE)
 _LABEL = re.compile(r"^\s*\*\*(?P<name>[^*\n]+?)(?::\*\*|\*\*\s*:)\s*(?P<value>.*)$")
@@ -683,8 +687,8 @@ class _Document:
         self.starts: list[_Start] = []
         self.title = ""
         self._scan(self._front_matter_end())
-        self._resolve_groups()
         self._start_list = [start.index for start in self.starts]
+        self._resolve_groups()
         # The scan records them in line order.
         self._heading_list = list(self.headings)
         self._fence_list = list(self.fences)
@@ -898,8 +902,10 @@ class _Document:
             if not start.numbered:
                 continue
             if start.id in parents:
+                # Kiro often writes "1. Implement X" with the steps below it and only optional
+                # tests as 1.1 and 1.2: that work is a task too, or it would never be dispatched.
+                start.group = start.id in titles or not self._has_own_work(start)
                 titles[start.id] = start.title
-                start.group = True
                 continue
             parts = start.id.split(".")
             groups = [
@@ -910,6 +916,13 @@ class _Document:
             if groups:
                 start.context = " > ".join(part for part in (start.context, *groups) if part)
                 start.groups = " > ".join(groups)
+
+    def _has_own_work(self, start: _Start) -> bool:
+        """Whether a numbered item says what to do below it, beyond ``_Requirements: 1.1_``."""
+        return any(
+            line.strip() and not _REFERENCE.match(line)
+            for line in self.lines[start.index + 1 : self._section_end(start)]
+        )
 
     def _xml_task(self, index: int, frame: _Frame) -> _Start:
         lines = self.lines

@@ -756,9 +756,16 @@ def test_kiro_plan() -> None:
     plan = parse_plan(PLANS / "kiro_tasks.md")
     tasks = by_id(plan)
     # 1 and 2 have numbered children, so they are groups; 2 appears twice; 3 and 4 have none.
-    assert [t.id for t in plan.tasks] == ["1.1", "1.2", "2.1", "2.2", "2.3", "3", "2.4", "4"]
+    # 1 also says what to do below it, so it is a task as well; 2 only holds its children.
+    assert [t.id for t in plan.tasks] == ["1", "1.1", "1.2", "2.1", "2.2", "2.3", "3", "2.4", "4"]
     assert [t.id for t in plan.tasks if t.optional] == ["1.2", "2.2"]
-    assert [t.id for t in plan.tasks if t.checked] == ["1.1"]  # [-] is in progress, not done
+    assert [t.id for t in plan.tasks if t.checked] == ["1", "1.1"]  # [-] is in progress, not done
+    assert tasks["1"].description == (
+        "- Create `src/ratelimit/__init__.py` and `src/ratelimit/config.py`\n"
+        "- Load limits per route from `config/limits.yaml`\n"
+        "- _Requirements: 1.1, 1.2_"
+    )
+    assert (tasks["1"].checked, tasks["1"].milestone) == (True, "Implementation Plan")
     assert tasks["1.1"].milestone == (
         "Implementation Plan > 1. Set up the rate limiter module and its configuration"
     )
