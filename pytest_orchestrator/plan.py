@@ -567,6 +567,7 @@ def _list_items(text: str) -> list[str]:
 
 _XML_OPEN = re.compile(r"^\s*<task(?P<attrs>\s[^>]*)?>")
 _XML_CLOSE = "</task>"
+_BULLET = re.compile(r"^[-*+]\s+")
 _XML_ATTR = re.compile(r'(?P<name>[\w:-]+)\s*=\s*"(?P<value>[^"]*)"')
 _XML_CHILD = re.compile(r"<(?P<tag>[A-Za-z_][\w-]*)(?:\s[^>]*)?>(?P<body>.*?)</(?P=tag)\s*>", re.DOTALL)
 _XML_ENTITY = re.compile(r"&(?:(?P<name>amp|lt|gt|quot|apos)|#(?P<dec>\d+)|#[xX](?P<hex>[0-9a-fA-F]+));")
@@ -1167,7 +1168,7 @@ class _Document:
                 continue
             if tag == "files":
                 for entry in re.split(r"[,\n]", _xml_text(body)):
-                    entry = entry.strip().lstrip("-* ").strip("`")
+                    entry = _BULLET.sub("", entry.strip()).strip("`")
                     if entry and entry.split()[0].lower() not in ("n/a", "none", "-"):
                         files.append(_LINE_RANGE.sub("", entry.split()[0]))
             elif tag in ("action", "what-built"):

@@ -1113,6 +1113,18 @@ def test_gsd_entities_cdata_and_a_missing_close() -> None:
         parse('# P\n\n<task type="auto">\n<name>Task 1: A</name>\n')
 
 
+def test_gsd_files_lists() -> None:
+    task = only(
+        '<task type="auto">\n<name>Task 3: Files</name>\n'
+        "<files>\n  - `src/a.py`\n  - src/b.py (new)\n  **/*.test.ts, docs/c.md:10-20\n</files>\n</task>\n"
+    )
+    assert task.files == ("src/a.py", "src/b.py", "**/*.test.ts", "docs/c.md")
+    checkpoint = only(
+        '<task type="checkpoint:human-verify">\n<files>n/a — checkpoint task</files>\n</task>\n'
+    )
+    assert (checkpoint.files, checkpoint.title, checkpoint.id) == ((), "checkpoint", "checkpoint-5c52")
+
+
 def test_gsd_tasks_in_a_fence_are_examples() -> None:
     plan = parse(
         """\
