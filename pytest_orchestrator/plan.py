@@ -534,11 +534,6 @@ def _may_hold_id(item: str) -> bool:
     return close > 0 and item[close + 1 : close + 9].lstrip("* \t")[:1] == "T"
 
 
-def _between(indexes: list[int], first: int, end: int) -> list[int]:
-    """The sorted `indexes` from `first` up to, not including, `end`."""
-    return indexes[bisect_left(indexes, first) : bisect_left(indexes, end)]
-
-
 def _unique(items: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
@@ -635,6 +630,8 @@ def _decode_entities(text: str) -> str:
 
 # ---- document structure ----
 
+_LABEL_LINE, _HEADING_LINE, _FENCE_LINE = range(3)
+
 
 @dataclass(slots=True)
 class _Fence:
@@ -684,7 +681,9 @@ class _Document:
         self.fences: dict[int, _Fence] = {}
         self.headings: dict[int, int] = {}  # line index -> level, outside fences
         self.rules: list[int] = []
-        self.labels: list[int] = []  # lines that may be a bold label ("**Files:**"), in order
+        # Lines that may start or end a block of a section, in order: a bold label
+        # ("**Files:**", kind _LABEL_LINE), a heading or a fence.
+        self.events: list[tuple[int, int]] = []
         self.starts: list[_Start] = []
         self.title = ""
         self._scan(self._front_matter_end())
@@ -692,7 +691,7 @@ class _Document:
         self._resolve_groups()
         # The scan records them in line order.
         self._heading_list = list(self.headings)
-        self._fence_list = list(self.fences)
+        self._event_list = [index for index, _ in self.events]
 
     def _front_matter_end(self) -> int:
         # The first key is required so that a plan opening with a --- rule keeps its text.
@@ -762,12 +761,14 @@ class _Document:
                 fence = self._fence_at(index)
                 if fence is not None:
                     self.fences[index] = fence
+                    self.events.append((index, _FENCE_LINE))
                     resume = fence.end + 1
             elif lead == "#":
                 heading = _heading(line)
                 if heading is not None:
                     level, text = heading
                     self.headings[index] = level
+                    self.events.append((index, _HEADING_LINE))
                     if level == 1 and not self.title:
                         self.title = text
                     task = self._task_heading(index, text) if level >= 2 else None
@@ -806,7 +807,7 @@ class _Document:
                 elif lead == "_":
                     pass
                 elif stripped.startswith("**"):
-                    self.labels.append(index)
+                    self.events.append((index, _LABEL_LINE))
                     if frame.lists_tasks and (label := _LABEL.match(line)):
                         review_label = _REVIEW_HEADING.search(label["name"].lower()) is not None
                 elif "[" in stripped[1:6] and (frame.lists_tasks or _may_hold_id(stripped)):
@@ -983,23 +984,19 @@ class _Document:
         if first >= end:
             return [], []  # a checklist line followed by the next one
         # Only labels, headings and fences start or end a block: visit those, not every line.
-        events = sorted(
-            [(index, 0) for index in _between(self.labels, first, end)]
-            + [(index, 1) for index in _between(self._heading_list, first, end)]
-            + [(index, 2) for index in _between(self._fence_list, first, end)]
-        )
+        events = self.events[bisect_left(self._event_list, first) : bisect_left(self._event_list, end)]
         lines = self.lines
         block = _Block(None, "", first)
         blocks = [block]
         fences: list[tuple[_Fence, bool]] = []
         for index, kind in events:
-            if kind == 2:
+            if kind == _FENCE_LINE:
                 after_verify = block.name in _VERIFY and all(
                     not line or line.isspace() for line in lines[block.first : index]
                 )
                 fences.append((self.fences[index], after_verify))
                 continue
-            if kind == 0:
+            if kind == _LABEL_LINE:
                 label = _LABEL.match(lines[index])
                 if label is None:
                     continue
