@@ -1,4 +1,4 @@
-"""Unit tests for the plan parser: the five seed plans, and the edge cases of the format."""
+"""Unit tests for the plan parser: the seed plans, one plan per tool format, and the edge cases."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ from pytest_orchestrator.plan import (
 
 # The five specification documents, copied verbatim: they are the real-world plan formats.
 SEEDS = Path(__file__).resolve().parent / "data" / "seeds"
+# One plan in each format of the tools that write plans, written from their documentation.
+PLANS = Path(__file__).resolve().parent / "data" / "plans"
 
 
 def seed(prefix: str) -> Path:
@@ -210,6 +212,9 @@ def test_seed_002_has_no_tasks() -> None:
         ("## **Task 6:** Bold", "6", "Bold"),
         ("## task 7: lower case ##", "7", "lower case"),
         ("## Task 8", "8", ""),
+        ("### Task 02-01-03: Leading zeros", "02-01-03", "Leading zeros"),
+        ("## Task 1.2_1: Alpha", "1.2_1", "Alpha"),
+        ("## Task 1.2a.3 - Mixed", "1.2a.3", "Mixed"),
     ],
 )
 def test_heading_formats(heading: str, task_id: str, title: str) -> None:
@@ -228,6 +233,93 @@ def test_headings_that_are_not_tasks(heading: str) -> None:
 def test_tags_on_a_heading() -> None:
     task = only("## Task 1: [P] [us3] Tagged\n")
     assert (task.title, task.parallel, task.story) == ("Tagged", True, "US3")
+
+
+@pytest.mark.parametrize("heading", ["## Task 1.x: Half an id", "### Task 2fa setup", "## Task 3..4: Range"])
+def test_an_id_that_cannot_be_read_is_an_error_not_half_a_task(heading: str) -> None:
+    with pytest.raises(PlanError) as info:
+        parse(f"# M\n\n{heading}\n\nBody.\n")
+    assert str(info.value).startswith("plans/x.md:3: cannot read the task id")
+    assert "1.2_1 or 02-01-03" in str(info.value)
+
+
+def test_task_headings_of_mixed_levels() -> None:
+    plan = parse(
+        """\
+        # Milestone
+
+        ## Phase 1
+        #### Task 1.1: Deep
+        **Acceptance Criteria:**
+        - [ ] one
+        #### Task 1.2: Also deep
+        Body of 1.2.
+
+        ## Phase 2
+        ### Task 2.1: Shallower
+        #### Notes for 2.1
+        Still 2.1.
+        ### Task 2.2: Sibling
+        ##### Task 2.2.1: Deeper inside 2.2
+        ## Phase 3
+        #### Task 3.1: Deep again
+        """
+    )
+    assert [(t.id, t.line) for t in plan.tasks] == [
+        ("1.1", 4),
+        ("1.2", 7),
+        ("2.1", 11),
+        ("2.2", 14),
+        ("2.2.1", 15),
+        ("3.1", 17),
+    ]
+    tasks = by_id(plan)
+    assert [c.text for c in tasks["1.1"].acceptance_criteria] == ["one"]
+    assert tasks["1.2"].description == "Body of 1.2."
+    assert tasks["2.1"].description == "#### Notes for 2.1\nStill 2.1."
+    assert tasks["2.2"].description == ""
+
+
+@pytest.mark.parametrize(
+    ("heading", "title"),
+    [
+        ("### Task 1.2: Title ✅ COMPLETED", "Title"),
+        ("### Task 1.2: Title ✅", "Title"),
+        ("### Task 1.2: Title - ✅ Done", "Title"),
+        ("### Task 1.2: Title (completed)", "Title"),
+        ("### Task 1.2 ✅ COMPLETED", ""),
+    ],
+)
+def test_a_completed_heading_is_checked_and_loses_its_marker(heading: str, title: str) -> None:
+    task = only(f"{heading}\n\nBody.\n")
+    assert (task.id, task.title, task.checked) == ("1.2", title, True)
+
+
+def test_a_completed_heading_ticks_what_is_under_it_only() -> None:
+    plan = parse(
+        """\
+        # Fix Plan
+        ## Backlog
+        ### Completed
+        - [ ] Old item
+        ### Task 5: After a Completed sibling
+        ## Phase 1 ✅
+        - [ ] T001 Done in phase 1
+        ## Tasks to get done
+        - [ ] New item
+        """
+    )
+    assert [(t.title, t.checked) for t in plan.tasks] == [
+        ("Old item", True),
+        ("After a Completed sibling", False),
+        ("Done in phase 1", True),
+        ("New item", False),
+    ]
+
+
+def test_a_status_label_ticks_a_task() -> None:
+    plan = parse("## Task 1: A\n**Status**: ✅ Done\n\n## Task 2: B\n**Status**: ⏸️ TODO\n")
+    assert [t.checked for t in plan.tasks] == [True, False]
 
 
 # ---- sections ----
@@ -575,3 +667,495 @@ def test_to_dict_is_json() -> None:
     assert task["verification"] == {"lang": "bash", "code": "true", "line": 7}
     assert task["code_blocks"] == [task["verification"]]
     assert task["acceptance_criteria"] == [{"text": "c", "checked": True}]
+
+
+def test_new_fields_have_defaults_and_the_task_stays_frozen_and_hashable() -> None:
+    task = Task("1", "A")
+    assert (task.checked, task.optional, task.priority) == (False, False, None)
+    assert hash(task) == hash(Task("1", "A"))
+    assert {task, Task("1", "A", checked=True)} == {task, Task("1", "A", checked=True)}
+    with pytest.raises(AttributeError):
+        task.checked = True  # type: ignore[misc]
+    assert pickle.loads(pickle.dumps(task)) == task
+    data = Task("1", "A", checked=True, optional=True, priority="high").to_dict()
+    assert (data["checked"], data["optional"], data["priority"]) == (True, True, "high")
+
+
+def test_parse_plan_can_name_the_plan(tmp_path: Path) -> None:
+    path = tmp_path / "plan.md"
+    path.write_text("## Task 1: A\n", encoding="utf-8")
+    assert parse_plan(path, "plans/plan.md").tasks[0].plan == "plans/plan.md"
+    with pytest.raises(PlanError, match=r"^plans/gone\.md: plan file not found$"):
+        parse_plan(tmp_path / "gone.md", "plans/gone.md")
+
+
+# ---- spec-kit: checklist lines with ids ----
+
+
+def test_speckit_plan() -> None:
+    plan = parse_plan(PLANS / "speckit_tasks.md")
+    tasks = by_id(plan)
+    assert plan.title == "Tasks: CSV and JSON Export"
+    assert [t.id for t in plan.tasks] == [
+        "T001", "T002", "T003", "T004", "T005", "T005a", "T005b", "T006",
+        "T007", "T008", "T009", "T010", "T011", "T012", "T013", "T014", "T015", "T016",
+    ]  # fmt: skip
+    assert [t.id for t in plan.tasks if t.checked] == ["T001", "T002", "T004", "T005", "T005a"]
+    t005a = tasks["T005a"]
+    assert (t005a.title, t005a.files, t005a.line) == (
+        "Handle NULL columns in the row iterator in src/export/rows.py",
+        ("src/export/rows.py",),
+        34,
+    )
+    assert tasks["T005"].description == "Phase 2: Foundational (Blocking Prerequisites)"
+    assert (tasks["T005b"].parallel, tasks["T005b"].checked) == (True, False)
+    # "(Priority: P1)" in the phase heading.
+    assert {t.id: t.priority for t in plan.tasks if t.priority} == {
+        **{f"T0{n:02}": "high" for n in range(7, 12)},
+        **{f"T0{n:02}": "medium" for n in range(12, 15)},
+    }
+    t009 = tasks["T009"]
+    assert (t009.story, t009.files) == ("US1", ("src/export/csv.py",))
+    assert (
+        t009.description
+        == "- Quote fields that contain the delimiter\n- Write a UTF-8 BOM only when `excel=true`"
+    )
+
+
+def test_letter_suffixed_ids_are_tasks_of_their_own() -> None:
+    plan = parse(
+        """\
+        ## Phase 2
+        - [x] T005 Parse rows
+          more of T005
+        - [x] T005a Handle NULL columns
+        - [ ] T5.1 Dotted
+        - [ ] T006 Register
+        """
+    )
+    assert [(t.id, t.checked) for t in plan.tasks] == [
+        ("T005", True),
+        ("T005a", True),
+        ("T5.1", False),
+        ("T006", False),
+    ]
+    assert plan.tasks[0].description == "more of T005"
+
+
+@pytest.mark.parametrize("line", ["- [ ] T005_b Underscore", "- [x] T005ab Two letters", "- [ ] T5-1 Dash"])
+def test_a_checklist_id_that_cannot_be_read_is_an_error(line: str) -> None:
+    with pytest.raises(PlanError) as info:
+        parse(f"## Tasks\n- [ ] T004 Before\n{line}\n")
+    assert str(info.value).startswith("plans/x.md:3: cannot read the task id")
+
+
+# ---- Kiro: numbered checklists ----
+
+
+def test_kiro_plan() -> None:
+    plan = parse_plan(PLANS / "kiro_tasks.md")
+    tasks = by_id(plan)
+    # 1 and 2 have numbered children, so they are groups; 2 appears twice; 3 and 4 have none.
+    # 1 also says what to do below it, so it is a task as well; 2 only holds its children.
+    assert [t.id for t in plan.tasks] == ["1", "1.1", "1.2", "2.1", "2.2", "2.3", "3", "2.4", "4"]
+    assert [t.id for t in plan.tasks if t.optional] == ["1.2", "2.2"]
+    assert [t.id for t in plan.tasks if t.checked] == ["1", "1.1"]  # [-] is in progress, not done
+    assert tasks["1"].description == (
+        "- Create `src/ratelimit/__init__.py` and `src/ratelimit/config.py`\n"
+        "- Load limits per route from `config/limits.yaml`\n"
+        "- _Requirements: 1.1, 1.2_"
+    )
+    assert (tasks["1"].checked, tasks["1"].milestone) == (True, "Implementation Plan")
+    assert tasks["1.1"].milestone == (
+        "Implementation Plan > 1. Set up the rate limiter module and its configuration"
+    )
+    assert tasks["2.4"].milestone == "Implementation Plan > 2. Enforce limits in the API (continued)"
+    assert tasks["1.2"].title == "Write property tests for the token bucket"
+    assert tasks["2.1"].description == (
+        "- Identify the caller by API key, else by client IP\n"
+        "- Return 429 with a `Retry-After` header when the bucket is empty\n\n"
+        "- _Requirements: 2.1, 2.2, 3.1_"
+    )
+    assert tasks["3"].title == "Checkpoint - Ensure all tests pass, ask the user if questions arise."
+    assert tasks["4"].milestone == "Implementation Plan"
+    assert tasks["4"].description.endswith("- _Requirements: 4.1_")
+
+
+def test_kiro_items_right_under_the_title() -> None:
+    plan = parse(
+        """\
+        # Implementation Plan
+
+        - [ ] 1. Scaffold
+        - [ ] 1.1 Create the package
+        - [x] 1.2 Add the CLI entry point
+        - [ ]* 1.3 Write smoke tests
+        - [ ] 2. Release
+        """
+    )
+    assert [(t.id, t.checked, t.optional) for t in plan.tasks] == [
+        ("1.1", False, False),
+        ("1.2", True, False),
+        ("1.3", False, True),
+        ("2", False, False),
+    ]
+    # No text of its own: the group it belongs to says what it is part of.
+    assert plan.tasks[0].description == "1. Scaffold"
+
+
+def test_numbered_boxes_inside_a_task_are_its_own() -> None:
+    task = only(
+        """\
+        ## Tasks
+        ### Task 1: Migrate
+        - [ ] 1. Back up the database
+        - [ ] 2. Run the migration
+        """
+    )
+    assert task.description == "- [ ] 1. Back up the database\n- [ ] 2. Run the migration"
+
+
+# ---- ralph: checklists without ids ----
+
+RALPH_IDS = [
+    "set-up-basic-project-structure-and-841d",
+    "implement-auth-e82a",
+    "create-test-framework-and-initial-tests-8c89",
+    "add-error-handling-and-validation-9e0d",
+    "implement-auth-e82a-2",
+    "add-configuration-management-in-src-app-6491",
+    "performance-optimization-f805",
+    "extended-feature-set-9a2d",
+    "write-the-user-documentation-2946",
+    "project-initialization-048b",
+    "set-up-ci-4dd3",
+]
+
+
+def test_ralph_plan() -> None:
+    plan = parse_plan(PLANS / "ralph_fix_plan.md")
+    assert [t.id for t in plan.tasks] == RALPH_IDS
+    assert [t.priority for t in plan.tasks] == [
+        *["high"] * 3,
+        *["medium"] * 3,
+        *["low"] * 2,
+        "high",  # **Priority:** P1 under "In Progress"
+        None,
+        None,
+    ]
+    tasks = by_id(plan)
+    assert [t.id for t in plan.tasks if t.checked] == [
+        "add-configuration-management-in-src-app-6491",  # ✅
+        "project-initialization-048b",  # under "Completed"
+        "set-up-ci-4dd3",
+    ]
+    assert tasks["add-configuration-management-in-src-app-6491"].title == (
+        "Add configuration management in src/app/config.py"
+    )
+    auth = tasks["implement-auth-e82a"]
+    # A nested box belongs to its item: a sub-step, not a task.
+    assert (
+        auth.description
+        == "- [ ] Login endpoint returns a session cookie\n- Use bcrypt for the password hashes"
+    )
+    assert tasks["create-test-framework-and-initial-tests-8c89"].files == ("tests/conftest.py",)
+    # Notes, Completion Verification, Evidence Gates and Final Steps hold no tasks.
+    assert all("verify" not in t.title and "milestone" not in t.title for t in plan.tasks)
+
+
+def test_derived_ids_survive_inserting_ticking_and_moving_items() -> None:
+    before = parse("## TODO\n- [ ] Implement auth\n- [ ] Write docs\n")
+    after = parse(
+        "## High Priority\n- [ ] Add rate limits\n- [ ] Write docs\n\n## Completed\n- [x] Implement auth\n"
+    )
+    assert [t.id for t in before.tasks] == ["implement-auth-e82a", "write-docs-40e0"]
+    assert [t.id for t in after.tasks] == ["add-rate-limits-5f12", "write-docs-40e0", "implement-auth-e82a"]
+    # Case and spacing are not part of the text.
+    assert only("## TODO\n- [ ] implement   AUTH\n").id == "implement-auth-e82a"
+
+
+def test_derived_ids_of_long_and_non_ascii_text() -> None:
+    plan = parse(
+        "## Backlog\n"
+        "- [ ] Refactor the extraordinarily complicated configuration loader module today\n"
+        "- [ ] 扫描项目目录结构\n"
+        "- [ ] Café menu\n"
+    )
+    assert [t.id for t in plan.tasks] == [
+        "refactor-the-extraordinarily-complicated-1105",
+        "task-ace8",
+        "cafe-menu-c197",
+    ]
+
+
+@pytest.mark.parametrize(
+    "heading",
+    [
+        "## Tasks",
+        "## TODO",
+        "## Backlog",
+        "# Fix Plan",
+        "## Implementation Plan",
+        "## 🔴 High Priority (MANDATORY - Phase 1)",
+        "## Priority 2: Core",
+        "## Next Steps",
+        "## Phase 3: Polish",
+        "## In Progress",
+        "## Sprint 4",
+    ],
+)
+def test_headings_that_name_work_list_tasks(heading: str) -> None:
+    assert len(parse(f"# Team board\n\n{heading}\n\n- [ ] Do the thing\n").tasks) == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "# Fix Plan\n\n## Review\n- [ ] Do the thing\n",
+        "## Tasks\n### Acceptance Criteria\n- [ ] Do the thing\n",
+        "## Checklist\n- [ ] Do the thing\n",
+        "## Definition of Done\n- [ ] Do the thing\n",
+        "## Status\n- [x] Do the thing\n",
+        "## Tasks\n### Verification\n- [ ] Do the thing\n",
+        "## Requirements\n- [ ] Do the thing\n",
+        "## Completion Checklist\n- [ ] Do the thing\n",
+        "## Plan review\n- [ ] Do the thing\n",
+        # The title names work only for the items right under it.
+        "# Milestone 2: Search\n\n## E2E Test Scenario\n- [ ] Do the thing\n",
+        # Boxes after a review label are a review.
+        "## Tasks\n**Success Criteria:**\n- [ ] Do the thing\n",
+        # Nothing names work.
+        "# Meeting\n\n## Monday\n- [ ] Do the thing\n",
+    ],
+)
+def test_review_boxes_are_never_tasks(text: str) -> None:
+    with pytest.raises(PlanError, match="no tasks found"):
+        parse(text)
+
+
+def test_a_spec_with_only_review_boxes_has_no_tasks() -> None:
+    # spec-kit's spec.md: sixteen boxes under "Review & Acceptance Checklist" and "Execution Status".
+    path = PLANS / "speckit_spec_review.md"
+    assert path.read_text(encoding="utf-8").count("- [") == 16
+    with pytest.raises(PlanError, match="no tasks found"):
+        parse_plan(path)
+
+
+def test_criteria_of_a_task_under_a_tasks_heading_stay_criteria() -> None:
+    task = only(
+        """\
+        # Fix Plan
+
+        ## Tasks
+
+        ### Task 1: Login
+        **Acceptance Criteria:**
+        - [ ] a session cookie is set
+        - [x] the password is hashed
+
+        #### Steps
+        - [ ] write the handler
+        """
+    )
+    assert [(c.text, c.checked) for c in task.acceptance_criteria] == [
+        ("a session cookie is set", False),
+        ("the password is hashed", True),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "priority"),
+    [
+        ("P0", "high"),
+        ("P1", "high"),
+        ("P2", "medium"),
+        ("P3", "low"),
+        ("P4", "low"),
+        ("High", "high"),
+        ("critical", "high"),
+        ("Medium", "medium"),
+        ("low", "low"),
+        ("2", "medium"),
+        ("`P1` (blocks the release)", "high"),
+        ("soon", None),
+    ],
+)
+def test_priority_label(value: str, priority: str | None) -> None:
+    assert only(f"## Task 1: A\n**Priority:** {value}\n").priority == priority
+
+
+def test_priority_from_headings_the_nearest_wins() -> None:
+    plan = parse(
+        """\
+        # Backlog
+        ## Low Priority
+        - [ ] Tidy up
+        ### Task 1: Urgent fix (P1)
+        ### Task 2: Inherits
+        ## Priority 2: Core
+        - [ ] Core work
+        """
+    )
+    assert [(t.title, t.priority) for t in plan.tasks] == [
+        ("Tidy up", "low"),
+        ("Urgent fix (P1)", "high"),
+        ("Inherits", "low"),
+        ("Core work", "medium"),
+    ]
+
+
+# ---- get-shit-done: XML tasks ----
+
+
+def test_gsd_plan() -> None:
+    plan = parse_plan(PLANS / "gsd_plan.md")
+    assert [t.id for t in plan.tasks] == [
+        "1",
+        "2",
+        "rate-limit-signups-d160",
+        "signup-form-wired-to-the-endpoint-d982",
+    ]
+    one, two, three, checkpoint = plan.tasks
+    assert (one.title, one.line, one.type) == ("Create the user model", 41, "auto")
+    assert one.files == ("src/models/user.py", "tests/test_user.py")
+    assert one.description == (
+        "Add a `User` model with `email` (unique, lower-cased) and `password_hash`.\n"
+        "Hash with argon2, never store the plain password & never log it.\n"
+        "Use the existing `Base` from src/models/base.py."
+    )
+    assert one.verification == CodeBlock("bash", "python -m pytest tests/test_user.py -q", 47)
+    assert one.code_blocks == (one.verification,)
+    assert one.acceptance_criteria == (Criterion("User model exists & tests pass"),)
+
+    assert two.files == ("src/api/signup.py", "tests/test_signup.py")
+    assert two.description.endswith("(length < 12) with 422.")
+    assert two.verification == CodeBlock(
+        "bash", "python -m pytest tests/test_signup.py -q && ruff check src/api/signup.py", 61
+    )
+    assert [c.text for c in two.acceptance_criteria] == [
+        "The error message names the rule that failed",
+        "`POST /signup` with a new email returns 201",
+        "A duplicate email returns 409",
+        "Signup works end to end",
+    ]
+
+    # A prose <verify> is a criterion, not a script; other elements are notes.
+    assert three.verification is None
+    assert [c.text for c in three.acceptance_criteria] == [
+        "The sixth signup from one address within an hour returns 429",
+        "Signup is rate limited",
+    ]
+    assert three.implementation_notes == "read_first:\nsrc/api/middleware.py"
+
+    assert checkpoint.type == "checkpoint:human-verify"
+    assert (checkpoint.title, checkpoint.description) == (
+        "Signup form wired to the endpoint",
+        "Signup form wired to the endpoint",
+    )
+    assert [c.text for c in checkpoint.acceptance_criteria] == [
+        "Run `npm run dev` and visit /signup",
+        "Sign up with a new email; expect a redirect to /welcome",
+        'Sign up again with the same email; expect "already registered"',
+    ]
+    # The <verification> and <success_criteria> boxes after the tasks are not tasks.
+    assert all(t.line < 90 for t in plan.tasks)
+
+
+def gsd(verify: str) -> Task:
+    return only(f'<task type="auto">\n<name>Task 1: V</name>\n<verify>{verify}</verify>\n</task>\n')
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "pytest -q",
+        "npm test &amp;&amp; npx tsc --noEmit",
+        "./scripts/check.sh",
+        "CI=1 uv run pytest tests/test_a.py",
+        'test "$(python3 hello.py)" = "Hello"',
+        "curl -sf http://localhost:8000/health |\n  jq -e '.ok'",
+        "$ make check",
+        "for f in a b; do\n  test -f $f\ndone",
+    ],
+)
+def test_gsd_verify_commands_become_the_verification(command: str) -> None:
+    task = gsd(command)
+    assert task.verification is not None
+    assert task.verification.lang == "bash"
+    assert "&amp;" not in task.verification.code
+    assert task.acceptance_criteria == ()
+
+
+@pytest.mark.parametrize(
+    "prose",
+    [
+        "All tests pass",
+        "- API response times are acceptable\n- No errors in the log",
+        "npx vitest run src/lib/auth.test.ts passes; npx tsc --noEmit is clean",
+        "`grep -c TODO src/a.py` returns 0",
+        "Run the app and check the page",
+    ],
+)
+def test_gsd_verify_prose_becomes_criteria(prose: str) -> None:
+    task = gsd(prose)
+    assert task.verification is None
+    assert task.acceptance_criteria
+
+
+def test_gsd_entities_cdata_and_a_missing_close() -> None:
+    task = only(
+        '<task type="auto">\n<name>Task 7: A &lt;b&gt; &#x263A; &#65;</name>\n'
+        "<action><![CDATA[keep &amp; as written]]> then &quot;decode&quot;</action>\n</task>\n"
+    )
+    assert (task.id, task.title) == ("7", "A <b> \u263a A")
+    assert task.description == 'keep &amp; as written then "decode"'
+    with pytest.raises(PlanError, match=r"plans/x\.md:3: <task> without </task>"):
+        parse('# P\n\n<task type="auto">\n<name>Task 1: A</name>\n')
+
+
+def test_gsd_files_lists() -> None:
+    task = only(
+        '<task type="auto">\n<name>Task 3: Files</name>\n'
+        "<files>\n  - `src/a.py`\n  - src/b.py (new)\n  **/*.test.ts, docs/c.md:10-20\n</files>\n</task>\n"
+    )
+    assert task.files == ("src/a.py", "src/b.py", "**/*.test.ts", "docs/c.md")
+    checkpoint = only(
+        '<task type="checkpoint:human-verify">\n<files>n/a — checkpoint task</files>\n</task>\n'
+    )
+    assert (checkpoint.files, checkpoint.title, checkpoint.id) == ((), "checkpoint", "checkpoint-5c52")
+
+
+def test_gsd_tasks_in_a_fence_are_examples() -> None:
+    plan = parse(
+        """\
+        ## Task 1: Document the format
+
+        ```xml
+        <task type="auto">
+          <name>Task 9: Example</name>
+        </task>
+        ```
+        """
+    )
+    assert [t.id for t in plan.tasks] == ["1"]
+
+
+# ---- superpowers: task headings with steps ----
+
+
+def test_superpowers_plan() -> None:
+    plan = parse_plan(PLANS / "superpowers_plan.md")
+    assert plan.title == "Word Count CLI Implementation Plan"
+    assert [(t.id, t.title) for t in plan.tasks] == [
+        ("1", "Counting function"),
+        ("2", "Command line interface"),
+    ]
+    one, two = plan.tasks
+    assert one.files == ("wordcount/count.py", "tests/test_count.py")
+    # "Modify: `pyproject.toml:12-18`" names the file, not the lines.
+    assert two.files == ("wordcount/cli.py", "pyproject.toml", "tests/test_cli.py")
+    # The steps are the task's own text, with their code.
+    assert one.description.startswith("- [ ] **Step 1: Write the failing test**\n\n```python")
+    assert "- [ ] **Step 5: Commit**" in one.description
+    assert [b.lang for b in one.code_blocks] == ["python", "python", "bash"]
+    assert one.verification is None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,22 +102,26 @@ class PlanFile(pytest.File):
         else:
             relative = self.nodeid.split("::")[0] or self.path.name
         try:
-            plan = parse_plan(self.path)
+            # The rootdir-relative path means something to the agent and in reports; the
+            # absolute one is a detail of this machine.
+            plan = parse_plan(self.path, relative)
         except PlanError as exc:
             if exc.message.startswith(NO_TASKS) and not self.session.isinitpath(self.path):
                 # A README or notes file that pytest walked into is not a broken plan.
                 return
-            raise self.CollectError(str(PlanError(relative, exc.line, exc.message))) from None
+            raise self.CollectError(str(exc)) from None
+        # Markers are immutable, so the tasks of a plan share them rather than build their own.
+        markers: dict[str, pytest.MarkDecorator] = {}
+        # For `--dist loadgroup`, when a user picks it: a plan is one group too.
+        group = pytest.mark.xdist_group(relative)
         for task in plan.tasks:
-            # The rootdir-relative path means something to the agent and in reports; the
-            # absolute one is a detail of this machine.
-            task = dataclasses.replace(task, plan=relative)
             item = TaskItem.from_parent(self, name=task.id, task=task, plan_key=relative)
             for name in task_markers(task):
-                register_marker(self.config, name)
-                item.add_marker(name)
-            # For `--dist loadgroup`, when a user picks it: a plan is one group too.
-            item.add_marker(pytest.mark.xdist_group(relative))
+                if name not in markers:
+                    register_marker(self.config, name)
+                    markers[name] = getattr(pytest.mark, name)
+                item.add_marker(markers[name])
+            item.add_marker(group)
             yield item
 
 

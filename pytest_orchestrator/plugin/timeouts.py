@@ -34,9 +34,11 @@ def bound_task_time(items: list[pytest.Item], seconds: float) -> None:
     """Give each task a pytest-timeout marker of `seconds`, unless it has its own."""
     from .items import TaskItem
 
+    # One marker shared by every item: a plan of ten thousand tasks need not build ten thousand.
+    marker = pytest.mark.timeout(seconds)
     for item in items:
         if isinstance(item, TaskItem) and item.get_closest_marker("timeout") is None:
-            item.add_marker(pytest.mark.timeout(seconds))
+            item.add_marker(marker)
 
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)
