@@ -74,6 +74,9 @@ class TaskTimeout(Exception):
 
 def skip_reason(task: Task, plan_key: str, run: RunRecord, settings: Settings, *, rerun: bool) -> str | None:
     """Why the task is not dispatched in this run, or None."""
+    # Agents tick their own boxes: a re-run of the plan must not do those tasks again.
+    if task.checked and not rerun:
+        return "checked in the plan"
     # Guidance asks for another run of the task, whatever an earlier run achieved.
     if not rerun and not settings.guidance:
         done = run.store.completed(plan_key, task.id)

@@ -941,3 +941,18 @@ def test_the_lease_of_a_dead_run_is_taken_over(project: pytest.Pytester) -> None
         store.close()
     result = run(project, "plans/x.md")
     assert result.parseoutcomes() == {"passed": 3}
+
+
+def test_a_task_ticked_in_the_plan_is_skipped_unless_rerun(project: pytest.Pytester) -> None:
+    write_plan(
+        project,
+        "ticked.md",
+        "# Tasks\n\n- [x] T001 Write the parser in src/parse.py\n- [ ] T002 Wire it in src/main.py\n"
+        "\n## Task 2.1: Document it ✅ COMPLETED\n\nWrite the docs.\n",
+    )
+    result = run(project, "plans/ticked.md", "-rs")
+    assert result.parseoutcomes() == {"passed": 1, "skipped": 2}
+    assert [reason for _, reason in summary_skips(result)] == ["checked in the plan", "checked in the plan"]
+    assert keys(project) == ["plans/ticked.md::T002"]
+    again = run(project, "plans/ticked.md", "--orchestrator-rerun")
+    assert again.parseoutcomes() == {"passed": 3}
