@@ -161,9 +161,10 @@ def test_a_killed_process_is_restarted_after_its_backoff(watchdog: Callable[...,
         1,
         "killed by signal 9",
     )
+    second = component(run, "sleeper").runtime.pid
     run.stop()
     with pytest.raises(ProcessLookupError):
-        os.kill(component(run, "sleeper").runtime.pid, 0)
+        os.kill(second, 0)
     assert run.rows()["sleeper"].status == "STOPPED"
 
 
@@ -298,6 +299,17 @@ def test_the_sandbox_stopped_or_paused_by_hand_runs_again(
     run.until(lambda: (box.reload() or box.status) == "running", what="unpaused")
     assert "sandbox: liveness failed 2 times: sandbox container " in run.log()
     assert "is paused" in run.log()
+    # `orchestrator restart sandbox` restarts a container that runs, too.
+    box.reload()
+    started = box.attrs["State"]["StartedAt"]
+    run.until(lambda: run.rows().get("sandbox") is not None, what="recorded")
+    store = StateStore.open(run.state)
+    try:
+        assert ComponentStore(store).request("sandbox", "restart")
+    finally:
+        store.close()
+    run.until(lambda: (box.reload() or box.attrs["State"]["StartedAt"]) != started, what="a restarted container")
+    run.until(lambda: component(run, "sandbox").status is Status.RUNNING, what="running after the request")
     run.stop()
     box.reload()
     # The watchdog did not bring the sandbox up at its start, so it leaves it running.

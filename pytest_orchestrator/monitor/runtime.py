@@ -98,11 +98,14 @@ class ProcessRuntime:
             os.killpg(pgid, signal.SIGTERM)
         except ProcessLookupError:
             self._reap()
+            self.pid = None
             return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self._reap()
             if not _group_alive(pgid):
+                # Forgotten once gone: the pid may be someone else's tomorrow.
+                self.pid = None
                 return
             time.sleep(0.05)
         try:
@@ -110,15 +113,17 @@ class ProcessRuntime:
         except ProcessLookupError:
             pass
         self._reap(block=True)
+        self.pid = None
 
     def stop_leftovers(self) -> None:
         """Kill what the previous run of the component left in its group (a forked daemon)."""
         if self.pid is not None and _group_alive(self.pid):
             try:
                 os.killpg(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
+            except (ProcessLookupError, PermissionError):
                 pass
         self._reap()
+        self.pid = None
 
     def _reap(self, block: bool = False) -> None:
         if self.process is not None:

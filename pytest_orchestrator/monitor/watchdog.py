@@ -9,7 +9,6 @@ and each component's state is a row in the state database, for `orchestrator sta
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import signal
@@ -124,6 +123,8 @@ class Watchdog:
         self.store: ComponentStore | None = None
         self._last_beat = 0.0
         self._last_requests = 0.0
+        self._store_retry_at = 0.0
+        self._store_failed = False
         for component in spec.components:
             self.components[component.name] = self._managed(component)
 
@@ -167,20 +168,25 @@ class Watchdog:
             recorded = {row.name: row for row in self.store.components()}
         except Exception:
             return
+        import psutil
+
         for name, managed in self.components.items():
             row = recorded.get(name)
             if (
                 row is None
                 or row.kind != "process"
                 or not row.pid
+                or row.status not in ("STARTING", "RUNNING", "STOPPING")
                 or not isinstance(managed.runtime, ProcessRuntime)
             ):
                 continue
             try:
-                # Only a group leader the watchdog started: its group id is its pid.
-                if os.getpgid(row.pid) != row.pid:
+                # Only the group leader the watchdog started: its group id is its pid, and it
+                # was created when the row says it started (a pid is reused).
+                process = psutil.Process(row.pid)
+                if os.getpgid(row.pid) != row.pid or abs(process.create_time() - (row.started_at or 0)) > 5:
                     continue
-            except ProcessLookupError:
+            except (psutil.Error, OSError):
                 continue
             self.log(f"{name}: stopping pid {row.pid}, left running by an earlier watchdog")
             managed.runtime.pid = row.pid
@@ -190,6 +196,11 @@ class Watchdog:
     def close(self) -> None:
         """Stop every component this watchdog started, and record that it ended."""
         self.log("watchdog stopping: stopping its components")
+        for managed in self.components.values():
+            # Waited for here, not on the pool: a stop must not wait on a future of its own pool.
+            if managed.action is not None:
+                managed.action.result()
+                managed.action = None
         stops = [self.pool.submit(self._stop, m) for m in self.components.values()]
         for stop in stops:
             stop.result()
@@ -230,9 +241,12 @@ class Watchdog:
         for managed in self.components.values():
             self.supervise(managed, now)
         self._record_all()
-        if now - self._last_beat >= self.spec.period and self.store is not None:
+        if now - self._last_beat >= self.spec.period:
             self._last_beat = now
-            self._safely(self.store.beat)
+            if self.store is not None:
+                self._safely(self.store.beat)
+            for managed in self.components.values():
+                self.pool.submit(managed.runtime.rotate)
 
     def supervise(self, managed: Managed, now: float) -> None:
         """Everything due for one component: a finished action, an exit, probes, a start."""
@@ -241,11 +255,13 @@ class Watchdog:
                 return
             action, managed.action = managed.action, None
             error = action.exception()
-            if isinstance(error, ComponentError):
-                self.failed(managed, now, f"cannot start: {error}", start_failed=True)
-                return
             if error is not None:
-                self.failed(managed, now, f"cannot start: {type(error).__name__}: {error}", start_failed=True)
+                what = str(error) if isinstance(error, ComponentError) else f"{type(error).__name__}: {error}"
+                if managed.status is Status.STARTING:
+                    self.failed(managed, now, f"cannot start: {what}")
+                else:
+                    # A stop before a restart, or after FATAL: the next start tries again.
+                    self.log(f"{managed.spec.name}: cannot stop: {redact(what)}")
                 return
             if managed.status is Status.STARTING and "startup" not in managed.tracks:
                 self._started(managed, now)
@@ -277,6 +293,10 @@ class Watchdog:
         if reason is not None:
             managed.restarts += 1
         managed.started_at, managed.started_mono = time.time(), now
+        # A probe of the previous run must not count for this one.
+        for pending in managed.probes.values():
+            pending.cancel()
+        managed.probes.clear()
         for track in managed.tracks.values():
             track.reset(now)
         what = "restarting" if reason else "starting"
@@ -298,11 +318,17 @@ class Watchdog:
             return
         managed.status = transition(managed.status, Event.ENDED)
         managed.message = how
+        managed.probes.clear()
         self.log(f"{managed.spec.name}: {how}; restart policy {policy}: left exited")
+        # What it forked goes with it, now, while its process group is known to be its own.
+        managed.action = self.pool.submit(managed.runtime.stop, self.spec.stop_timeout)
 
-    def failed(self, managed: Managed, now: float, reason: str, start_failed: bool = False) -> None:
+    def failed(self, managed: Managed, now: float, reason: str) -> None:
         """A crash, a failed probe or a failed start: back off and restart, or give up (FATAL)."""
         reason = redact(reason)
+        for pending in managed.probes.values():
+            pending.cancel()
+        managed.probes.clear()
         managed.message = reason
         if managed.spec.restart == "never":
             managed.status = transition(managed.status, Event.ENDED)
@@ -374,9 +400,6 @@ class Watchdog:
                 continue
             self.log(f"{name}: failed {track.failures} times ({result.message})")
             if role in ("liveness", "startup"):
-                for pending in managed.probes.values():
-                    pending.cancel()
-                managed.probes.clear()
                 self.failed(managed, now, f"{role} failed {track.failures} times: {result.message}")
                 return
 
@@ -392,14 +415,24 @@ class Watchdog:
             return
         for name, what in requests:
             managed = self.components.get(name)
-            if managed is None or what != "restart" or managed.action is not None:
+            if managed is None or what != "restart":
                 continue
             self.log(f"{name}: restart requested")
+            if managed.action is not None:
+                managed.action.result()
             if managed.status is Status.FATAL:
                 managed.status = transition(managed.status, Event.CLEAR)
             managed.budget.clear()
-            self._halt(managed)
-            self.start(managed, now, reason="restart requested")
+            if managed.status in (Status.STARTING, Status.RUNNING):
+                managed.status = transition(managed.status, Event.FAILED)
+            elif managed.status in (Status.STOPPED, Status.EXITED):
+                managed.status = transition(managed.status, Event.START)
+                managed.status = transition(managed.status, Event.FAILED)
+            # As a failed liveness would: stopped (a container restarted) on the pool, then started.
+            managed.last_restart_reason = "restart requested"
+            managed.last_restart_at = time.time()
+            managed.next_start, managed.next_start_at = now, time.time()
+            managed.action = self.pool.submit(self._prepare_restart, managed)
 
     def reload(self, now: float) -> None:
         """SIGHUP: read the config again; start new components, stop removed ones, restart changed ones."""
@@ -418,7 +451,7 @@ class Watchdog:
                 continue
             self._stop(managed)
             del self.components[name]
-        self.spec = dataclasses.replace(spec)
+        self.spec = spec
         for name, component in wanted.items():
             if name not in self.components:
                 managed = self._managed(component)
@@ -428,17 +461,27 @@ class Watchdog:
             self._safely(functools.partial(self.store.forget_others, list(self.components)))
 
     def _store(self) -> None:
-        # A database briefly locked, or not there yet, must not keep the watchdog from working.
+        # A database briefly locked, or not there yet, must not keep the watchdog from working;
+        # tried again every half minute, and said once until it works.
+        now = time.monotonic()
+        if now < self._store_retry_at:
+            return
+        self._store_retry_at = now + 30
         try:
-            opened = StateStore.open(self.state_dir)
             # Locked by someone else: skip this round's records rather than stall the probes.
-            opened.conn.execute("PRAGMA busy_timeout=500")
+            opened = StateStore.open(self.state_dir, wait=0.5)
             store = ComponentStore(opened)
             store.started(",".join(self.components))
             store.forget_others(list(self.components))
             self.store = store
         except StateError as exc:
-            self.log(f"state: {exc}; components are kept, not recorded")
+            if not self._store_failed:
+                self.log(f"state: {exc}; components are kept, not recorded, until it can be opened")
+            self._store_failed = True
+            return
+        if self._store_failed:
+            self.log("state: recording again")
+        self._store_failed = False
 
     def _safely(self, write: Callable[[], Any]) -> bool:
         try:

@@ -95,10 +95,10 @@ class StateStore:
         self.path = path
 
     @classmethod
-    def open(cls, state_dir: Path) -> StateStore:
-        """Open state.db for writing, creating or upgrading it."""
+    def open(cls, state_dir: Path, wait: float = 30.0) -> StateStore:
+        """Open state.db for writing, creating or upgrading it; a lock is waited on for `wait` seconds."""
         path = state_dir / DB_NAME
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + wait
         while True:
             try:
                 state_dir.mkdir(parents=True, exist_ok=True)
@@ -109,7 +109,7 @@ class StateStore:
                     # In WAL mode NORMAL never corrupts the database; a power cut may lose
                     # the last commits, which resume then treats as an interrupted attempt.
                     conn.execute("PRAGMA synchronous=NORMAL")
-                    conn.execute("PRAGMA busy_timeout=30000")
+                    conn.execute(f"PRAGMA busy_timeout={int(wait * 1000)}")
                     store = cls(conn, path)
                     store._migrate()
                 except BaseException:
@@ -145,10 +145,13 @@ class StateStore:
                 f"cannot read state database {path}: permission denied; give this user read "
                 "access to it, or run as its owner"
             )
+        conn = None
         try:
             conn = _connect(path, readonly=True)
             version = conn.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.OperationalError:
+            if conn is not None:
+                conn.close()
             # A WAL database read-only needs its -shm file, which a reader cannot create on a
             # read-only mount or without write access to the directory. Read the file as it
             # stands: on a read-only mount nothing writes it; otherwise the latest commits,
