@@ -57,7 +57,6 @@ WATCHDOG_COMMANDS = ("watch", "up", "down", "restart")
 
 def _watchdog_command(options: argparse.Namespace) -> int:
     """`watch`, `up`, `down` and `restart`: plain Python, no pytest."""
-    import os
     from pathlib import Path
 
     from .config_file import ConfigFileError
@@ -65,6 +64,7 @@ def _watchdog_command(options: argparse.Namespace) -> int:
     from .monitor.config import WatchdogSpec, watchdog_spec
     from .project import sources_for_project
     from .settings import ConfigError, resolve
+    from .state import StateError
 
     cwd = Path.cwd()
 
@@ -102,9 +102,16 @@ def _watchdog_command(options: argparse.Namespace) -> int:
         service.request_restart(state_dir, options.name)
         print(f"restart of {options.name} requested")
         return 0
-    except (ConfigError, ConfigFileError, service.ServiceError) as exc:
+    except (ConfigError, ConfigFileError) as exc:
         print(f"orchestrator: {exc}", file=sys.stderr)
-        return 2 if not isinstance(exc, service.ServiceError) else 1
+        return 2
+    except (service.ServiceError, StateError) as exc:
+        print(f"orchestrator: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"orchestrator: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
 
 
 def _add_views(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -179,13 +186,17 @@ def _view(options: argparse.Namespace) -> int:
     except StateError as exc:
         print(f"orchestrator: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        # Ctrl-C is how `logs -f` ends: quietly, and successfully.
-        return 0 if getattr(options, "follow", False) else 130
     except BrokenPipeError:
         # The reader (`| head`) has gone; nothing left to say, and nobody to say it to.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"orchestrator: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        # Ctrl-C is how `logs -f` ends: quietly, and successfully.
+        return 0 if getattr(options, "follow", False) else 130
 
 
 def health_args(check: Sequence[str], extra: Sequence[str]) -> list[str]:

@@ -141,7 +141,11 @@ class _Reader:
             return mapping
         if isinstance(node, yaml.SequenceNode):
             return [self.value(item, (*key, index)) for index, item in enumerate(node.value)]
-        value = yaml.SafeLoader("").construct_object(node)
+        try:
+            value = yaml.SafeLoader("").construct_object(node)
+        except (yaml.YAMLError, ValueError, TypeError) as exc:
+            # An implicit date out of range (2001-13-01), or an explicit tag that does not fit.
+            raise self.fail(node, f"invalid value {node.value!r}: {exc}") from None
         if isinstance(value, str):
             return self.substitute(value, node)
         return value

@@ -32,11 +32,15 @@ _MIN_SECRET_LENGTH = 6
 _remembered: set[str] = set()
 
 
+# Any variable named like a secret, e.g. in a watchdog component's env.
+_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|CREDENTIAL|PRIVATE", re.IGNORECASE)
+
+
 def remember(environment: list[str] | None) -> None:
     """Mask from now on the secret values of a `NAME=value` list, such as a container's env."""
     for entry in environment or ():
         name, _, value = entry.partition("=")
-        if name in SECRET_ENV and len(value.strip()) >= _MIN_SECRET_LENGTH:
+        if (name in SECRET_ENV or _SECRET_NAME.search(name)) and len(value.strip()) >= _MIN_SECRET_LENGTH:
             _remembered.add(value.strip())
 
 

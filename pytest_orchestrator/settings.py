@@ -364,8 +364,10 @@ def _raw_value(setting: Setting, sources: Sources) -> tuple[str, str, Path]:
     file = sources.file
     if file is not None and setting.name in file.data:
         value = file.data[setting.name]
-        if isinstance(value, dict):
-            raise ConfigError(f"{file.where(setting.name)}: {setting.name} takes a value, not a mapping")
+        if isinstance(value, dict) or (
+            isinstance(value, list) and any(isinstance(v, dict | list) for v in value)
+        ):
+            raise ConfigError(f"{file.where(setting.name)}: {setting.name} takes a value or a list of values")
         return raw_setting(value), file.where(setting.name), file.path.parent
     ini = sources.ini(setting.ini)
     if ini:

@@ -123,7 +123,13 @@ def test_a_variable_cannot_inject_structure(tmp_path: Path) -> None:
         ),
         ("sandbox: ${NAME:?name the sandbox}\n", "orchestrator.yaml:1: NAME is required: name the sandbox"),
         ("sandbox: ${NAME\n", "orchestrator.yaml:1: invalid variable '${NAME': write ${NAME} or $$ for a $"),
-        ("sandbox: {name: x}\n", "orchestrator.yaml:1: sandbox takes a value, not a mapping"),
+        ("sandbox: {name: x}\n", "orchestrator.yaml:1: sandbox takes a value or a list of values"),
+        ("allowed_tools: [{a: 1}]\n", "orchestrator.yaml:1: allowed_tools takes a value or a list of values"),
+        (
+            "\nmax_turns: 2001-13-01\n",
+            "orchestrator.yaml:2: invalid value '2001-13-01': month must be in 1..12",
+        ),
+        ("max_turns: !!int abc\n", "orchestrator.yaml:1: invalid value 'abc': *"),
         ("- sandbox\n", "orchestrator.yaml:1: expected a mapping of settings at the top level"),
     ],
 )

@@ -783,7 +783,7 @@ def test_a_timeout_reads_like_any_other_outcome(project: pytest.Pytester, tmp_pa
     task = entry["metadata"]["orchestrator_task"]
     assert task["status"] == "timeout"
     assert task["error"] == "TIMEOUT after 2s (agent stopped in the sandbox)"
-    assert 2 <= task["duration_seconds"] < 10
+    assert 1.5 <= task["duration_seconds"] < 10
 
 
 INTERRUPTING_AGENT = """

@@ -308,7 +308,9 @@ def test_the_sandbox_stopped_or_paused_by_hand_runs_again(
         assert ComponentStore(store).request("sandbox", "restart")
     finally:
         store.close()
-    run.until(lambda: (box.reload() or box.attrs["State"]["StartedAt"]) != started, what="a restarted container")
+    run.until(
+        lambda: (box.reload() or box.attrs["State"]["StartedAt"]) != started, what="a restarted container"
+    )
     run.until(lambda: component(run, "sandbox").status is Status.RUNNING, what="running after the request")
     run.stop()
     box.reload()

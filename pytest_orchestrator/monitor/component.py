@@ -84,7 +84,6 @@ class ProbeTrack:
     last: ProbeResult | None = None
     last_at: float | None = None
     next_at: float = 0.0
-    in_flight: bool = False
     saved_at: float | None = None  # the result last written to the state database
 
     def reset(self, now: float) -> None:
@@ -95,7 +94,7 @@ class ProbeTrack:
 
     def record(self, result: ProbeResult, now: float) -> bool | None:
         """Count a result; the new verdict when a threshold was just crossed, else None."""
-        self.last, self.last_at, self.in_flight = result, now, False
+        self.last, self.last_at = result, now
         self.next_at = now + self.spec.period
         if result.ok:
             self.successes, self.failures = self.successes + 1, 0

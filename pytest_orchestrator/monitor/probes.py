@@ -49,8 +49,13 @@ class Target:
 def run_probe(spec: ProbeSpec, target: Target) -> ProbeResult:
     """Run `spec` against `target`; never longer than its timeout (plus the cost of stopping it)."""
     started = time.monotonic()
+    kind = _KINDS[spec.kind]
     try:
-        ok, message = _KINDS[spec.kind](spec, target)
+        if spec.kind in ("exec", "http"):
+            ok, message = kind(spec, target)  # each stops what it started at the timeout
+        else:
+            # A slow DNS lookup, a locked database, a huge log: bounded all the same.
+            ok, message = _within(spec.timeout, lambda: kind(spec, target), lambda: None)
     except Exception as exc:
         ok, message = False, f"{type(exc).__name__}: {exc}"
     return ProbeResult(ok, redact(message)[:300], round(time.monotonic() - started, 4))
@@ -102,7 +107,13 @@ def _exec(spec: ProbeSpec, target: Target) -> tuple[bool, str]:
             os.killpg(process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        process.communicate()
+        try:
+            process.communicate(timeout=1)
+        except subprocess.TimeoutExpired:
+            # A grandchild in a session of its own still holds the pipe: let it go.
+            if process.stdout is not None:
+                process.stdout.close()
+            process.wait()
         return False, f"timed out after {spec.timeout:g}s (killed)"
     return _exit_result(process.returncode, output)
 
@@ -145,6 +156,7 @@ def _http(spec: ProbeSpec, target: Target) -> tuple[bool, str]:
     import urllib.request
 
     url = str(spec.target)
+    shown = _without_secrets(url)
 
     def call() -> tuple[bool, str]:
         request = urllib.request.Request(url, headers={"User-Agent": "pytest-orchestrator-watchdog"})
@@ -154,11 +166,23 @@ def _http(spec: ProbeSpec, target: Target) -> tuple[bool, str]:
         except urllib.error.HTTPError as exc:
             status = exc.code
         except urllib.error.URLError as exc:
-            return False, f"GET {url}: {exc.reason}"
+            return False, f"GET {shown}: {exc.reason}"
         # Kubernetes: 200 to 399 passes.
-        return 200 <= status < 400, f"GET {url}: {status}"
+        return 200 <= status < 400, f"GET {shown}: {status}"
 
     return _within(spec.timeout, call, lambda: None)
+
+
+def _without_secrets(url: str) -> str:
+    """The URL without its user, password and query, which may carry a token."""
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    return urllib.parse.urlunsplit((parts.scheme, host + port, parts.path, "", ""))
 
 
 def _tcp(spec: ProbeSpec, target: Target) -> tuple[bool, str]:

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 PIDFILE = "watchdog.pid"
 
@@ -30,7 +31,9 @@ def running(state_dir: Path) -> int | None:
     except (OSError, ValueError):
         return None
     try:
-        alive = psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        process = psutil.Process(pid)
+        # A pid file outlives a killed watchdog, and its pid may now be any process.
+        alive = process.status() != psutil.STATUS_ZOMBIE and _is_watchdog(process.cmdline())
     except psutil.Error:
         alive = False
     if alive:
@@ -39,14 +42,36 @@ def running(state_dir: Path) -> int | None:
     return None
 
 
+def _is_watchdog(cmdline: list[str]) -> bool:
+    return "watch" in cmdline and any("orchestrator" in part for part in cmdline)
+
+
+_LOCKS: list[Any] = []
+
+
 def claim(state_dir: Path) -> None:
-    """Record this process as the watchdog; refuse when another one runs."""
-    other = running(state_dir)
-    if other is not None and other != os.getpid():
+    """Record this process as the watchdog; refuse when another one runs.
+
+    A lock on `watchdog.lock` is held while the watchdog lives, so two started at once cannot
+    both claim the state directory.
+    """
+    import fcntl
+
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        lock = (state_dir / "watchdog.lock").open("a")
+    except OSError as exc:
+        raise ServiceError(f"cannot use the state directory {state_dir}: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        other = running(state_dir)
+        where = f" (pid {other})" if other else ""
         raise ServiceError(
-            f"a watchdog is already running here (pid {other}): stop it with `orchestrator down`"
-        )
-    state_dir.mkdir(parents=True, exist_ok=True)
+            f"a watchdog is already running here{where}: stop it with `orchestrator down`"
+        ) from None
+    _LOCKS.append(lock)
     pidfile(state_dir).write_text(f"{os.getpid()}\n")
 
 
@@ -127,7 +152,10 @@ def down(state_dir: Path, timeout: float) -> int | None:
         return None
     import psutil
 
-    os.kill(pid, signal.SIGTERM)
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return pid
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         # Gone, not only its pid file: it stops its components before it exits.
@@ -137,8 +165,14 @@ def down(state_dir: Path, timeout: float) -> int | None:
         except psutil.NoSuchProcess:
             return pid
         time.sleep(0.05)
-    os.killpg(pid, signal.SIGKILL)
-    raise ServiceError(f"the watchdog (pid {pid}) did not stop within {timeout:g}s: killed it and its group")
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return pid
+    raise ServiceError(
+        f"the watchdog (pid {pid}) did not stop within {timeout:g}s and was killed; its components may "
+        "still run: the next `orchestrator up` stops what it left before starting them again"
+    )
 
 
 def request_restart(state_dir: Path, name: str) -> None:

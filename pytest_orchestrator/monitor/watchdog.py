@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..redact import redact
+from ..redact import remember as redact_remember
 from ..state import StateError, StateStore
 from ..state.components import ComponentRow, ComponentStore, ProbeRow
 from .component import Event, ProbeTrack, RestartBudget, Status, health, transition
@@ -127,6 +128,8 @@ class Watchdog:
         self._store_failed = False
         for component in spec.components:
             self.components[component.name] = self._managed(component)
+            # A component's own secrets must not reach the log or the state through its messages.
+            redact_remember([f"{k}={v}" for k, v in component.env.items()])
 
     def _managed(self, component: ComponentSpec) -> Managed:
         runtime = runtime_for(component, self.state_dir / "logs", self.docker_timeout)

@@ -198,7 +198,7 @@ class HealthChecks(pytest.Directory):
             yield ProbeCheck.from_parent(
                 self,
                 name=name,
-                nodeid=f"orchestrator.yaml::{name}",
+                nodeid=f"{probe.where.partition(':')[0] or 'orchestrator.yaml'}::{name}",
                 component=component,
                 probe=probe,
                 state_dir=self.state_dir or Path(".orchestrator"),

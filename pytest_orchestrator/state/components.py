@@ -123,11 +123,16 @@ class ComponentStore:
 
     def take_requests(self) -> list[tuple[str, str]]:
         """The pending requests, cleared as they are taken."""
-        rows = self.store.conn.execute(
-            "SELECT name, requested FROM components WHERE requested IS NOT NULL"
-        ).fetchall()
-        if rows:
-            self._write("UPDATE components SET requested = NULL WHERE requested IS NOT NULL")
+        try:
+            # One transaction: a request made between the read and the clear is not lost.
+            with self.store._transaction() as conn:
+                rows = conn.execute(
+                    "SELECT name, requested FROM components WHERE requested IS NOT NULL"
+                ).fetchall()
+                if rows:
+                    conn.execute("UPDATE components SET requested = NULL WHERE requested IS NOT NULL")
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot write to state database {self.store.path}: {exc}") from None
         return [(r["name"], r["requested"]) for r in rows]
 
     def started(self, config: str) -> None:

@@ -89,9 +89,11 @@ class _Heartbeat(threading.Thread):
             return
         try:
             while not self.stopped.wait(self.interval):
-                store.heartbeat(self.run_id, self.worker)
-        except StateError:
-            # The task writes that fail too say so; a missing beat only makes the run look frozen.
-            return
+                try:
+                    store.heartbeat(self.run_id, self.worker)
+                except StateError:
+                    # Beat on: a run whose beats stop looks dead to the next run, which would
+                    # take its plans and dispatch its task again. The task writes say what failed.
+                    continue
         finally:
             store.close()
