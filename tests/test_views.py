@@ -523,3 +523,15 @@ def test_an_unreachable_docker_engine_is_one_line_saying_what_to_do(project: Pat
     assert len(ran.err.splitlines()) == 1
     # The other logs are still shown.
     assert ran.out == "watchdog | 2026-11-23T14:05:01.000 started\n"
+
+
+def test_a_watchdog_with_a_long_period_is_not_stale_between_its_beats(project: Path) -> None:
+    rows = _store(project)
+    _live_watchdog(rows)
+    _healthy(rows)
+    # Beats every 60 s: 95 s of silence is less than three missed beats.
+    rows.store.conn.execute("UPDATE watchdog SET period = 60, heartbeat_at = ?", (time.time() - 95,))
+    ran = orchestrator(project, "status")
+    assert ran.out.splitlines()[2].startswith("Watchdog: ✓ Running")
+    rows.store.conn.execute("UPDATE watchdog SET period = 60, heartbeat_at = ?", (time.time() - 200,))
+    assert orchestrator(project, "status").out.splitlines()[2].startswith("Watchdog: ✗ Not running")

@@ -474,7 +474,7 @@ class Watchdog:
             # Locked by someone else: skip this round's records rather than stall the probes.
             opened = StateStore.open(self.state_dir, wait=0.5)
             store = ComponentStore(opened)
-            store.started(",".join(self.components))
+            store.started(",".join(self.components), self.spec.period)
             store.forget_others(list(self.components))
             self.store = store
         except StateError as exc:

@@ -60,6 +60,7 @@ class WatchdogRow:
     started_at: float
     heartbeat_at: float
     config: str | None = None
+    period: float | None = None  # seconds between its heartbeats
 
 
 def _row(cls: type[Any], row: sqlite3.Row) -> Any:
@@ -135,18 +136,19 @@ class ComponentStore:
             raise StateError(f"cannot write to state database {self.store.path}: {exc}") from None
         return [(r["name"], r["requested"]) for r in rows]
 
-    def started(self, config: str) -> None:
-        """Record this process as the watchdog."""
+    def started(self, config: str, period: float | None = None) -> None:
+        """Record this process as the watchdog, beating every `period` seconds."""
         now = time.time()
         self._write(
-            "INSERT INTO watchdog (id, pid, host, started_at, heartbeat_at, config) "
-            "VALUES (1, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, "
+            "INSERT INTO watchdog (id, pid, host, started_at, heartbeat_at, period, config) "
+            "VALUES (1, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, "
             "host = excluded.host, started_at = excluded.started_at, "
-            "heartbeat_at = excluded.heartbeat_at, config = excluded.config",
+            "heartbeat_at = excluded.heartbeat_at, period = excluded.period, config = excluded.config",
             os.getpid(),
             socket.gethostname(),
             now,
             now,
+            period,
             config,
         )
 

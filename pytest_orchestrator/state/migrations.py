@@ -103,6 +103,7 @@ MIGRATIONS: tuple[str, ...] = (
         host          TEXT NOT NULL,
         started_at    REAL NOT NULL,
         heartbeat_at  REAL NOT NULL,
+        period        REAL,
         config        TEXT
     );
     """,

@@ -94,7 +94,8 @@ def _down(watchdog: WatchdogRow | None, now: float, stale_after: float) -> str |
     if watchdog.host == socket.gethostname() and not _pid_exists(watchdog.pid):
         return "process gone"
     silent = now - watchdog.heartbeat_at
-    if silent > stale_after:
+    # It beats once a period: three missed beats, and never sooner than `stale_after`.
+    if silent > max(stale_after, 3 * (watchdog.period or 0)):
         return f"no heartbeat for {span(silent)}"
     return None
 
