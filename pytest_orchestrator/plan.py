@@ -681,9 +681,11 @@ class _Document:
         self.fences: dict[int, _Fence] = {}
         self.headings: dict[int, int] = {}  # line index -> level, outside fences
         self.rules: list[int] = []
-        # Lines that may start or end a block of a section, in order: a bold label
-        # ("**Files:**", kind _LABEL_LINE), a heading or a fence.
-        self.events: list[tuple[int, int]] = []
+        # Lines that may start or end a block of a section, in order, and what each is: a
+        # bold label ("**Files:**", _LABEL_LINE), a heading or a fence. Two flat lists, since
+        # a large plan has tens of thousands of them.
+        self.events: list[int] = []
+        self.event_kinds: list[int] = []
         self.starts: list[_Start] = []
         self.title = ""
         self._scan(self._front_matter_end())
@@ -691,7 +693,6 @@ class _Document:
         self._resolve_groups()
         # The scan records them in line order.
         self._heading_list = list(self.headings)
-        self._event_list = [index for index, _ in self.events]
 
     def _front_matter_end(self) -> int:
         # The first key is required so that a plan opening with a --- rule keeps its text.
@@ -761,14 +762,16 @@ class _Document:
                 fence = self._fence_at(index)
                 if fence is not None:
                     self.fences[index] = fence
-                    self.events.append((index, _FENCE_LINE))
+                    self.events.append(index)
+                    self.event_kinds.append(_FENCE_LINE)
                     resume = fence.end + 1
             elif lead == "#":
                 heading = _heading(line)
                 if heading is not None:
                     level, text = heading
                     self.headings[index] = level
-                    self.events.append((index, _HEADING_LINE))
+                    self.events.append(index)
+                    self.event_kinds.append(_HEADING_LINE)
                     if level == 1 and not self.title:
                         self.title = text
                     task = self._task_heading(index, text) if level >= 2 else None
@@ -807,7 +810,8 @@ class _Document:
                 elif lead == "_":
                     pass
                 elif stripped.startswith("**"):
-                    self.events.append((index, _LABEL_LINE))
+                    self.events.append(index)
+                    self.event_kinds.append(_LABEL_LINE)
                     if frame.lists_tasks and (label := _LABEL.match(line)):
                         review_label = _REVIEW_HEADING.search(label["name"].lower()) is not None
                 elif "[" in stripped[1:6] and (frame.lists_tasks or _may_hold_id(stripped)):
@@ -984,12 +988,12 @@ class _Document:
         if first >= end:
             return [], []  # a checklist line followed by the next one
         # Only labels, headings and fences start or end a block: visit those, not every line.
-        events = self.events[bisect_left(self._event_list, first) : bisect_left(self._event_list, end)]
+        low, high = bisect_left(self.events, first), bisect_left(self.events, end)
         lines = self.lines
         block = _Block(None, "", first)
         blocks = [block]
         fences: list[tuple[_Fence, bool]] = []
-        for index, kind in events:
+        for index, kind in zip(self.events[low:high], self.event_kinds[low:high], strict=True):
             if kind == _FENCE_LINE:
                 after_verify = block.name in _VERIFY and all(
                     not line or line.isspace() for line in lines[block.first : index]
