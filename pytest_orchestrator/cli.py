@@ -79,6 +79,14 @@ def _watchdog_command(options: argparse.Namespace) -> int:
 
     try:
         state_dir, docker_timeout, spec = load()
+        if options.command in ("watch", "up") and service.running(state_dir) is None:
+            from .monitor.config import preflight
+
+            problems = preflight(spec)
+            if problems:
+                for problem in problems:
+                    print(f"orchestrator: {problem}", file=sys.stderr)
+                return 2
         if options.command == "watch":
             from .monitor.watchdog import Watchdog
 

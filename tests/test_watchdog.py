@@ -636,3 +636,29 @@ def test_a_new_watchdog_stops_what_a_killed_one_left_running(tmp_path: Path) -> 
         f"worker: stopping pid {orphan}, left running by an earlier watchdog"
         in (tmp_path / ".orchestrator" / "logs" / "watchdog.log").read_text()
     )
+
+
+def test_up_refuses_a_missing_command_or_a_port_in_use_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "orchestrator.yaml").write_text(
+        FAST % {"limit": 3} + "  ghost:\n    command: [no-such-command-here]\n"
+    )
+    result = orchestrator(tmp_path, "up")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert (
+        result.stderr == "orchestrator: orchestrator.yaml:8: ghost: command not found: no-such-command-here\n"
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        (tmp_path / "orchestrator.yaml").write_text(
+            FAST % {"limit": 3}
+            + f"  web:\n    command: [sleep, '1']\n    liveness: {{tcp: '127.0.0.1:{port}'}}\n"
+        )
+        result = orchestrator(tmp_path, "watch")
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"orchestrator: orchestrator.yaml:10: web: port {port} on 127.0.0.1 is already in use: "
+        "stop what listens there, or give the component another port\n"
+    )
+    assert not (tmp_path / ".orchestrator" / "watchdog.pid").exists()

@@ -293,3 +293,49 @@ class _Reader:
                 f"period {spec.period:g}s"
             )
         return spec
+
+
+def preflight(spec: WatchdogSpec) -> list[str]:
+    """What would fail at once if the watchdog started now: a command not found, a port in use.
+
+    One line each, naming where the component is configured.
+    """
+    import os
+    import shutil
+    import socket
+    import urllib.parse
+
+    problems = []
+    for component in spec.components:
+        if component.kind != "process":
+            continue
+        program = component.command[0]
+        if "/" in program:
+            path = (component.cwd or Path()) / program
+            found = path.is_file() and os.access(path, os.X_OK)
+        else:
+            found = shutil.which(program, path=component.env.get("PATH", os.environ.get("PATH"))) is not None
+        if not found:
+            problems.append(f"{component.where}: {component.name}: command not found: {program}")
+        for probe in component.probes:
+            if probe.kind == "tcp":
+                host, port = probe.target
+            elif probe.kind == "http":
+                parts = urllib.parse.urlsplit(probe.target)
+                host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+            else:
+                continue
+            if host not in ("127.0.0.1", "localhost", "::1", "0.0.0.0"):
+                continue
+            # Something already answers where the component is to listen: it would fail to
+            # bind, or its probes would pass for the wrong process.
+            try:
+                with socket.create_connection((host, port), timeout=0.5):
+                    problems.append(
+                        f"{probe.where}: {component.name}: port {port} on {host} is already in use: "
+                        "stop what listens there, or give the component another port"
+                    )
+                    break
+            except OSError:
+                continue
+    return problems
