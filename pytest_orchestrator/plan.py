@@ -84,7 +84,7 @@ import re
 import textwrap
 import unicodedata
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -1017,7 +1017,6 @@ class _Document:
     def _split_after_gaps(self, blocks: list[_Block]) -> list[_Block]:
         """End a short label's block at the first line after a blank one that is not its own."""
         result: list[_Block] = []
-        lines, fences = self.lines, self.fences
         for block in blocks:
             result.append(block)
             # "**Estimated**: 30 minutes", a blank line, then prose: that prose is unlabelled.
@@ -1026,21 +1025,26 @@ class _Document:
             if not files and not (block.inline and block.name not in _PROSE):
                 continue
             gap = False
-            index = block.first
-            while index < block.end:
-                fence = fences.get(index)
-                if fence is not None:
-                    index = fence.end + 1
-                    continue
-                line = lines[index]
+            for index, line in self._outside_fences(block.first, block.end):
                 if not line or line.isspace():
                     gap = True
                 elif gap and not (_PLAIN_ITEM if files else _ITEM).match(line):
                     result.append(_Block(None, "", index, block.end))
                     block.end = index
                     break
-                index += 1
         return result
+
+    def _outside_fences(self, first: int, end: int) -> Iterator[tuple[int, str]]:
+        """(index, line) of the lines from `first` to `end` that no fenced block holds."""
+        lines, fences = self.lines, self.fences
+        index = first
+        while index < end:
+            fence = fences.get(index)
+            if fence is not None:
+                index = fence.end + 1
+                continue
+            yield index, lines[index]
+            index += 1
 
     def _text(self, block: _Block) -> str:
         lines = self.lines[block.first : block.end]
@@ -1055,15 +1059,7 @@ class _Document:
     def _items(self, block: _Block) -> list[tuple[str, bool]]:
         """List items outside fences, as (text, checked); indented lines continue an item."""
         items: list[tuple[str, bool]] = []
-        lines, fences = self.lines, self.fences
-        index = block.first
-        while index < block.end:
-            fence = fences.get(index)
-            if fence is not None:
-                index = fence.end + 1
-                continue
-            text = lines[index]
-            index += 1
+        for _, text in self._outside_fences(block.first, block.end):
             if match := _ITEM.match(text):
                 items.append((match["text"].strip(), match["mark"] in ("x", "X")))
             elif items and text[:1].isspace() and text.strip():
