@@ -7,6 +7,15 @@ import os
 import sys
 from collections.abc import Sequence
 
+CONFIG_HELP = "the config file (env ORCHESTRATOR_CONFIG, default orchestrator.yaml in the project root)"
+
+
+def _os_error(exc: OSError) -> int:
+    """A file or process the command could not use: one line, exit 1."""
+    where = f" {exc.filename}" if exc.filename else ""
+    print(f"orchestrator: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
+    return 1
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -40,14 +49,14 @@ def _parser() -> argparse.ArgumentParser:
         ("down", "stop the watchdog and the components it started"),
     ):
         command = commands.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
-        command.add_argument("--config", metavar="FILE", help="the config file (default orchestrator.yaml)")
+        command.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     restart = commands.add_parser(
         "restart",
         help="restart a component now; clears FATAL",
         description="Ask the running watchdog to restart a component now, clearing FATAL.",
     )
     restart.add_argument("name", metavar="NAME", help="the component, e.g. sandbox")
-    restart.add_argument("--config", metavar="FILE", help="the config file (default orchestrator.yaml)")
+    restart.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     _add_views(commands)
     return parser
 
@@ -117,13 +126,10 @@ def _watchdog_command(options: argparse.Namespace) -> int:
         print(f"orchestrator: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        where = f" {exc.filename}" if exc.filename else ""
-        print(f"orchestrator: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
+        return _os_error(exc)
 
 
 def _add_views(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    config_help = "the config file (env ORCHESTRATOR_CONFIG, default orchestrator.yaml in the project root)"
     status = commands.add_parser(
         "status",
         help="the watchdog and each component as last recorded, with their health",
@@ -132,7 +138,7 @@ def _add_views(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     status.add_argument("-v", "--verbose", action="store_true", help="add each probe's last result")
     status.add_argument("--json", action="store_true", help="print a JSON document instead")
-    status.add_argument("--config", metavar="FILE", help=config_help)
+    status.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     logs = commands.add_parser(
         "logs",
         help="the last lines of the watchdog's and the components' logs, or follow them",
@@ -145,7 +151,7 @@ def _add_views(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     logs.add_argument(
         "-n", "--lines", type=_line_count, default=50, metavar="N", help="lines of each log (default 50)"
     )
-    logs.add_argument("--config", metavar="FILE", help=config_help)
+    logs.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
 
 
 def _line_count(raw: str) -> int:
@@ -199,9 +205,7 @@ def _view(options: argparse.Namespace) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except OSError as exc:
-        where = f" {exc.filename}" if exc.filename else ""
-        print(f"orchestrator: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
+        return _os_error(exc)
     except KeyboardInterrupt:
         # Ctrl-C is how `logs -f` ends: quietly, and successfully.
         return 0 if getattr(options, "follow", False) else 130

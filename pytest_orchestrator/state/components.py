@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .store import StateError, StateStore
+from .store import StateStore
 
 
 @dataclass(frozen=True)
@@ -75,11 +75,8 @@ class ComponentStore:
         self.store = store
 
     def _write(self, sql: str, *params: Any) -> None:
-        try:
-            with self.store._transaction() as conn:
-                conn.execute(sql, params)
-        except sqlite3.Error as exc:
-            raise StateError(f"cannot write to state database {self.store.path}: {exc}") from None
+        with self.store.writing() as conn:
+            conn.execute(sql, params)
 
     def save(self, row: ComponentRow) -> None:
         """Record a component as it is now."""
@@ -115,25 +112,19 @@ class ComponentStore:
 
     def request(self, name: str, what: str) -> bool:
         """Ask the watchdog to act on a component (`restart`); False when there is no such component."""
-        try:
-            with self.store._transaction() as conn:
-                cur = conn.execute("UPDATE components SET requested = ? WHERE name = ?", (what, name))
-                return cur.rowcount > 0
-        except sqlite3.Error as exc:
-            raise StateError(f"cannot write to state database {self.store.path}: {exc}") from None
+        with self.store.writing() as conn:
+            cur = conn.execute("UPDATE components SET requested = ? WHERE name = ?", (what, name))
+            return cur.rowcount > 0
 
     def take_requests(self) -> list[tuple[str, str]]:
         """The pending requests, cleared as they are taken."""
-        try:
-            # One transaction: a request made between the read and the clear is not lost.
-            with self.store._transaction() as conn:
-                rows = conn.execute(
-                    "SELECT name, requested FROM components WHERE requested IS NOT NULL"
-                ).fetchall()
-                if rows:
-                    conn.execute("UPDATE components SET requested = NULL WHERE requested IS NOT NULL")
-        except sqlite3.Error as exc:
-            raise StateError(f"cannot write to state database {self.store.path}: {exc}") from None
+        # One transaction: a request made between the read and the clear is not lost.
+        with self.store.writing() as conn:
+            rows = conn.execute(
+                "SELECT name, requested FROM components WHERE requested IS NOT NULL"
+            ).fetchall()
+            if rows:
+                conn.execute("UPDATE components SET requested = NULL WHERE requested IS NOT NULL")
         return [(r["name"], r["requested"]) for r in rows]
 
     def started(self, config: str, period: float | None = None) -> None:

@@ -64,6 +64,10 @@ class Completion:
 _Write = TypeVar("_Write", bound=Callable[..., Any])
 
 
+def _write_failed(path: Path, exc: sqlite3.Error) -> StateError:
+    return StateError(f"cannot write to state database {path}: {exc}")
+
+
 def _write(method: _Write) -> _Write:
     """A write that fails (disk full, read-only file) raises StateError, naming the database."""
 
@@ -72,7 +76,7 @@ def _write(method: _Write) -> _Write:
         try:
             return method(self, *args, **kwargs)
         except sqlite3.Error as exc:
-            raise StateError(f"cannot write to state database {self.path}: {exc}") from None
+            raise _write_failed(self.path, exc) from None
 
     return write  # type: ignore[return-value]
 
@@ -175,6 +179,15 @@ class StateStore:
     def close(self) -> None:
         """Close the connection."""
         self.conn.close()
+
+    @contextmanager
+    def writing(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction; a write that fails (disk full, read-only file) raises StateError."""
+        try:
+            with self._transaction() as conn:
+                yield conn
+        except sqlite3.Error as exc:
+            raise _write_failed(self.path, exc) from None
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
