@@ -535,3 +535,11 @@ def test_a_watchdog_with_a_long_period_is_not_stale_between_its_beats(project: P
     assert ran.out.splitlines()[2].startswith("Watchdog: ✓ Running")
     rows.store.conn.execute("UPDATE watchdog SET period = 60, heartbeat_at = ?", (time.time() - 200,))
     assert orchestrator(project, "status").out.splitlines()[2].startswith("Watchdog: ✗ Not running")
+
+
+def test_no_log_at_all_says_how_to_start_the_watchdog(project: Path) -> None:
+    ran = orchestrator(project, "logs")
+    assert (ran.code, ran.out) == (1, "")
+    assert (
+        ran.err == "orchestrator: no log has been written here yet: start the watchdog with `orchestrator up`"
+    )

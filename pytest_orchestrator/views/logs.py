@@ -406,8 +406,15 @@ def show(
     logs, errors = _tails(sources, count, docker, followers, named=bool(names))
     for message in errors:
         err.write(f"orchestrator: {message}\n")
-    out.writelines(line(name, text) for name, text in interleave(logs))
+    lines = [line(name, text) for name, text in interleave(logs)]
+    out.writelines(lines)
     out.flush()
+    if not follow and not lines and not errors and not names:
+        # As `status` says when nothing has run: an empty screen would tell a new user nothing.
+        err.write(
+            "orchestrator: no log has been written here yet: start the watchdog with `orchestrator up`\n"
+        )
+        return 1
     if not follow:
         return 1 if errors else 0
     try:
