@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ CONFIG_NAME = "orchestrator.yaml"
 CONFIG_ENV = "ORCHESTRATOR_CONFIG"
 
 # Sections with their own structure; every other top-level key is a setting (`settings.SETTINGS`).
-SECTIONS = ("watchdog", "components")
+SECTIONS = ("watchdog", "components", "monitor", "loop")
 
 Key = tuple[str | int, ...]
 
@@ -182,3 +183,56 @@ def raw_setting(value: Any) -> str:
     if isinstance(value, dict):
         raise TypeError("a mapping")
     return str(value)
+
+
+class Reader:
+    """Typed reads of the file's values; each error names the file and line of the value."""
+
+    def __init__(self, file: ConfigFile | None) -> None:
+        self.file = file
+        self.warnings: list[str] = []
+
+    def fail(self, key: Key, message: str) -> ConfigFileError:
+        if self.file is None:
+            return ConfigFileError(message)
+        return self.file.error(key, message)
+
+    def where(self, key: Key) -> str:
+        return self.file.where(*key) if self.file is not None else ""
+
+    def mapping(self, key: Key, value: Any, known: tuple[str, ...] | None) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(key, f"{key[-1]} must be a mapping")
+        if known is not None and self.file is not None:
+            self.file.check_keys(key, value, known)
+        return value
+
+    def number(self, key: Key, value: Any, least: float = 0.0, above: bool = False) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+            raise self.fail(key, f"{key[-1]} must be a number, not {value!r}")
+        if value == float("inf") or value < least or (above and value == least):
+            bound = f"> {least:g}" if above else f">= {least:g}"
+            raise self.fail(key, f"{key[-1]} must be a finite number {bound}, not {value!r}")
+        return float(value)
+
+    def seconds(self, key: Key, value: Any) -> float:
+        return self.number(key, value, least=0.0, above=True)
+
+    def count(self, key: Key, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise self.fail(key, f"{key[-1]} must be a whole number >= 1, not {value!r}")
+        return value
+
+    def argv(self, key: Key, value: Any) -> tuple[str, ...]:
+        # A string is split like a shell would, and still never runs through one.
+        if isinstance(value, str):
+            argv = shlex.split(value)
+        elif isinstance(value, list) and all(isinstance(a, str | int | float) for a in value):
+            argv = [str(a) for a in value]
+        else:
+            raise self.fail(key, f"{key[-1]} must be a list of arguments, not {value!r}")
+        if not argv:
+            raise self.fail(key, f"{key[-1]} must not be empty")
+        return tuple(argv)

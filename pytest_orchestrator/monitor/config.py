@@ -6,13 +6,12 @@ Field names and defaults are Kubernetes' (`initial_delay`, `period`, `timeout`,
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..config_file import ConfigFile, ConfigFileError, Key
+from ..config_file import ConfigFile, Key, Reader
 
 ProbeKind = Literal["exec", "http", "tcp", "pid", "container", "log_line", "heartbeat"]
 PROBE_KINDS: tuple[ProbeKind, ...] = ("exec", "http", "tcp", "pid", "container", "log_line", "heartbeat")
@@ -134,55 +133,8 @@ def watchdog_spec(file: ConfigFile | None, sandbox: str, base: Path) -> Watchdog
     return WatchdogSpec(period, stop_timeout, backoff, limit, tuple(specs), tuple(reader.warnings))
 
 
-class _Reader:
-    def __init__(self, file: ConfigFile | None) -> None:
-        self.file = file
-        self.warnings: list[str] = []
-
-    def fail(self, key: Key, message: str) -> ConfigFileError:
-        if self.file is None:
-            return ConfigFileError(message)
-        return self.file.error(key, message)
-
-    def where(self, key: Key) -> str:
-        return self.file.where(*key) if self.file is not None else ""
-
-    def mapping(self, key: Key, value: Any, known: tuple[str, ...] | None) -> dict[str, Any]:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise self.fail(key, f"{key[-1]} must be a mapping")
-        if known is not None and self.file is not None:
-            self.file.check_keys(key, value, known)
-        return value
-
-    def number(self, key: Key, value: Any, least: float = 0.0, above: bool = False) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-            raise self.fail(key, f"{key[-1]} must be a number, not {value!r}")
-        if value == float("inf") or value < least or (above and value == least):
-            bound = f"> {least:g}" if above else f">= {least:g}"
-            raise self.fail(key, f"{key[-1]} must be a finite number {bound}, not {value!r}")
-        return float(value)
-
-    def seconds(self, key: Key, value: Any) -> float:
-        return self.number(key, value, least=0.0, above=True)
-
-    def count(self, key: Key, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise self.fail(key, f"{key[-1]} must be a whole number >= 1, not {value!r}")
-        return value
-
-    def argv(self, key: Key, value: Any) -> tuple[str, ...]:
-        # A string is split like a shell would, and still never runs through one.
-        if isinstance(value, str):
-            argv = shlex.split(value)
-        elif isinstance(value, list) and all(isinstance(a, str | int | float) for a in value):
-            argv = [str(a) for a in value]
-        else:
-            raise self.fail(key, f"{key[-1]} must be a list of arguments, not {value!r}")
-        if not argv:
-            raise self.fail(key, f"{key[-1]} must not be empty")
-        return tuple(argv)
+class _Reader(Reader):
+    """The watchdog's reads: components and their probes."""
 
     def component(
         self, name: str, body: Any, sandbox: str, period: float, root: Path

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 DB_NAME = "state.db"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Each entry upgrades the schema from version N-1 to N; index 0 creates version 1.
 MIGRATIONS: tuple[str, ...] = (
@@ -105,6 +105,79 @@ MIGRATIONS: tuple[str, ...] = (
         heartbeat_at  REAL NOT NULL,
         period        REAL,
         config        TEXT
+    );
+    """,
+    # Version 5: the health monitor. Crashes (of a task's agent or a watchdog component) with
+    # their root cause and fingerprint; one bug report per fingerprint; a row per health run;
+    # the queue of pending tasks; and the continuous loop with its own heartbeat.
+    """
+    CREATE TABLE agent_crashes (
+        id           INTEGER PRIMARY KEY,
+        at           REAL NOT NULL,
+        kind         TEXT NOT NULL,
+        subject      TEXT NOT NULL,
+        plan         TEXT,
+        attempt_id   INTEGER,
+        pid          INTEGER,
+        container    TEXT,
+        exit_code    INTEGER,
+        signal       INTEGER,
+        error_type   TEXT NOT NULL,
+        message      TEXT NOT NULL,
+        log_tail     TEXT,
+        respawned    INTEGER NOT NULL DEFAULT 0,
+        root_cause   TEXT,
+        fingerprint  TEXT NOT NULL,
+        files        TEXT,
+        bug_number   INTEGER
+    );
+    CREATE INDEX crashes_by_time ON agent_crashes (at);
+    CREATE INDEX crashes_by_fingerprint ON agent_crashes (fingerprint, at);
+    CREATE TABLE bug_reports (
+        number             INTEGER PRIMARY KEY,
+        fingerprint        TEXT NOT NULL UNIQUE,
+        title              TEXT NOT NULL,
+        priority           TEXT NOT NULL,
+        category           TEXT NOT NULL,
+        crashes            INTEGER NOT NULL DEFAULT 0,
+        first_reported_at  REAL NOT NULL,
+        last_reported_at   REAL NOT NULL,
+        path               TEXT,
+        url                TEXT
+    );
+    CREATE TABLE health_checks (
+        id                INTEGER PRIMARY KEY,
+        at                REAL NOT NULL,
+        source            TEXT NOT NULL,
+        status            TEXT NOT NULL,
+        checks            TEXT NOT NULL,
+        active_agents     INTEGER NOT NULL DEFAULT 0,
+        crashed_agents    INTEGER NOT NULL DEFAULT 0,
+        zombie_processes  INTEGER,
+        last_poll_age     REAL,
+        actions           TEXT,
+        bugs_reported     TEXT
+    );
+    CREATE INDEX health_checks_by_time ON health_checks (at);
+    CREATE TABLE queue (
+        plan         TEXT NOT NULL,
+        task_id      TEXT NOT NULL,
+        title        TEXT NOT NULL DEFAULT '',
+        priority     TEXT,
+        position     INTEGER NOT NULL,
+        enqueued_at  REAL NOT NULL,
+        reason       TEXT NOT NULL,
+        PRIMARY KEY (plan, task_id)
+    );
+    CREATE TABLE loop (
+        id             INTEGER PRIMARY KEY CHECK (id = 1),
+        pid            INTEGER NOT NULL,
+        host           TEXT NOT NULL,
+        started_at     REAL NOT NULL,
+        last_poll_at   REAL NOT NULL,
+        round          INTEGER NOT NULL DEFAULT 0,
+        status         TEXT NOT NULL,
+        poll_interval  REAL
     );
     """,
 )
