@@ -7,7 +7,8 @@ Everything that needs pytest lives in this package, one job per module:
 - `fixtures`: `orchestrator_settings`, `sandbox_probe`, `sandbox`, `orchestrator_state`, `check`;
 - `checks` and `health`: health mode, from check modules to the document on stdout;
 - `items`, `dispatch` and `reporting`: plan files, the dispatch of a task item, its report;
-- `interrupts`: Ctrl-C and SIGTERM while tasks run; `xdist`: what comes from pytest-xdist.
+- `interrupts`: Ctrl-C and SIGTERM while tasks run; `xdist`: what comes from pytest-xdist;
+- `loop`: `--orchestrator-loop`, its rounds, their heartbeat and the queue.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .options import add_options, settings_for
 pytest_plugins = [
     "pytest_orchestrator.plugin.fixtures",
     "pytest_orchestrator.plugin.health",
+    "pytest_orchestrator.plugin.loop",
     "pytest_orchestrator.plugin.timeouts",
 ]
 

@@ -14,10 +14,12 @@ import pytest
 
 from .. import sandbox as sandboxes
 from ..dispatch import DispatchContext, NoAgent, run_task, skip_reason, stop_left_behind
+from ..loop import RUNNING, QueueStore
 from ..redact import redact
 from ..result import DRY_RUN_PREFIX, TaskResult
 from ..state import RunRecord, StateError
 from . import xdist
+from .beat import beat
 from .interrupts import Interrupts
 from .options import settings_for
 
@@ -88,6 +90,7 @@ def progress(config: pytest.Config, task_id: str) -> Callable[[dict[str, Any]], 
             turns = 0  # a new attempt's agent
         if event.get("type") == "assistant":
             turns += 1
+        beat(config)
         line = describe_event(event)
         if line is not None and shown:
             write_now(config, f"    [{task_id}] turn {turns}: {redact(line)}")
@@ -121,6 +124,8 @@ def dispatch_item(item: TaskItem) -> TaskResult:
     rerun = bool(config.getoption("orchestrator_rerun"))
     reason = skip_reason(task, item.plan_key, run, settings, rerun=rerun)
     if reason is not None:
+        waits = reason.startswith(("blocked by", "budget reached"))
+        queue_wait(run, item, reason if waits else None)
         pytest.skip(reason)
     if config.getoption("orchestrator_dry_run"):
         prompt = DispatchContext(settings, settings.guidance or None).render_prompt(task)
@@ -131,6 +136,8 @@ def dispatch_item(item: TaskItem) -> TaskResult:
         if reason is not None:
             pytest.skip(reason)
 
+    queue_wait(run, item, RUNNING)
+
     def agent(task: Task, sandbox: Sandbox, context: DispatchContext) -> TaskResult | None:
         result: TaskResult | None = item.ihook.pytest_orchestrator_dispatch(
             task=task, sandbox=sandbox, config=config, context=context
@@ -138,7 +145,7 @@ def dispatch_item(item: TaskItem) -> TaskResult:
         return result
 
     try:
-        return run_task(
+        result = run_task(
             task,
             item.plan_key,
             run,
@@ -147,6 +154,9 @@ def dispatch_item(item: TaskItem) -> TaskResult:
             settings,
             progress(config, task.id),
         )
+        done = result.status == "completed"
+        queue_wait(run, item, None if done else f"{result.status}: {result.error or 'no details'}"[:200])
+        return result
     except NoAgent:
         raise pytest.UsageError("no plugin implements pytest_orchestrator_dispatch") from None
     except StateError as exc:
@@ -154,6 +164,21 @@ def dispatch_item(item: TaskItem) -> TaskResult:
         raise
     finally:
         stop_if_unrecorded(item.session, run)
+
+
+def queue_wait(run: RunRecord, item: TaskItem, reason: str | None) -> None:
+    """The task's place in the queue: why it waits, RUNNING while it runs, or gone once done."""
+    if not run.writes:
+        return
+    queue = QueueStore(run.store)
+    try:
+        if reason is None:
+            queue.take(item.plan_key, item.task.id)
+        else:
+            queue.wait(item.plan_key, item.task.id, reason)
+    except StateError:
+        # The attempt's own write tells, and stops the run.
+        return
 
 
 LEASE_POLL = 1.0

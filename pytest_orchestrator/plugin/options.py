@@ -55,6 +55,13 @@ def add_options(parser: pytest.Parser) -> None:
         default=False,
         help="collect and resolve order, resume and budget; print what would be dispatched, start no agent",
     )
+    group.addoption(
+        "--orchestrator-loop",
+        action="store_true",
+        default=False,
+        help="keep dispatching: run the plans, wait loop.poll_interval, collect again, until the "
+        "stop file (loop.stop_hook_file; exit 0), SIGTERM or Ctrl-C",
+    )
     for setting in SETTINGS:
         text = f"{setting.help} (env {setting.env}, default {setting.default!r})"
         group.addoption(setting.flag, dest=setting.dest, metavar=setting.metavar, help=text)

@@ -438,3 +438,36 @@ class StateStore:
             ActiveAttempt(r["plan"], r["task_id"], r["title"], r["started_at"], r["heartbeat_at"])
             for r in rows
         ]
+
+    def task_histories(
+        self, before: float
+    ) -> dict[tuple[str, str], tuple[float | None, int, float | None, str | None]]:
+        """Per task ended before `before`: (completed at, failed runs since, last failure, last status).
+
+        One grouped query, for a round that decides on every task at once. Failures count
+        the runs whose attempts ended without completing the task, after its last completion.
+        """
+        rows = self.conn.execute(
+            "WITH ended AS (SELECT plan, task_id, run_id, status, ended_at FROM attempts "
+            "WHERE ended_at IS NOT NULL AND ended_at <= ?), "
+            "done AS (SELECT plan, task_id, MAX(ended_at) AS at FROM ended WHERE status = 'completed' "
+            "GROUP BY plan, task_id) "
+            "SELECT e.plan, e.task_id, d.at AS completed_at, "
+            "COUNT(DISTINCT CASE WHEN e.status != 'completed' AND e.ended_at > COALESCE(d.at, 0) "
+            "THEN e.run_id END) AS failures, "
+            "MAX(CASE WHEN e.status != 'completed' THEN e.ended_at END) AS last_failed_at, "
+            "(SELECT status FROM ended l WHERE l.plan = e.plan AND l.task_id = e.task_id "
+            "ORDER BY l.ended_at DESC LIMIT 1) AS last_status "
+            "FROM ended e LEFT JOIN done d ON d.plan = e.plan AND d.task_id = e.task_id "
+            "GROUP BY e.plan, e.task_id",
+            (before,),
+        ).fetchall()
+        return {
+            (r["plan"], r["task_id"]): (
+                r["completed_at"],
+                r["failures"],
+                r["last_failed_at"],
+                r["last_status"],
+            )
+            for r in rows
+        }

@@ -1,0 +1,37 @@
+"""The loop's part of orchestrator.yaml: how often it polls, the stop file, its concurrency."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config_file import ConfigFile, Reader
+
+LOOP_KEYS = ("poll_interval", "stop_hook_file", "max_concurrent_tasks")
+
+
+@dataclass(frozen=True)
+class LoopSpec:
+    """Seconds between rounds, the file whose appearance ends the loop, and its -n default."""
+
+    poll_interval: float = 30.0
+    stop_hook_file: Path = Path(".orchestrator/stop")
+    max_concurrent_tasks: int | None = None
+
+
+def loop_spec(file: ConfigFile | None, root: Path) -> LoopSpec:
+    """The `loop:` section of the config file; a relative stop file is under the project `root`."""
+    reader = Reader(file)
+    data = file.data if file is not None else {}
+    section = reader.mapping(("loop",), data.get("loop"), LOOP_KEYS)
+    stop = section.get("stop_hook_file", str(LoopSpec.stop_hook_file))
+    if not isinstance(stop, str) or not stop.strip():
+        raise reader.fail(("loop", "stop_hook_file"), f"stop_hook_file must be a path, not {stop!r}")
+    concurrent = section.get("max_concurrent_tasks")
+    return LoopSpec(
+        poll_interval=reader.seconds(("loop", "poll_interval"), section.get("poll_interval", 30)),
+        stop_hook_file=root / Path(stop).expanduser(),
+        max_concurrent_tasks=(
+            reader.count(("loop", "max_concurrent_tasks"), concurrent) if concurrent is not None else None
+        ),
+    )

@@ -1,0 +1,160 @@
+"""The loop itself: start a round, watch it, wait, poll again, until the stop file or a signal.
+
+The loop's heartbeat (`loop.last_poll_at`) is beaten here only while the loop waits between
+rounds; during a round the round's own process beats it, from its task loop. A round stuck
+between tasks therefore stops the beats, and the watchdog sees a frozen loop.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..state import StateError, StateStore
+from .store import LoopStore
+
+# How often the loop looks at its round, the stop file and the signals. A stat and a
+# poll() each time: far below 1 % of a core.
+TICK = 0.5
+# Exit codes, as pytest's.
+OK, INTERRUPTED, USAGE_ERROR = 0, 2, 4
+
+
+@dataclass
+class Stop:
+    """Why the loop should end, once it should: the stop file, SIGTERM or Ctrl-C."""
+
+    reason: str | None = None
+    exit_code: int = OK
+    event: threading.Event = field(default_factory=threading.Event)
+
+    def ask(self, reason: str, exit_code: int) -> None:
+        """End the loop; the first reason wins."""
+        if self.reason is None:
+            self.reason, self.exit_code = reason, exit_code
+        self.event.set()
+
+
+def _ended(code: int) -> str:
+    return {0: "done", 1: "done, with failed tasks", 5: "done: nothing was due"}.get(
+        code, f"ended with exit code {code}"
+    )
+
+
+class Loop:
+    """Runs rounds (`start_round(n)` returns the round's process) until stopped."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        poll_interval: float,
+        stop_file: Path,
+        beat_interval: float,
+        start_round: Callable[[int], subprocess.Popen[bytes]],
+        say: Callable[[str], None],
+        *,
+        stop_grace: float = 30.0,
+        on_start: Callable[[StateStore], None] | None = None,
+    ) -> None:
+        self.state_dir = state_dir
+        self.poll_interval = poll_interval
+        self.stop_file = stop_file
+        self.beat_interval = beat_interval
+        self.start_round = start_round
+        self.say = say
+        self.stop_grace = stop_grace
+        self.on_start = on_start
+        self.stop = Stop()
+        self.round = 0
+
+    def run(self) -> int:
+        """The loop, to its end; returns the exit code (0 for the stop file)."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, lambda *_: self.stop.ask("SIGTERM", INTERRUPTED))
+            signal.signal(signal.SIGINT, lambda *_: self.stop.ask("Ctrl-C", INTERRUPTED))
+        store = StateStore.open(self.state_dir)
+        loop = LoopStore(store)
+        try:
+            loop.started(self.poll_interval)
+            if self.on_start is not None:
+                self.on_start(store)
+            while not self._stopping():
+                self.round += 1
+                loop.beat(round=self.round, status="running")
+                code = self._run_round()
+                if code == USAGE_ERROR and self.round == 1:
+                    # A bad flag or config fails every round alike: say so once and end.
+                    return USAGE_ERROR
+                if self._stopping():
+                    break
+                self.say(
+                    f"orchestrator loop: round {self.round} {_ended(code)}; "
+                    f"next poll in {self.poll_interval:g}s"
+                )
+                loop.beat(status="waiting")
+                self._wait(loop)
+            self._consume_stop_file()
+            self.say(f"orchestrator loop: stopped ({self.stop.reason}) after {self.round} rounds")
+            return self.stop.exit_code
+        finally:
+            try:
+                loop.stopped()
+            except StateError as exc:
+                self.say(f"orchestrator loop: {exc}")
+            store.close()
+
+    def _stopping(self) -> bool:
+        if self.stop.reason is None and self.stop_file.exists():
+            self.stop.ask(f"stop file {self.stop_file}", OK)
+        return self.stop.reason is not None
+
+    def _run_round(self) -> int:
+        process = self.start_round(self.round)
+        while True:
+            try:
+                return process.wait(timeout=TICK)
+            except subprocess.TimeoutExpired:
+                pass
+            if self._stopping():
+                return self._end_round(process)
+
+    def _end_round(self, process: subprocess.Popen[bytes]) -> int:
+        """Stop the round as Ctrl-C would: its running task is stopped and recorded."""
+        self.say(f"orchestrator loop: stopping round {self.round} ({self.stop.reason})")
+        try:
+            # The round leads its own process group: the signal reaches it once, and its
+            # xdist workers through it.
+            process.send_signal(signal.SIGTERM)
+            return process.wait(timeout=self.stop_grace)
+        except subprocess.TimeoutExpired:
+            self.say(f"orchestrator loop: round {self.round} did not stop in {self.stop_grace:g}s: killed")
+            process.kill()
+            return process.wait()
+
+    def _wait(self, loop: LoopStore) -> None:
+        deadline = time.monotonic() + self.poll_interval
+        next_beat = time.monotonic() + self.beat_interval
+        while not self._stopping():
+            now = time.monotonic()
+            if now >= deadline:
+                return
+            if now >= next_beat:
+                next_beat = now + self.beat_interval
+                try:
+                    loop.beat()
+                except StateError as exc:
+                    self.say(f"orchestrator loop: {exc}")
+            self.stop.event.wait(min(TICK, deadline - now, max(0.0, next_beat - now)))
+
+    def _consume_stop_file(self) -> None:
+        # Consumed, so that the next start of the loop does not stop at once.
+        if self.stop.exit_code == OK:
+            try:
+                self.stop_file.unlink(missing_ok=True)
+            except OSError as exc:
+                self.say(f"orchestrator loop: cannot remove the stop file: {exc}")

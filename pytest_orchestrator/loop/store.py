@@ -1,0 +1,139 @@
+"""The loop's row (its heartbeat: the last poll) and the queue of pending tasks, in state.db."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..state import StateStore
+
+
+@dataclass(frozen=True)
+class LoopRow:
+    """The continuous loop as last recorded."""
+
+    pid: int
+    host: str
+    started_at: float
+    last_poll_at: float
+    round: int
+    status: str  # running | waiting | stopped
+    poll_interval: float | None
+
+
+class LoopStore:
+    """Writes and reads of the `loop` row, on a `StateStore`'s connection."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+
+    def started(self, poll_interval: float, now: float | None = None) -> None:
+        """Record this process as the loop, starting now."""
+        now = time.time() if now is None else now
+        with self.store.writing() as conn:
+            conn.execute(
+                "INSERT INTO loop (id, pid, host, started_at, last_poll_at, round, status, poll_interval) "
+                "VALUES (1, ?, ?, ?, ?, 0, 'waiting', ?) ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, "
+                "host = excluded.host, started_at = excluded.started_at, "
+                "last_poll_at = excluded.last_poll_at, "
+                "round = 0, status = 'waiting', poll_interval = excluded.poll_interval",
+                (os.getpid(), socket.gethostname(), now, now, poll_interval),
+            )
+
+    def beat(self, round: int | None = None, status: str | None = None, now: float | None = None) -> None:
+        """The loop is alive: it polled now; optionally its round and status changed."""
+        now = time.time() if now is None else now
+        with self.store.writing() as conn:
+            conn.execute(
+                "UPDATE loop SET last_poll_at = ?, round = COALESCE(?, round), "
+                "status = COALESCE(?, status) WHERE id = 1",
+                (now, round, status),
+            )
+
+    def stopped(self) -> None:
+        """The loop ended."""
+        with self.store.writing() as conn:
+            conn.execute("UPDATE loop SET status = 'stopped' WHERE id = 1")
+
+    def row(self) -> LoopRow | None:
+        """The loop's row, if a loop ever ran on this state."""
+        try:
+            row = self.store.conn.execute(
+                "SELECT pid, host, started_at, last_poll_at, round, status, poll_interval FROM loop"
+            ).fetchone()
+        except Exception:  # an older schema, read-only
+            return None
+        return LoopRow(**dict(row)) if row else None
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    """A pending task: where it stands in the dispatch order, since when, and why it waits."""
+
+    plan: str
+    task_id: str
+    title: str
+    priority: str | None
+    position: int
+    enqueued_at: float
+    reason: str
+
+
+# The reason of a queued task while it runs: not pending, not done yet either.
+RUNNING = "running"
+
+
+class QueueStore:
+    """The `queue` table: the tasks a run collected that are not done, in dispatch order."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+
+    def replace(self, plans: Iterable[str], rows: Iterable[QueueRow], now: float | None = None) -> None:
+        """Make `rows` the queue of `plans`: a task already queued keeps its enqueued time."""
+        now = time.time() if now is None else now
+        plans = list(plans)
+        rows = list(rows)
+        with self.store.writing() as conn:
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS queue_keep (plan TEXT, task_id TEXT)")
+            conn.execute("DELETE FROM queue_keep")
+            conn.executemany("INSERT INTO queue_keep VALUES (?, ?)", [(r.plan, r.task_id) for r in rows])
+            conn.executemany(
+                "DELETE FROM queue WHERE plan = ? AND (plan, task_id) NOT IN "
+                "(SELECT plan, task_id FROM queue_keep)",
+                [(p,) for p in plans],
+            )
+            conn.executemany(
+                "INSERT INTO queue (plan, task_id, title, priority, position, enqueued_at, reason) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (plan, task_id) DO UPDATE SET "
+                "title = excluded.title, priority = excluded.priority, position = excluded.position, "
+                "reason = excluded.reason",
+                [(r.plan, r.task_id, r.title, r.priority, r.position, now, r.reason) for r in rows],
+            )
+            conn.execute("DELETE FROM queue_keep")
+
+    def wait(self, plan: str, task_id: str, reason: str) -> None:
+        """Say why a queued task still waits (blocked, budget, due later)."""
+        with self.store.writing() as conn:
+            conn.execute(
+                "UPDATE queue SET reason = ? WHERE plan = ? AND task_id = ?", (reason, plan, task_id)
+            )
+
+    def take(self, plan: str, task_id: str) -> None:
+        """The task was dispatched: it leaves the queue."""
+        with self.store.writing() as conn:
+            conn.execute("DELETE FROM queue WHERE plan = ? AND task_id = ?", (plan, task_id))
+
+    def pending(self) -> list[QueueRow]:
+        """The tasks waiting for dispatch, in dispatch order (not those running)."""
+        rows = self.store.conn.execute(
+            "SELECT plan, task_id, title, priority, position, enqueued_at, reason FROM queue "
+            "WHERE reason != ? ORDER BY position, plan, task_id",
+            (RUNNING,),
+        ).fetchall()
+        return [QueueRow(**dict(r)) for r in rows]

@@ -1,0 +1,187 @@
+"""`--orchestrator-loop`: the loop runs each round as a pytest session of its own, in a child.
+
+A round is the same command without the loop, so `-k`, `-m`, `-n`, `--timeout` and the
+JSON report keep their meaning, and a round's crash or leak ends with its process. In a
+round, this module beats the loop's heartbeat from the task loop itself, leaves out the
+tasks that are done or not due, and records the queue.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from ..config_file import ConfigFileError
+from ..loop import QueueRow, QueueStore, loop_spec
+from ..loop.due import Decision, TaskHistory, decide
+from ..state import StateError, StateStore
+from . import xdist
+from .beat import BEAT, RoundBeat, beat, beat_interval
+from .options import config_file, project_root, settings_for
+
+if TYPE_CHECKING:
+    from .items import TaskItem
+
+# Set in a round's environment: "<round>:<start time>". The start time makes every xdist
+# worker of the round take the same decisions, so they collect the same items.
+ROUND_ENV = "ORCHESTRATOR_LOOP_ROUND"
+
+
+def round_start() -> float | None:
+    """When this process's round started, if it is a round of the loop."""
+    value = os.environ.get(ROUND_ENV, "")
+    try:
+        return float(value.partition(":")[2]) if value else None
+    except ValueError:
+        return None
+
+
+def _die_with_parent() -> Any:
+    # A round outlives a loop killed with SIGKILL unless told otherwise; SIGTERM stops its
+    # task and records it.
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+    def preexec() -> None:
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    return preexec if sys.platform.startswith("linux") else None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    """Run the loop instead of a session: rounds in children, until a stop."""
+    if not config.getoption("orchestrator_loop") or os.environ.get(ROUND_ENV):
+        return None
+    from ..loop.controller import Loop
+
+    settings = settings_for(config)
+    try:
+        spec = loop_spec(config_file(config), project_root(config))
+    except ConfigFileError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    args = list(config.invocation_params.args)
+    if spec.max_concurrent_tasks and config.getoption("numprocesses", None) is None:
+        args += ["-n", str(spec.max_concurrent_tasks)]
+    preexec = _die_with_parent()
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    def start_round(number: int) -> subprocess.Popen[bytes]:
+        env = {**os.environ, ROUND_ENV: f"{number}:{time.time():.6f}"}
+        return subprocess.Popen(
+            [sys.executable, "-m", "pytest", *args],
+            cwd=config.invocation_params.dir,
+            env=env,
+            process_group=0,
+            preexec_fn=preexec,
+        )
+
+    loop = Loop(
+        settings.state_dir,
+        spec.poll_interval,
+        spec.stop_hook_file,
+        beat_interval(settings),
+        start_round,
+        say,
+    )
+    # This runs before pytest configures itself (there is no session, nor terminal reporter):
+    # the loop's lines and its rounds go to the terminal, not to pytest's capture.
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if capture is not None:
+        capture.suspend_global_capture(in_=True)
+    try:
+        return loop.run()
+    except StateError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In a round of the loop: the beat."""
+    if round_start() is None:
+        return
+    settings = settings_for(config)
+    config.stash[BEAT] = RoundBeat(settings.state_dir, beat_interval(settings))
+    config.add_cleanup(config.stash[BEAT].close)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item) -> None:
+    """Between two tasks, the loop is alive."""
+    beat(item.config, force=True)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In a round: leave out what is done or not due; everywhere: record the queue."""
+    from .items import TaskItem
+
+    tasks = [item for item in items if isinstance(item, TaskItem)]
+    if not tasks or config.getoption("orchestrator_dry_run"):
+        return
+    settings = settings_for(config)
+    started = round_start()
+    try:
+        store = StateStore.open(settings.state_dir)
+    except StateError:
+        return  # the first dispatch says so, and stops the run
+    try:
+        now = started if started is not None else time.time()
+        histories = {key: TaskHistory(*value) for key, value in store.task_histories(before=now).items()}
+        # Outside the loop a failed task is dispatched again at once, as the run was asked for.
+        interval = _poll_interval(config) if started is not None else 0.0
+        decisions = decide(
+            ((t.plan_key, t.task) for t in tasks),
+            histories,
+            now,
+            interval,
+            rerun=bool(config.getoption("orchestrator_rerun")),
+            guided=bool(settings.guidance),
+        )
+        if started is not None:
+            _leave_out(config, items, tasks, decisions)
+            beat(config, force=True)
+        if xdist.worker_id(config) in ("main", "gw0"):
+            _record_queue(store, tasks, decisions)
+    except StateError:
+        return
+    finally:
+        store.close()
+
+
+def _poll_interval(config: pytest.Config) -> float:
+    try:
+        return loop_spec(config_file(config), project_root(config)).poll_interval
+    except ConfigFileError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def _leave_out(
+    config: pytest.Config, items: list[pytest.Item], tasks: list[TaskItem], decisions: list[Decision]
+) -> None:
+    waiting = {id(t) for t, d in zip(tasks, decisions, strict=True) if not d.dispatch}
+    if not waiting:
+        return
+    left = [item for item in items if id(item) in waiting]
+    items[:] = [item for item in items if id(item) not in waiting]
+    config.hook.pytest_deselected(items=left)
+
+
+def _record_queue(store: StateStore, tasks: list[TaskItem], decisions: list[Decision]) -> None:
+    rows = [
+        QueueRow(d.plan, d.task.id, d.task.title, d.task.priority, position, 0.0, d.reason or "")
+        for position, d in enumerate(decisions)
+        if not d.done
+    ]
+    QueueStore(store).replace({t.plan_key for t in tasks}, rows)
