@@ -1,9 +1,11 @@
-"""The crash records in state.db (`agent_crashes`): written by task runs and the watchdog."""
+"""The crash records in state.db (`agent_crashes`) and the bug reports filed on them (`bug_reports`)."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .model import Crash
@@ -101,3 +103,150 @@ class CrashStore:
                 "SELECT COUNT(*) FROM agent_crashes WHERE fingerprint = ? AND at >= ?", (fingerprint, since)
             )
         return int(row.fetchone()[0])
+
+    def span(self, fingerprint: str, since: float = 0.0) -> CrashSpan | None:
+        """How many crashes with `fingerprint` since `since`, and the first and last; None without any."""
+        row = self.store.conn.execute(
+            "SELECT COUNT(*), MIN(at), MAX(at) FROM agent_crashes WHERE fingerprint = ? AND at >= ?",
+            (fingerprint, since),
+        ).fetchone()
+        if not row[0]:
+            return None
+        return CrashSpan(int(row[0]), float(row[1]), float(row[2]))
+
+    def unreported(self, fingerprint: str) -> int:
+        """How many crashes with `fingerprint` no bug report counts yet."""
+        row = self.store.conn.execute(
+            "SELECT COUNT(*) FROM agent_crashes WHERE fingerprint = ? AND bug_number IS NULL", (fingerprint,)
+        ).fetchone()
+        return int(row[0])
+
+
+@dataclass(frozen=True)
+class CrashSpan:
+    """The crashes of one fingerprint in a window: how many, the first and the last."""
+
+    count: int
+    first: float
+    last: float
+
+
+@dataclass(frozen=True)
+class BugRow:
+    """A bug report as recorded in `bug_reports`: one per fingerprint, its number kept for good."""
+
+    number: int
+    fingerprint: str
+    title: str
+    priority: str
+    category: str
+    crashes: int
+    first_reported_at: float
+    last_reported_at: float
+    path: str | None
+    url: str | None
+
+
+@dataclass(frozen=True)
+class BugEntry:
+    """What a report writes into its `bug_reports` row."""
+
+    fingerprint: str
+    title: str
+    priority: str
+    category: str
+    crashes: int
+
+
+def _bug_from_row(row: sqlite3.Row) -> BugRow:
+    return BugRow(
+        number=int(row["number"]),
+        fingerprint=row["fingerprint"],
+        title=row["title"],
+        priority=row["priority"],
+        category=row["category"],
+        crashes=int(row["crashes"]),
+        first_reported_at=float(row["first_reported_at"]),
+        last_reported_at=float(row["last_reported_at"]),
+        path=row["path"],
+        url=row["url"],
+    )
+
+
+class BugStore:
+    """Reads and writes of the bug reports (`bug_reports`), on a `StateStore`'s connection."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+
+    def of(self, fingerprint: str) -> BugRow | None:
+        """The report on `fingerprint`, if one was ever filed."""
+        row = self.store.conn.execute(
+            "SELECT * FROM bug_reports WHERE fingerprint = ?", (fingerprint,)
+        ).fetchone()
+        return _bug_from_row(row) if row else None
+
+    def get(self, number: int) -> BugRow | None:
+        """Report number `number`, if it exists."""
+        row = self.store.conn.execute("SELECT * FROM bug_reports WHERE number = ?", (number,)).fetchone()
+        return _bug_from_row(row) if row else None
+
+    def file(
+        self,
+        entry: BugEntry,
+        now: float,
+        rate_limit: float,
+        write: Callable[[int, bool], str],
+        *,
+        floor: int = 0,
+    ) -> BugRow | None:
+        """Record a report on `entry.fingerprint` and write it with `write(number, new)`, in one transaction.
+
+        A new fingerprint gets the next number above both the recorded ones and `floor`; a known
+        one keeps its own. `write` returns where it wrote the report; if it raises, nothing is
+        recorded. Returns None, writing nothing, when the fingerprint was reported less than
+        `rate_limit` seconds ago: another process got there first.
+        """
+        with self.store.writing() as conn:
+            row = conn.execute(
+                "SELECT * FROM bug_reports WHERE fingerprint = ?", (entry.fingerprint,)
+            ).fetchone()
+            if row is not None and now - float(row["last_reported_at"]) < rate_limit:
+                return None
+            if row is None:
+                highest = int(conn.execute("SELECT COALESCE(MAX(number), 0) FROM bug_reports").fetchone()[0])
+                number = max(highest, floor) + 1
+                conn.execute(
+                    "INSERT INTO bug_reports (number, fingerprint, title, priority, category, crashes, "
+                    "first_reported_at, last_reported_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        number,
+                        entry.fingerprint,
+                        entry.title,
+                        entry.priority,
+                        entry.category,
+                        entry.crashes,
+                        now,
+                        now,
+                    ),
+                )
+            else:
+                number = int(row["number"])
+            path = write(number, row is None)
+            conn.execute(
+                "UPDATE bug_reports SET title = ?, priority = ?, category = ?, crashes = ?, "
+                "last_reported_at = ?, path = ? WHERE number = ?",
+                (entry.title, entry.priority, entry.category, entry.crashes, now, path, number),
+            )
+            # Only the rows not yet marked: an update touches the crashes since the last report.
+            conn.execute(
+                "UPDATE agent_crashes SET bug_number = ? WHERE fingerprint = ? AND bug_number IS NULL",
+                (number, entry.fingerprint),
+            )
+            done = conn.execute("SELECT * FROM bug_reports WHERE number = ?", (number,)).fetchone()
+            return _bug_from_row(done)
+
+    def delivered(self, number: int, url: str) -> None:
+        """Record where the tracker filed report `number`."""
+        with self.store.writing() as conn:
+            conn.execute("UPDATE bug_reports SET url = ? WHERE number = ?", (url, number))
