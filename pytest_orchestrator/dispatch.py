@@ -9,11 +9,14 @@ the agent starts; transient failures are retried with backoff (`retry`).
 from __future__ import annotations
 
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .crashes.record import task_crash
+from .crashes.store import CrashStore
 from .prompt import render_prompt
 from .redact import redact
 from .result import TaskResult, TaskStatus, Usage, Verification
@@ -22,6 +25,7 @@ from .sandbox import SandboxError, SandboxTransportError
 from .state import StateError
 
 if TYPE_CHECKING:
+    from .crashes import Crash
     from .plan import Task
     from .sandbox import Sandbox
     from .settings import Settings
@@ -140,8 +144,8 @@ def _attempt(
     agent: Agent,
     context: DispatchContext,
     number: int,
-) -> TaskResult:
-    """One dispatch of the task, recorded as one attempt row."""
+) -> tuple[TaskResult, int]:
+    """One dispatch of the task, recorded as one attempt row; returns its result and row id."""
     attempt = run.store.start_attempt(
         run.run_id,
         plan_key,
@@ -175,6 +179,21 @@ def _attempt(
         error = redact(f"{type(exc).__name__}: {exc}".strip())[:500]
         # A timeout or Ctrl-C may leave processes an agent started with `exec` running.
         bound.stop_quietly(context.dispatch_id)
+        if status != "interrupted":
+            log = "" if status == "timeout" else "".join(traceback.format_exception(exc))
+            record_crash(
+                run,
+                task_crash(
+                    task.id,
+                    plan_key,
+                    status=status,
+                    error=error,
+                    log=log,
+                    exit_code=None,
+                    workspace=context.settings.workspace,
+                    attempt_id=attempt,
+                ),
+            )
         raise
     finally:
         try:
@@ -182,7 +201,24 @@ def _attempt(
         except StateError as exc:
             # The agent's work is done and paid for: the result still reaches the report.
             run.unrecorded.append(f"task {task.id} ({plan_key}) {status}: {exc}")
-    return result
+    return result, attempt
+
+
+def is_crash(result: TaskResult) -> bool:
+    """An agent that died without a result, or an attempt that ended in error or timeout."""
+    return result.crashed or result.status in ("error", "timeout")
+
+
+def record_crash(run: RunRecord, crash: Crash) -> None:
+    """Record a crash; its fingerprint is kept for the bug reports the run then considers."""
+    if not run.writes:
+        return
+    try:
+        CrashStore(run.store).record(crash)
+    except StateError as exc:
+        run.unrecorded.append(f"the crash of {crash.subject} ({crash.error_type}): {exc}")
+        return
+    run.crashed.append(crash.fingerprint)
 
 
 def run_task(
@@ -213,7 +249,7 @@ def run_task(
             # A retry resumes the session the previous attempt started, when it recorded one.
             resume = run.store.last_session(plan_key, task.id) if guidance else None
             context = DispatchContext(settings, guidance, resume, on_event)
-            result = _attempt(task, plan_key, run, sandbox, agent, context, number)
+            result, attempt = _attempt(task, plan_key, run, sandbox, agent, context, number)
             took = time.monotonic() - phase
             spent += result.duration_seconds or took
             cost += result.cost_usd
@@ -226,7 +262,23 @@ def run_task(
                 "reason": result.error or result.status,
             }
             history.append(entry)
-            if why is None or number == policy.attempts:
+            last = why is None or number == policy.attempts
+            if is_crash(result):
+                record_crash(
+                    run,
+                    task_crash(
+                        task.id,
+                        plan_key,
+                        status=result.status,
+                        error=result.error,
+                        log=result.log,
+                        exit_code=result.exit_code,
+                        workspace=settings.workspace,
+                        attempt_id=attempt,
+                        respawned=not last,
+                    ),
+                )
+            if last:
                 break
             delay = policy.backoff(number)
             entry["retry"] = f"{why}; retrying in {delay:.1f}s"

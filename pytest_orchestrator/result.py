@@ -87,6 +87,8 @@ class TaskResult:
     api_error_status: int | None = None
     crashed: bool = False
     exit_code: int | None = None
+    # The end of the agent's stderr and stray output when it failed, redacted: a crash's log.
+    log: str = ""
     attempts: list[dict[str, Any]] = field(default_factory=list)
 
     @property

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from ..crashes.record import log_tail
 from ..redact import redact
 from ..result import TaskResult, Usage, parse_final_message
 
@@ -185,6 +186,7 @@ def to_result(
             agent="claude-code",
             crashed=True,
             exit_code=exit_code,
+            log=log_tail(stray),
         )
     text = redact(str(event.get("result") or ""))
     result = TaskResult(
@@ -198,6 +200,8 @@ def to_result(
         output=text,
         agent="claude-code",
     )
+    if event.get("is_error") or str(event.get("subtype") or "").startswith("error"):
+        result.log = log_tail(stray)
     if event.get("api_error_status") is not None:
         result.api_error_status = int(event["api_error_status"])
     subtype = str(event.get("subtype") or "")

@@ -56,6 +56,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("orchestrator_check") and not config.getoption("orchestrator_health"):
         raise pytest.UsageError("--orchestrator-check needs --orchestrator-health")
 
+    from .bugs import BuiltinTracker, monitor_for
     from .dispatch import INTERRUPTS, ClaudeCodeAgent
     from .interrupts import Interrupts
     from .items import uses_plans
@@ -64,6 +65,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # Plans may be collected from a file named on the command line at any time, so the
     # task plugins are always there; they cost nothing until a task item runs.
     config.pluginmanager.register(ClaudeCodeAgent(), "orchestrator-claude-code")
+    config.pluginmanager.register(BuiltinTracker(), "orchestrator-bug-tracker")
     config.pluginmanager.register(TaskRun(config), "orchestrator-tasks")
     interrupts = Interrupts()
     config.pluginmanager.register(interrupts, "orchestrator-interrupts")
@@ -71,6 +73,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if uses_plans(config):
         # Resolved now so a bad value is one usage error here, not a crash on each worker.
         settings_for(config)
+        monitor_for(config)
         xdist.group_by_plan(config)
         if xdist.is_controller(config):
             interrupts.on_controller()

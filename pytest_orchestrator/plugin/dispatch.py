@@ -20,8 +20,10 @@ from ..result import DRY_RUN_PREFIX, TaskResult
 from ..state import RunRecord, StateError
 from . import xdist
 from .beat import beat
+from .bugs import report_bugs
 from .interrupts import Interrupts
 from .options import settings_for
+from .output import write_now
 
 if TYPE_CHECKING:
     from ..plan import Task
@@ -98,19 +100,6 @@ def progress(config: pytest.Config, task_id: str) -> Callable[[dict[str, Any]], 
     return show
 
 
-def write_now(config: pytest.Config, text: str) -> None:
-    """A line on the terminal while a task runs, past pytest's output capture."""
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is None:
-        return
-    capture = config.pluginmanager.get_plugin("capturemanager")
-    if capture is not None:
-        with capture.global_and_fixture_disabled():
-            reporter.write_line(text)
-    else:
-        reporter.write_line(text)
-
-
 def dispatch_item(item: TaskItem) -> TaskResult:
     """Dispatch the item's task through the dispatch hook; skip it when it should not run."""
     config, task = item.config, item.task
@@ -163,6 +152,7 @@ def dispatch_item(item: TaskItem) -> TaskResult:
         run.unrecorded.append(f"task {task.id} ({item.plan_key}) was not dispatched: {exc}")
         raise
     finally:
+        report_bugs(config, run, lambda line: write_now(config, line))
         stop_if_unrecorded(item.session, run)
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from ..crashes.bugs import Bug
     from ..dispatch import DispatchContext
     from ..plan import Task
     from ..result import TaskResult
@@ -29,3 +30,15 @@ def pytest_orchestrator_dispatch(
 
 def pytest_orchestrator_task_finished(task: Task, result: TaskResult, config: pytest.Config) -> None:
     """Called with each finished task result, on the process that ran the task."""
+
+
+# ---- the health monitor ----
+
+
+@pytest.hookspec(firstresult=True)
+def pytest_orchestrator_report_bug(bug: Bug, config: pytest.Config) -> str | None:
+    """Send on a bug report, already written to its BUG-NNN.md file; return where it went (a URL).
+
+    The first non-None result wins. The built-in implementation files a GitHub issue when
+    `monitor.bug_tracker` says so, and otherwise leaves the report in its file.
+    """

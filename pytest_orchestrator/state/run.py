@@ -32,6 +32,8 @@ class RunRecord:
         self.interrupted: list[Interrupted] = []
         # What a failed state write left unrecorded, one line each; the run then stops dispatching.
         self.unrecorded: list[str] = []
+        # The fingerprints of the crashes recorded since the run last considered bug reports.
+        self.crashed: list[str] = []
         self.run_id = 0
         self.freeze_threshold = freeze_threshold
         self._leased: set[str] = set()
