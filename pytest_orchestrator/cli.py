@@ -62,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 WATCHDOG_COMMANDS = ("watch", "up", "down", "restart")
+VIEW_COMMANDS = ("status", "logs", "crashes")
 
 
 def _watchdog_command(options: argparse.Namespace) -> int:
@@ -152,6 +153,31 @@ def _add_views(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "-n", "--lines", type=_line_count, default=50, metavar="N", help="lines of each log (default 50)"
     )
     logs.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+    crashes = commands.add_parser(
+        "crashes",
+        help="the crashes of a time window grouped by fingerprint, with counts and a sample",
+        description="Show the recorded crashes since a time, grouped by fingerprint, the most recently "
+        "seen first. Exit 0 (also when nothing has crashed, or no state exists yet), 2 for bad input.",
+    )
+    crashes.add_argument(
+        "--since",
+        type=_since,
+        default="24h",
+        metavar="WHEN",
+        help="the window's start: a time span back from now (90s, 30m, 24h, 7d) or an ISO date/time "
+        "(default 24h)",
+    )
+    crashes.add_argument("--json", action="store_true", help="print a JSON document instead")
+    crashes.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+
+
+def _since(raw: str) -> float:
+    from .views.crashes import parse_since
+
+    try:
+        return parse_since(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _line_count(raw: str) -> int:
@@ -161,7 +187,7 @@ def _line_count(raw: str) -> int:
 
 
 def _view(options: argparse.Namespace) -> int:
-    """Run a read-only view of the watchdog; they never import pytest, so they start fast."""
+    """Run a read-only view of the state; they never import pytest, so they start fast."""
     from pathlib import Path
 
     from .config_file import ConfigFileError
@@ -181,6 +207,12 @@ def _view(options: argparse.Namespace) -> int:
                 os.environ,
                 verbose=options.verbose,
                 as_json=options.json,
+            )
+        if options.command == "crashes":
+            from .views import crashes
+
+            return crashes.show(
+                settings.state_dir, options.since, sys.stdout, sys.stderr, os.environ, as_json=options.json
             )
         from .views import logs
 
@@ -235,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         return _watchdog_command(options)
-    if options.command in ("status", "logs"):
+    if options.command in VIEW_COMMANDS:
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         return _view(options)

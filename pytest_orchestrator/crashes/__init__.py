@@ -7,6 +7,6 @@ same fingerprint are one problem; a problem that keeps crashing gets one bug rep
 
 from __future__ import annotations
 
-from .model import Crash, RootCause
+from .model import Crash, CrashGroup, CrashSample, RootCause
 
-__all__ = ["Crash", "RootCause"]
+__all__ = ["Crash", "CrashGroup", "CrashSample", "RootCause"]

@@ -51,3 +51,31 @@ class Crash:
     respawned: bool = False
     root_cause: str | None = None
     files: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class CrashSample:
+    """What a group's latest crash says: what crashed, where, and why."""
+
+    kind: CrashKind
+    subject: str
+    plan: str | None
+    message: str
+    root_cause: str | None
+    at: float
+
+
+@dataclass(frozen=True)
+class CrashGroup:
+    """The crashes of one fingerprint in a time window: one problem, however often it crashed."""
+
+    fingerprint: str
+    error_type: str
+    count: int
+    first_seen: float
+    last_seen: float
+    # How many of them were retried or restarted.
+    respawned: int
+    sample: CrashSample
+    # The bug report filed on this fingerprint, if any.
+    bug_number: int | None = None

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .model import Crash
+from .model import Crash, CrashGroup, CrashSample
 
 if TYPE_CHECKING:
     from ..state import StateStore
@@ -120,6 +121,85 @@ class CrashStore:
             "SELECT COUNT(*) FROM agent_crashes WHERE fingerprint = ? AND bug_number IS NULL", (fingerprint,)
         ).fetchone()
         return int(row[0])
+
+    # ---- groups and retention: `orchestrator crashes` and the monitor's daily prune ----
+
+    def groups(self, since: float, limit: int | None = None) -> list[CrashGroup]:
+        """The crashes since `since` grouped by fingerprint, the most recently seen first."""
+        rows = self.store.conn.execute(_GROUPS, {"since": since, "limit": -1 if limit is None else limit})
+        return [
+            CrashGroup(
+                fingerprint=r["fingerprint"],
+                error_type=r["error_type"],
+                count=r["count"],
+                first_seen=r["first_seen"],
+                last_seen=r["last_seen"],
+                respawned=r["respawned"],
+                sample=CrashSample(
+                    kind=r["kind"],
+                    subject=r["subject"],
+                    plan=r["plan"],
+                    message=r["message"],
+                    root_cause=r["root_cause"],
+                    at=r["at"],
+                ),
+                bug_number=r["bug_number"],
+            )
+            for r in rows
+        ]
+
+    def prune(self, before: float, batch: int = 5000) -> int:
+        """Delete crash and health rows older than `before`, `batch` rows per transaction; how many went.
+
+        Bug reports stay: they carry each fingerprint's rate limit.
+        """
+        if batch < 1:
+            raise ValueError(f"batch must be at least 1, not {batch}")
+        deleted = 0
+        for table in _PRUNED:
+            while True:
+                with self.store.writing() as conn:
+                    done = conn.execute(
+                        f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE at < ? LIMIT ?)",
+                        (before, batch),
+                    ).rowcount
+                deleted += done
+                if done < batch:
+                    break
+                # A writer waiting on the lock polls for it, at growing intervals; without a
+                # pause it found the lock taken again for about a dozen batches.
+                time.sleep(_PRUNE_PAUSE)
+        return deleted
+
+
+# The rows retention deletes, each table with an index on `at`.
+
+
+_PRUNED = ("agent_crashes", "health_checks")
+_PRUNE_PAUSE = 0.01
+
+# Counts, times and the respawned flag come from the index on (fingerprint, at, respawned)
+# alone; the sample is one row per group, the latest by time (crashes may be recorded out of
+# order, so not MAX(id)), found through the same index. The bug is the fingerprint's report,
+# filed perhaps on crashes older than the window.
+_GROUPS = """
+WITH g AS (
+    SELECT fingerprint, COUNT(*) AS count, MIN(at) AS first_seen, MAX(at) AS last_seen,
+           SUM(respawned) AS respawned
+    FROM agent_crashes WHERE at >= :since GROUP BY fingerprint
+    ORDER BY last_seen DESC, fingerprint LIMIT :limit
+)
+SELECT g.fingerprint, g.count, g.first_seen, g.last_seen, g.respawned,
+       c.error_type, c.kind, c.subject, c.plan, c.message, c.root_cause, c.at,
+       b.number AS bug_number
+FROM g
+JOIN agent_crashes c ON c.id = (
+    SELECT id FROM agent_crashes WHERE fingerprint = g.fingerprint AND at >= :since
+    ORDER BY at DESC, id DESC LIMIT 1
+)
+LEFT JOIN bug_reports b ON b.fingerprint = g.fingerprint
+ORDER BY g.last_seen DESC, g.fingerprint
+"""
 
 
 @dataclass(frozen=True)

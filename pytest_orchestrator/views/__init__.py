@@ -1,4 +1,4 @@
-"""The operator's terminal views of the watchdog: `orchestrator status` and `orchestrator logs`.
+"""The operator's terminal views: `orchestrator status`, `orchestrator logs` and `orchestrator crashes`.
 
 Plain Python that reads state.db and the log files; it never imports pytest, and what it
 imports beyond the standard library (the Docker SDK for a container's logs) it imports

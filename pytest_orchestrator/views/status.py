@@ -19,6 +19,7 @@ from ..redact import redact
 from ..state import StateStore
 from ..state.components import ComponentRow, ComponentStore, ProbeRow, WatchdogRow
 from .terminal import Style, clock, span
+from .terminal import iso as _iso
 
 # Three of the watchdog's 10 s loop periods without a heartbeat: its loop is stuck or gone.
 STALE_AFTER = 30.0
@@ -280,14 +281,6 @@ def _component(row: ComponentRow, snapshot: Snapshot) -> dict[str, Any]:
             for p in snapshot.probes.get(row.name, ())
         ],
     }
-
-
-def _iso(at: float | None) -> str | None:
-    if at is None:
-        return None
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
 
 
 def show(

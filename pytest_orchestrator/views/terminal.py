@@ -61,3 +61,12 @@ def clock(at: float, now: float | None = None) -> str:
     if here[:3] == today[:3]:
         return time.strftime("%H:%M:%S", here)
     return time.strftime("%Y-%m-%d %H:%M:%S", here)
+
+
+def iso(at: float | None) -> str | None:
+    """`at` as an ISO 8601 time in UTC to the millisecond, for JSON documents; None stays None."""
+    if at is None:
+        return None
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
