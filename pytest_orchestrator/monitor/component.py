@@ -136,6 +136,11 @@ class RestartBudget:
         self.times.append(now)
         return len(self.times) > self.limit.count or self.failed_starts > self.limit.count
 
+    def would_give_up(self, now: float) -> bool:
+        """Whether one more failure now would reach the limit (FATAL), without counting it."""
+        recent = sum(1 for t in self.times if now - t < self.limit.window) + 1
+        return recent > self.limit.count or self.failed_starts + 1 > self.limit.count
+
     def healthy(self, running_since: float, now: float) -> None:
         """Running and healthy long enough: the backoff starts over (CrashLoopBackOff's reset)."""
         if now - running_since >= self.backoff.reset_after:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..config_file import ConfigFile, Key, Reader
+from ..crashes.config import MonitorSpec, monitor_spec
 
 ProbeKind = Literal["exec", "http", "tcp", "pid", "container", "log_line", "heartbeat"]
 PROBE_KINDS: tuple[ProbeKind, ...] = ("exec", "http", "tcp", "pid", "container", "log_line", "heartbeat")
@@ -86,6 +87,7 @@ class WatchdogSpec:
     restart_limit: RestartLimit = RestartLimit()
     components: tuple[ComponentSpec, ...] = ()
     warnings: tuple[str, ...] = ()
+    monitor: MonitorSpec = field(default_factory=MonitorSpec)
 
     def component(self, name: str) -> ComponentSpec | None:
         """The component called `name`, if configured."""
@@ -130,7 +132,9 @@ def watchdog_spec(file: ConfigFile | None, sandbox: str, base: Path) -> Watchdog
         spec = reader.component(name, body, sandbox, period, root)
         if spec is not None:
             specs.append(spec)
-    return WatchdogSpec(period, stop_timeout, backoff, limit, tuple(specs), tuple(reader.warnings))
+    return WatchdogSpec(
+        period, stop_timeout, backoff, limit, tuple(specs), tuple(reader.warnings), monitor_spec(file)
+    )
 
 
 class _Reader(Reader):

@@ -44,6 +44,9 @@ class Target:
     log_offset: int = 0
     state_dir: Path | None = None
     docker_timeout: float = 5.0
+    # When the component last started (wall clock): a heartbeat older than that is the
+    # previous run's, and its age counts from the start.
+    started_at: float | None = None
 
 
 def run_probe(spec: ProbeSpec, target: Target) -> ProbeResult:
@@ -241,6 +244,8 @@ def _log_line(spec: ProbeSpec, target: Target) -> tuple[bool, str]:
 
 
 def _heartbeat(spec: ProbeSpec, target: Target) -> tuple[bool, str]:
+    """The continuous loop's last poll; without a loop, the latest heartbeat of a task run."""
+    from ..loop import LoopStore
     from ..state import StateStore
 
     if target.state_dir is None:
@@ -249,15 +254,21 @@ def _heartbeat(spec: ProbeSpec, target: Target) -> tuple[bool, str]:
     if store is None:
         return False, "no state database yet"
     try:
-        row = store.conn.execute("SELECT MAX(at) FROM heartbeats").fetchone()
+        loop = LoopStore(store).row()
+        at: float | None
+        if loop is not None:
+            at, what = loop.last_poll_at, "the loop's last poll"
+        else:
+            row = store.conn.execute("SELECT MAX(at) FROM heartbeats").fetchone()
+            at, what = (row[0] if row else None), "last heartbeat"
     finally:
         store.close()
-    if row is None or row[0] is None:
+    if at is None and target.started_at is None:
         return False, "no heartbeat recorded"
-    age = time.time() - float(row[0])
+    age = time.time() - max(float(at or 0), target.started_at or 0)
     if age > float(spec.target):
-        return False, f"last heartbeat {age:.0f}s ago (more than {spec.target:g}s)"
-    return True, f"last heartbeat {age:.0f}s ago"
+        return False, f"{what} {age:.0f}s ago (more than {spec.target:g}s)"
+    return True, f"{what} {age:.0f}s ago"
 
 
 _KINDS: dict[str, Callable[[ProbeSpec, Target], tuple[bool, str]]] = {

@@ -46,6 +46,7 @@ class ProcessRuntime:
         self.process: subprocess.Popen[bytes] | None = None
         self.pid: int | None = None
         self.log_offset = 0
+        self.started_at: float | None = None
 
     def start(self) -> None:
         """Start the command in its own process group, its output appended to its log."""
@@ -78,6 +79,7 @@ class ProcessRuntime:
             if log is not subprocess.DEVNULL:
                 log.close()
         self.pid = self.process.pid
+        self.started_at = time.time()
 
     def exit_code(self) -> int | None:
         """The exit code once the process ended (negative: the signal), else None."""
@@ -154,6 +156,7 @@ class ProcessRuntime:
             log_offset=self.log_offset,
             state_dir=state_dir,
             docker_timeout=docker_timeout,
+            started_at=self.started_at,
         )
 
 

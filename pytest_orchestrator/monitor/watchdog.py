@@ -28,6 +28,7 @@ from ..state import StateError, StateStore
 from ..state.components import ComponentRow, ComponentStore, ProbeRow
 from .component import Event, ProbeTrack, RestartBudget, Status, health, transition
 from .config import ComponentSpec, WatchdogSpec
+from .crashes import Monitor, container_tail, read_tail
 from .probes import ProbeResult, run_probe
 from .runtime import ComponentError, ContainerRuntime, ProcessRuntime, Runtime, runtime_for
 
@@ -126,6 +127,7 @@ class Watchdog:
         self._last_requests = 0.0
         self._store_retry_at = 0.0
         self._store_failed = False
+        self.monitor = Monitor(state_dir, spec.monitor, self.log)
         for component in spec.components:
             self.components[component.name] = self._managed(component)
             # A component's own secrets must not reach the log or the state through its messages.
@@ -159,6 +161,7 @@ class Watchdog:
         for warning in self.spec.warnings:
             self.log(f"warning: {warning}")
         self._stop_orphans()
+        self.pool.submit(self.monitor.prune)
         now = time.monotonic()
         for managed in self.components.values():
             self.start(managed, now, reason=None)
@@ -250,6 +253,7 @@ class Watchdog:
                 self._safely(self.store.beat)
             for managed in self.components.values():
                 self.pool.submit(managed.runtime.rotate)
+            self.pool.submit(self.monitor.prune)
 
     def supervise(self, managed: Managed, now: float) -> None:
         """Everything due for one component: a finished action, an exit, probes, a start."""
@@ -326,9 +330,15 @@ class Watchdog:
         # What it forked goes with it, now, while its process group is known to be its own.
         managed.action = self.pool.submit(managed.runtime.stop, self.spec.stop_timeout)
 
-    def failed(self, managed: Managed, now: float, reason: str) -> None:
-        """A crash, a failed probe or a failed start: back off and restart, or give up (FATAL)."""
+    def failed(self, managed: Managed, now: float, reason: str, *, frozen: bool = False) -> None:
+        """A crash, a failed probe or a failed start: back off and restart, or give up (FATAL).
+
+        Each is a crash of the component, recorded with its log; a heartbeat that stopped
+        (`frozen`) is also the frozen loop's report.
+        """
         reason = redact(reason)
+        respawned = managed.spec.restart != "never" and not managed.budget.would_give_up(now)
+        self._crashed(managed, reason, respawned, frozen)
         for pending in managed.probes.values():
             pending.cancel()
         managed.probes.clear()
@@ -359,6 +369,34 @@ class Watchdog:
             f"(failed starts in a row: {managed.budget.failed_starts})"
         )
         managed.action = self.pool.submit(self._prepare_restart, managed)
+
+    def _crashed(self, managed: Managed, reason: str, respawned: bool, frozen: bool) -> None:
+        runtime = managed.runtime
+        # Read now, on this thread: the stop that follows forgets the pid.
+        pid, exit_code, container = runtime.pid, managed.exit_code, managed.spec.container or None
+        log_path, offset = runtime.log_path, getattr(runtime, "log_offset", 0)
+        name, timeout = managed.spec.name, self.docker_timeout
+
+        def record() -> None:
+            oom = False
+            if container:
+                log, oom = container_tail(container, timeout)
+            else:
+                log = read_tail(log_path, offset)
+            self.monitor.crashed(
+                name,
+                reason,
+                log,
+                exit_code=exit_code,
+                pid=pid,
+                container=container,
+                oom_killed=oom,
+                respawned=respawned,
+            )
+            if frozen:
+                self.monitor.frozen(name, reason, log)
+
+        self.pool.submit(record)
 
     def _prepare_restart(self, managed: Managed) -> None:
         # A live process or container that failed its probe is stopped before it starts again.
@@ -403,7 +441,10 @@ class Watchdog:
                 continue
             self.log(f"{name}: failed {track.failures} times ({result.message})")
             if role in ("liveness", "startup"):
-                self.failed(managed, now, f"{role} failed {track.failures} times: {result.message}")
+                frozen = role == "liveness" and track.spec.kind == "heartbeat"
+                self.failed(
+                    managed, now, f"{role} failed {track.failures} times: {result.message}", frozen=frozen
+                )
                 return
 
     # ---- requests, reload, records ----

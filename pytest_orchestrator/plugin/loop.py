@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ..config_file import ConfigFileError
+from ..crashes.store import CrashStore
 from ..loop import QueueRow, QueueStore, loop_spec
 from ..loop.due import Decision, TaskHistory, decide
 from ..state import StateError, StateStore
 from . import xdist
 from .beat import BEAT, RoundBeat, beat, beat_interval
+from .bugs import monitor_for
 from .options import config_file, project_root, settings_for
 
 if TYPE_CHECKING:
@@ -88,6 +90,12 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
             preexec_fn=preexec,
         )
 
+    retention = monitor_for(config).retention_days * 86_400
+
+    def prune(store: StateStore) -> None:
+        # Crash and health rows past their retention, in bounded batches, once per start.
+        CrashStore(store).prune(time.time() - retention)
+
     loop = Loop(
         settings.state_dir,
         spec.poll_interval,
@@ -95,6 +103,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
         beat_interval(settings),
         start_round,
         say,
+        on_start=prune,
     )
     # This runs before pytest configures itself (there is no session, nor terminal reporter):
     # the loop's lines and its rounds go to the terminal, not to pytest's capture.

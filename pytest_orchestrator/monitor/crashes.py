@@ -1,0 +1,146 @@
+"""The watchdog's part of the health monitor: a component's crash, a frozen loop, their reports.
+
+Runs on the watchdog's pool, never in its loop: reading a log, asking Docker whether the
+kernel killed a container, and a GitHub request all take time. Each call opens its own
+connection to the state database (sqlite connections belong to one thread).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ..crashes.bugs import Bug, BugDesk
+from ..crashes.config import MonitorSpec
+from ..crashes.github import deliver
+from ..crashes.record import component_crash
+from ..crashes.store import CrashStore
+from ..state import StateError, StateStore
+
+LOG_TAIL_BYTES = 64 * 1024
+DAY = 86_400.0
+
+
+def read_tail(path: Path | None, offset: int = 0) -> str:
+    """The end of a component's log since its last start."""
+    if path is None or not path.exists():
+        return ""
+    with path.open("rb") as log:
+        size = log.seek(0, os.SEEK_END)
+        start = offset if offset <= size else 0
+        log.seek(max(start, size - LOG_TAIL_BYTES))
+        return log.read().decode("utf-8", "replace")
+
+
+def container_tail(name: str, docker_timeout: float) -> tuple[str, bool]:
+    """A container's last log lines, and whether the kernel killed it for memory (OOMKilled)."""
+    try:
+        from ..sandbox.docker import connect
+
+        container = connect(docker_timeout).containers.get(name)
+        logs = container.logs(tail=200).decode("utf-8", "replace")
+        return logs, bool(container.attrs.get("State", {}).get("OOMKilled"))
+    except Exception:  # an engine that is down or a container that is gone: no log to read
+        return "", False
+
+
+class Monitor:
+    """Records the watchdog's crashes and files the reports they make due."""
+
+    def __init__(self, state_dir: Path, spec: MonitorSpec, log: Callable[[str], None]) -> None:
+        self.state_dir = state_dir
+        self.spec = spec
+        self.log = log
+        self.pruned_at = 0.0
+
+    def crashed(
+        self,
+        name: str,
+        reason: str,
+        log: str,
+        *,
+        exit_code: int | None = None,
+        pid: int | None = None,
+        container: str | None = None,
+        oom_killed: bool = False,
+        respawned: bool = False,
+    ) -> None:
+        """Record a component's crash; file a report when its fingerprint keeps crashing."""
+        crash = component_crash(
+            name,
+            reason=reason,
+            log=log,
+            exit_code=exit_code,
+            pid=pid,
+            container=container,
+            oom_killed=oom_killed,
+            respawned=respawned,
+        )
+        with self._store() as store:
+            if store is None:
+                return
+            CrashStore(store).record(crash)
+            self._report(store, lambda desk: desk.consider(crash.fingerprint))
+
+    def frozen(self, name: str, detail: str, log: str) -> None:
+        """The loop run by component `name` stopped beating: the CRITICAL report."""
+        with self._store() as store:
+            if store is not None:
+                self._report(store, lambda desk: desk.freeze(name, detail, log_tail=log))
+
+    def prune(self, now: float | None = None) -> None:
+        """Delete crash and health rows older than the retention; at most once a day."""
+        now = time.time() if now is None else now
+        if now - self.pruned_at < DAY:
+            return
+        self.pruned_at = now
+        with self._store() as store:
+            if store is not None:
+                deleted = CrashStore(store).prune(now - self.spec.retention_days * DAY)
+                if deleted:
+                    self.log(
+                        f"monitor: deleted {deleted} crash and health rows older than "
+                        f"{self.spec.retention_days:g} days"
+                    )
+
+    def _report(self, store: StateStore, make: Callable[[BugDesk], Bug | None]) -> None:
+        desk = BugDesk(store, self.spec, self.state_dir, command="orchestrator up")
+        bug = make(desk)
+        path = desk.file(bug) if bug is not None else None
+        if bug is None or path is None:
+            return
+        self.log(f"monitor: {bug.name} ({bug.priority}): {bug.title} [{path}]")
+        url = deliver(
+            bug, self.spec.bug_tracker, os.environ, lambda line: self.log(f"monitor: warning: {line}")
+        )
+        if url:
+            desk.mark_delivered(bug, url)
+            self.log(f"monitor: {bug.name} sent to {url}")
+
+    def _store(self) -> _Opened:
+        return _Opened(self.state_dir, self.log)
+
+
+class _Opened:
+    """A connection for one piece of the monitor's work; a state error is one log line."""
+
+    def __init__(self, state_dir: Path, log: Callable[[str], None]) -> None:
+        self.state_dir, self.log = state_dir, log
+        self.store: StateStore | None = None
+
+    def __enter__(self) -> StateStore | None:
+        try:
+            self.store = StateStore.open(self.state_dir, wait=5)
+        except StateError as exc:
+            self.log(f"monitor: {exc}")
+        return self.store
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> bool:
+        if self.store is not None:
+            self.store.close()
+        if isinstance(exc, StateError):
+            self.log(f"monitor: {exc}")
+            return True
+        return False
