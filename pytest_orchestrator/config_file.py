@@ -43,6 +43,9 @@ class ConfigFile:
 
     def where(self, *key: str | int) -> str:
         """`orchestrator.yaml:12` for the value at `key`, or just the file's name."""
+        # A missing key is reported at the mapping that lacks it.
+        while key and key not in self.lines:
+            key = key[:-1]
         line = self.lines.get(key)
         return f"{self.path.name}:{line}" if line else self.path.name
 

@@ -185,3 +185,71 @@ def test_the_shipped_example_documents_every_setting_and_loads(tmp_path: Path) -
     assert got.origin["max_turns"] == "orchestrator.yaml:" + str(
         text.splitlines().index("# max_turns: 50") + 1
     )
+
+
+# ---- the monitor and loop sections ----
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "monitor:\n  crash_threshold_for_bug: 0\n",
+            "orchestrator.yaml:2: crash_threshold_for_bug must be a whole number >= 1, not 0",
+        ),
+        (
+            "monitor:\n  bug_priority: {ImportError: Urgent}\n",
+            "orchestrator.yaml:2: priority of ImportError must be one of Critical, High, Medium, Low, not 'Urgent'",
+        ),
+        (
+            "monitor:\n  bug_tracker: {kind: jira}\n",
+            "orchestrator.yaml:2: kind must be one of files, github, not 'jira'",
+        ),
+        (
+            "monitor:\n  bug_tracker: {kind: github}\n",
+            "orchestrator.yaml:2: a github bug tracker needs repo: OWNER/NAME, not None",
+        ),
+        ("monitor:\n  retention_dayz: 7\n", "orchestrator.yaml:2: unknown key 'retention_dayz'"),
+        (
+            "loop:\n  poll_interval: 0\n",
+            "orchestrator.yaml:2: poll_interval must be a finite number > 0, not 0",
+        ),
+        (
+            "loop:\n  max_concurrent_tasks: two\n",
+            "orchestrator.yaml:2: max_concurrent_tasks must be a whole number >= 1, not 'two'",
+        ),
+    ],
+)
+def test_a_bad_monitor_or_loop_value_is_one_line_naming_the_line(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    from pytest_orchestrator.crashes.config import monitor_spec
+    from pytest_orchestrator.loop import loop_spec
+
+    config = load(write(tmp_path, text), {})
+    with pytest.raises(ConfigFileError) as raised:
+        monitor_spec(config)
+        loop_spec(config, tmp_path)
+    assert str(raised.value).startswith(message)
+
+
+def test_monitor_and_loop_sections_are_read(tmp_path: Path) -> None:
+    from pytest_orchestrator.crashes.config import monitor_spec
+    from pytest_orchestrator.loop import loop_spec
+
+    text = (
+        "monitor:\n  crash_threshold_for_bug: 5\n  bug_priority: {KeyError: low}\n"
+        "  bug_tracker: {kind: github, repo: acme/agents}\n"
+        "loop:\n  poll_interval: 2.5\n  stop_hook_file: run/stop\n  max_concurrent_tasks: 3\n"
+    )
+    config = load(write(tmp_path, text), {})
+    monitor = monitor_spec(config)
+    assert monitor.crash_threshold_for_bug == 5
+    assert monitor.bug_priority["KeyError"] == "Low" and monitor.bug_priority["ImportError"] == "High"
+    assert (monitor.bug_tracker.kind, monitor.bug_tracker.repo) == ("github", "acme/agents")
+    loop = loop_spec(config, tmp_path)
+    assert (loop.poll_interval, loop.stop_hook_file, loop.max_concurrent_tasks) == (
+        2.5,
+        tmp_path / "run/stop",
+        3,
+    )
