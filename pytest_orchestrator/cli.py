@@ -84,7 +84,7 @@ def _watchdog_command(options: argparse.Namespace) -> int:
         return (
             settings.state_dir,
             settings.docker_timeout,
-            watchdog_spec(sources.file, settings.sandbox, sources.root),
+            watchdog_spec(sources.file, settings.sandbox, sources.root, settings.freeze_threshold),
         )
 
     try:

@@ -182,10 +182,6 @@ components:
     enabled: false
   runner:
     command: [{python}, -m, pytest, plans, --orchestrator-loop, -p, no:cacheprovider]
-    liveness:
-      heartbeat: 3
-      period: 0.5
-      failure_threshold: 1
 """
 
 
@@ -241,6 +237,7 @@ def test_a_frozen_loop_is_restarted_by_the_watchdog_its_task_redone_and_a_critic
     ]
     assert runner["restarts"] == 1
     assert "liveness failed 1 times: the loop's last poll" in runner["last_restart_reason"]
+    # The runner's built-in liveness probe is the loop's heartbeat against freeze_threshold.
     # The loop last beat as 1.1 started: restarted within the threshold plus one period, plus
     # the watchdog's tick twice (a probe is submitted and collected on its rounds), plus slack
     # for a loaded machine. Measured here: 3.8 to 4.0s.

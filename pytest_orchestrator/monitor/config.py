@@ -6,6 +6,7 @@ Field names and defaults are Kubernetes' (`initial_delay`, `period`, `timeout`,
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,8 @@ PROBE_FIELDS = ("initial_delay", "period", "timeout", "success_threshold", "fail
 RESTART_POLICIES = ("always", "on-failure", "never")
 
 SANDBOX = "sandbox"
+# The continuous loop (`pytest --orchestrator-loop`), when the watchdog keeps it.
+RUNNER = "runner"
 
 
 @dataclass(frozen=True)
@@ -98,11 +101,14 @@ WATCHDOG_KEYS = ("period", "stop_timeout", "backoff", "restart_limit")
 COMPONENT_KEYS = ("kind", "command", "cwd", "env", "container", "restart", "enabled", *PROBE_ROLES)
 
 
-def watchdog_spec(file: ConfigFile | None, sandbox: str, base: Path) -> WatchdogSpec:
+def watchdog_spec(
+    file: ConfigFile | None, sandbox: str, base: Path, freeze_threshold: float = 300.0
+) -> WatchdogSpec:
     """The watchdog's configuration from the config file; the sandbox container is built in.
 
     `sandbox` is the resolved sandbox container name; `base` resolves relative `cwd` values
-    when there is no file.
+    when there is no file. A `runner` component (the continuous loop) without a liveness
+    probe gets one on the loop's heartbeat, failing once it is `freeze_threshold` old.
     """
     reader = _Reader(file)
     data = file.data if file is not None else {}
@@ -130,6 +136,11 @@ def watchdog_spec(file: ConfigFile | None, sandbox: str, base: Path) -> Watchdog
     root = file.path.parent if file is not None else base
     for name, body in components.items():
         spec = reader.component(name, body, sandbox, period, root)
+        if spec is not None and spec.name == RUNNER and spec.kind == "process" and not spec.probe("liveness"):
+            frozen = ProbeSpec("liveness", "heartbeat", freeze_threshold, period=period, failure_threshold=1)
+            spec = dataclasses.replace(
+                spec, probes=(*spec.probes, dataclasses.replace(frozen, where=spec.where))
+            )
         if spec is not None:
             specs.append(spec)
     return WatchdogSpec(

@@ -153,7 +153,7 @@ def configured_probes(file: ConfigFile | None, settings: Settings) -> list[tuple
     from ..monitor.config import PROBE_ROLES, watchdog_spec
 
     try:
-        spec = watchdog_spec(file, settings.sandbox, file.path.parent)
+        spec = watchdog_spec(file, settings.sandbox, file.path.parent, settings.freeze_threshold)
     except ConfigFileError as exc:
         raise pytest.UsageError(str(exc)) from None
     found = []
