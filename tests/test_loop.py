@@ -72,6 +72,7 @@ def state(project: pytest.Pytester) -> StateStore:
 
 
 def loop_row(project: pytest.Pytester) -> Any:
+    # While the loop creates the database, there is no row yet.
     store = StateStore.read(project.path / ".orchestrator")
     if store is None:
         return None
@@ -102,6 +103,22 @@ def test_the_loop_picks_up_a_task_appended_to_a_plan_and_ends_on_the_stop_file(
     assert not stop.exists(), "the stop file is consumed, so the next start does not stop at once"
     row = loop_row(project)
     assert row.status == "stopped" and row.round >= 2
+
+
+def test_an_idle_loop_starts_no_round_until_a_plan_changes(
+    project: pytest.Pytester, start_loop: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    loop = start_loop(0.2)
+    # Round 1 does the three tasks, round 2 finds nothing due; then no round starts.
+    wait_for(lambda: (r := loop_row(project)) and r.round == 2 and r.status == "waiting", what="round 2")
+    time.sleep(3)
+    assert loop_row(project).round == 2, "a round started although nothing changed"
+    with open(project.path / "plans" / "x.md", "a", encoding="utf-8") as plan:
+        plan.write("\n## Task 1.4: Document the storage\n\nWrite the docs.\n")
+    wait_for(lambda: len(keys(project)) == 4, what="the appended task")
+    assert loop_row(project).round == 3
+    loop.terminate()
+    loop.wait(timeout=30)
 
 
 def test_sigterm_stops_the_running_task_records_it_and_ends_the_loop(

@@ -22,7 +22,23 @@ from .store import LoopStore
 # poll() each time: far below 1 % of a core.
 TICK = 0.5
 # Exit codes, as pytest's.
-OK, INTERRUPTED, USAGE_ERROR = 0, 2, 4
+OK, INTERRUPTED, USAGE_ERROR, NOTHING_DUE = 0, 2, 4, 5
+# A round runs at least this often, even when nothing seems to have changed.
+FORCE_ROUND = 600.0
+
+
+def snapshot(paths: list[Path]) -> frozenset[tuple[str, int, int]]:
+    """The plans (and config) a round would read, by path, modification time and size."""
+    found: set[tuple[str, int, int]] = set()
+    for path in paths:
+        files = sorted(path.rglob("*.md")) if path.is_dir() else [path]
+        for file in files:
+            try:
+                stat = file.stat()
+            except OSError:
+                continue
+            found.add((str(file), stat.st_mtime_ns, stat.st_size))
+    return frozenset(found)
 
 
 @dataclass
@@ -60,6 +76,7 @@ class Loop:
         *,
         stop_grace: float = 30.0,
         on_start: Callable[[StateStore], None] | None = None,
+        watched: list[Path] | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.poll_interval = poll_interval
@@ -69,8 +86,13 @@ class Loop:
         self.say = say
         self.stop_grace = stop_grace
         self.on_start = on_start
+        # The plans and the config file: while they stay as they were, nothing was due in the
+        # last round and no waiting task is due yet, a round would only cost a pytest start.
+        self.watched = watched
         self.stop = Stop()
         self.round = 0
+        self._idle_since: float | None = None
+        self._seen: frozenset[tuple[str, int, int]] = frozenset()
 
     def run(self) -> int:
         """The loop, to its end; returns the exit code (0 for the stop file)."""
@@ -84,9 +106,17 @@ class Loop:
             if self.on_start is not None:
                 self.on_start(store)
             while not self._stopping():
+                if self._nothing_changed(loop):
+                    loop.beat(status="waiting")
+                    self._wait(loop)
+                    continue
                 self.round += 1
                 loop.beat(round=self.round, status="running")
+                loop.due(None)
+                if self.watched is not None:
+                    self._seen = snapshot(self.watched)
                 code = self._run_round()
+                self._idle_since = (self._idle_since or time.monotonic()) if code == NOTHING_DUE else None
                 if code == USAGE_ERROR and self.round == 1:
                     # A bad flag or config fails every round alike: say so once and end.
                     return USAGE_ERROR
@@ -107,6 +137,17 @@ class Loop:
             except StateError as exc:
                 self.say(f"orchestrator loop: {exc}")
             store.close()
+
+    def _nothing_changed(self, loop: LoopStore) -> bool:
+        if self.watched is None or self._idle_since is None:
+            return False
+        if time.monotonic() - self._idle_since >= FORCE_ROUND:
+            self._idle_since = time.monotonic()
+            return False
+        row = loop.row()
+        if row is not None and row.next_due_at is not None and time.time() >= row.next_due_at:
+            return False
+        return snapshot(self.watched) == self._seen
 
     def _stopping(self) -> bool:
         if self.stop.reason is None and self.stop_file.exists():

@@ -40,25 +40,32 @@ class Decision:
     dispatch: bool
     reason: str | None = None
     done: bool = False
+    # When a task waiting after failures is due again.
+    due_at: float | None = None
 
 
 def _stamp(at: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(at))
 
 
-def waiting(history: TaskHistory | None, now: float, poll_interval: float, guided: bool) -> str | None:
-    """Why a task that is not done is not due now, or None when it is."""
+def due_at(history: TaskHistory | None, poll_interval: float) -> float | None:
+    """When a task that failed is due again; None when it is due whenever reached."""
     if history is None or history.failures == 0 or history.last_failed_at is None:
         return None
-    if history.last_status == "needs_human":
-        return None if guided else "needs a human: answer with --orchestrator-guidance"
-    if history.last_status == "interrupted":
+    if history.last_status in ("needs_human", "interrupted"):
         return None
-    delay = min(MAX_DELAY, poll_interval * 2 ** (history.failures - 1))
-    due_at = history.last_failed_at + delay
-    if now >= due_at:
+    delay: float = min(MAX_DELAY, poll_interval * 2.0 ** (history.failures - 1))
+    return history.last_failed_at + delay
+
+
+def waiting(history: TaskHistory | None, now: float, poll_interval: float, guided: bool) -> str | None:
+    """Why a task that is not done is not due now, or None when it is."""
+    if history is not None and history.failures and history.last_status == "needs_human" and not guided:
+        return "needs a human: answer with --orchestrator-guidance"
+    due = due_at(history, poll_interval)
+    if history is None or due is None or now >= due:
         return None
-    return f"{history.last_status} in {history.failures} rounds; due again at {_stamp(due_at)}"
+    return f"{history.last_status} in {history.failures} rounds; due again at {_stamp(due)}"
 
 
 def decide(
@@ -85,7 +92,15 @@ def decide(
         if reason is not None:
             if not task.parallel:
                 blocked.setdefault(plan, task.id)
-            decisions.append(Decision(plan, task, False, reason))
+            later = due_at(history, poll_interval) if not rerun else None
+            decisions.append(
+                Decision(plan, task, False, reason, due_at=later if later and later > now else None)
+            )
             continue
         decisions.append(Decision(plan, task, True, NOT_YET))
     return decisions
+
+
+def next_due(decisions: Iterable[Decision]) -> float | None:
+    """When the earliest task that waits on time is due again."""
+    return min((d.due_at for d in decisions if d.due_at is not None), default=None)

@@ -24,6 +24,8 @@ class LoopRow:
     round: int
     status: str  # running | waiting | stopped
     poll_interval: float | None
+    # When the earliest waiting task of the last round is due again (None: none waits on time).
+    next_due_at: float | None = None
 
 
 class LoopStore:
@@ -55,6 +57,11 @@ class LoopStore:
                 (now, round, status),
             )
 
+    def due(self, next_due_at: float | None) -> None:
+        """The round's word to the loop: when its earliest waiting task is due again."""
+        with self.store.writing() as conn:
+            conn.execute("UPDATE loop SET next_due_at = ? WHERE id = 1", (next_due_at,))
+
     def stopped(self) -> None:
         """The loop ended."""
         with self.store.writing() as conn:
@@ -64,7 +71,8 @@ class LoopStore:
         """The loop's row, if a loop ever ran on this state."""
         try:
             row = self.store.conn.execute(
-                "SELECT pid, host, started_at, last_poll_at, round, status, poll_interval FROM loop"
+                "SELECT pid, host, started_at, last_poll_at, round, status, poll_interval, next_due_at "
+                "FROM loop"
             ).fetchone()
         except Exception:  # an older schema, read-only
             return None

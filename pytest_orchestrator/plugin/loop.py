@@ -13,14 +13,15 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from ..config_file import ConfigFileError
 from ..crashes.store import CrashStore
-from ..loop import QueueRow, QueueStore, loop_spec
-from ..loop.due import Decision, TaskHistory, decide
+from ..loop import LoopStore, QueueRow, QueueStore, loop_spec
+from ..loop.due import Decision, TaskHistory, decide, next_due
 from ..state import StateError, StateStore
 from . import xdist
 from .beat import BEAT, RoundBeat, beat, beat_interval
@@ -28,6 +29,7 @@ from .bugs import monitor_for
 from .options import config_file, project_root, settings_for
 
 if TYPE_CHECKING:
+    from ..settings import Settings
     from .items import TaskItem
 
 # Set in a round's environment: "<round>:<start time>". The start time makes every xdist
@@ -104,6 +106,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
         start_round,
         say,
         on_start=prune,
+        watched=_watched(config, settings),
     )
     # This runs before pytest configures itself (there is no session, nor terminal reporter):
     # the loop's lines and its rounds go to the terminal, not to pytest's capture.
@@ -123,6 +126,15 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = settings_for(config)
     config.stash[BEAT] = RoundBeat(settings.state_dir, beat_interval(settings))
     config.add_cleanup(config.stash[BEAT].close)
+
+
+def _watched(config: pytest.Config, settings: Settings) -> list[Path]:
+    """What a round reads: the paths named on the command line (or the plan directories), the config."""
+    base = config.invocation_params.dir
+    named = [base / arg.split("::")[0] for arg in config.args if not arg.startswith("-")]
+    paths = [p for p in named if p.exists()] or list(settings.plan_dirs)
+    found = config_file(config)
+    return paths + ([found.path] if found is not None else [])
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -158,10 +170,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             rerun=bool(config.getoption("orchestrator_rerun")),
             guided=bool(settings.guidance),
         )
+        first = xdist.worker_id(config) in ("main", "gw0")
         if started is not None:
             _leave_out(config, items, tasks, decisions)
             beat(config, force=True)
-        if xdist.worker_id(config) in ("main", "gw0"):
+            if first:
+                LoopStore(store).due(next_due(decisions))
+        if first:
             _record_queue(store, tasks, decisions)
     except StateError:
         return

@@ -179,7 +179,8 @@ MIGRATIONS: tuple[str, ...] = (
         last_poll_at   REAL NOT NULL,
         round          INTEGER NOT NULL DEFAULT 0,
         status         TEXT NOT NULL,
-        poll_interval  REAL
+        poll_interval  REAL,
+        next_due_at    REAL
     );
     """,
 )

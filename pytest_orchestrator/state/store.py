@@ -173,6 +173,11 @@ class StateStore:
                 f"pytest-orchestrator understands ({SCHEMA_VERSION}): upgrade pytest-orchestrator"
             )
         if version < 1:
+            empty = conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0
+            conn.close()
+            if empty:
+                # Being created by a run that has not written its schema yet: no state so far.
+                return None
             raise StateError(f"{path} is not an orchestrator state database (schema version 0)")
         return cls(conn, path)
 
