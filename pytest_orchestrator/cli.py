@@ -27,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     health = commands.add_parser(
         "health",
         help="check the sandbox, credentials and orchestrator state; print the JSON document",
-        description="Check orchestrator health status. Exit 0 healthy or degraded, 1 unhealthy.",
+        description="Check orchestrator health status. Exit 0 healthy or degraded, 1 unhealthy or critical.",
     )
     health.add_argument("--check", action="append", default=[], metavar="NAME", help="run only this check")
     task = commands.add_parser(

@@ -43,12 +43,19 @@ def test_daemon_down_fails_sandbox_and_skips_the_gated_checks(
     doc = document(result)
     assert result.ret == 1
     assert doc["status"] == "unhealthy"
-    assert list(doc["checks"]) == ["sandbox", "claude_code", "claude_auth", "github_token", "orchestrator"]
+    assert list(doc["checks"]) == [
+        "sandbox",
+        "claude_code",
+        "claude_auth",
+        "github_token",
+        "orchestrator",
+        "sandbox_zombies",
+    ]
     sandbox = doc["checks"]["sandbox"]
     assert sandbox["status"] == "failed"
     assert f"docker daemon not reachable at {dead_docker}" in sandbox["message"]
     assert "systemctl start docker" in sandbox["message"]
-    for gated in ("claude_code", "claude_auth", "github_token"):
+    for gated in ("claude_code", "claude_auth", "github_token", "sandbox_zombies"):
         assert doc["checks"][gated] == {
             **doc["checks"][gated],
             "status": "skipped",
@@ -58,7 +65,7 @@ def test_daemon_down_fails_sandbox_and_skips_the_gated_checks(
     assert doc["checks"]["orchestrator"]["message"] == "idle"
     assert all(entry["duration"] >= 0 for entry in doc["checks"].values())
     # pytest's own report went to stderr, so stdout stayed parseable.
-    result.stderr.fnmatch_lines(["*1 failed, 1 passed, 3 skipped*"])
+    result.stderr.fnmatch_lines(["*1 failed, 1 passed, 4 skipped*"])
     assert "Traceback" not in result.stderr.str()
 
 
@@ -76,12 +83,16 @@ def test_gate_holds_when_the_sandbox_check_is_deselected(pytester: pytest.Pytest
     ("args", "expected"),
     [
         (["-k", "orchestrator"], ["orchestrator"]),
-        (["-k", "sandbox"], ["sandbox"]),
+        # -k matches names by substring: the sandbox's checks; -m matches one marker exactly.
+        (["-k", "sandbox"], ["sandbox", "sandbox_zombies"]),
+        (["-m", "sandbox"], ["sandbox"]),
+        (["-k", "zombies"], ["sandbox_zombies"]),
         (["-m", "github_token"], ["github_token"]),
         (
             ["-m", "check and not sandbox"],
-            ["claude_code", "claude_auth", "github_token", "orchestrator"],
+            ["claude_code", "claude_auth", "github_token", "orchestrator", "sandbox_zombies"],
         ),
+        (["--orchestrator-check", "sandbox_zombies"], ["sandbox_zombies"]),
         (
             ["--orchestrator-check", "orchestrator", "--orchestrator-check", "sandbox"],
             ["sandbox", "orchestrator"],
@@ -269,6 +280,7 @@ def test_the_document_is_embedded_in_the_json_report(pytester: pytest.Pytester) 
         "checks/check_claude_auth.py::check_claude_auth",
         "checks/check_github_token.py::check_github_token",
         "checks/check_orchestrator.py::check_orchestrator",
+        "checks/check_sandbox_zombies.py::check_sandbox_zombies",
     }
 
 
@@ -282,6 +294,7 @@ def test_checks_run_under_xdist(pytester: pytest.Pytester) -> None:
         "claude_auth": "skipped",
         "github_token": "skipped",
         "orchestrator": "ok",
+        "sandbox_zombies": "skipped",
     }
 
 
@@ -412,6 +425,7 @@ def test_a_dist_mode_without_workers_still_runs_the_checks(pytester: pytest.Pyte
         "claude_auth",
         "github_token",
         "orchestrator",
+        "sandbox_zombies",
     ]
     assert result.ret == 1
 

@@ -11,7 +11,14 @@ from ..config_file import ConfigFile, Reader
 
 PRIORITIES = ("Critical", "High", "Medium", "Low")
 TRACKERS = ("files", "github")
-MONITOR_KEYS = ("crash_threshold_for_bug", "bug_rate_limit", "retention_days", "bug_priority", "bug_tracker")
+MONITOR_KEYS = (
+    "crash_threshold_for_bug",
+    "bug_rate_limit",
+    "retention_days",
+    "bug_priority",
+    "bug_tracker",
+    "critical_crashes_per_hour",
+)
 
 DEFAULT_PRIORITY: Mapping[str, str] = {
     "ImportError": "High",
@@ -73,6 +80,10 @@ def monitor_spec(file: ConfigFile | None) -> MonitorSpec:
         ),
         bug_priority=priority,
         bug_tracker=_tracker(reader, section.get("bug_tracker")),
+        critical_crashes_per_hour=reader.count(
+            ("monitor", "critical_crashes_per_hour"),
+            section.get("critical_crashes_per_hour", defaults.critical_crashes_per_hour),
+        ),
     )
 
 

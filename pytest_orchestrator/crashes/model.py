@@ -63,6 +63,9 @@ class CrashSample:
     message: str
     root_cause: str | None
     at: float
+    # The process that crashed, when known (a component's), and whether it was retried or restarted.
+    pid: int | None = None
+    respawned: bool = False
 
 
 @dataclass(frozen=True)

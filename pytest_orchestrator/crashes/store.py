@@ -122,6 +122,12 @@ class CrashStore:
         ).fetchone()
         return int(row[0])
 
+    def respawns(self, since: float) -> tuple[int, int]:
+        """Of the task crashes since `since` that were respawned: how many, and how many of their
+        tasks completed later."""
+        row = self.store.conn.execute(_RESPAWNS, (since,)).fetchone()
+        return int(row[0]), int(row[1])
+
     # ---- groups and retention: `orchestrator crashes` and the monitor's daily prune ----
 
     def groups(self, since: float, limit: int | None = None) -> list[CrashGroup]:
@@ -142,6 +148,8 @@ class CrashStore:
                     message=r["message"],
                     root_cause=r["root_cause"],
                     at=r["at"],
+                    pid=r["pid"],
+                    respawned=bool(r["sample_respawned"]),
                 ),
                 bug_number=r["bug_number"],
             )
@@ -190,7 +198,8 @@ WITH g AS (
     ORDER BY last_seen DESC, fingerprint LIMIT :limit
 )
 SELECT g.fingerprint, g.count, g.first_seen, g.last_seen, g.respawned,
-       c.error_type, c.kind, c.subject, c.plan, c.message, c.root_cause, c.at,
+       c.error_type, c.kind, c.subject, c.plan, c.message, c.root_cause, c.at, c.pid,
+       c.respawned AS sample_respawned,
        b.number AS bug_number
 FROM g
 JOIN agent_crashes c ON c.id = (
@@ -199,6 +208,16 @@ JOIN agent_crashes c ON c.id = (
 )
 LEFT JOIN bug_reports b ON b.fingerprint = g.fingerprint
 ORDER BY g.last_seen DESC, g.fingerprint
+"""
+
+
+# A respawn succeeded when an attempt of the same task completed after the crash.
+_RESPAWNS = """
+SELECT COUNT(*), COALESCE(SUM(EXISTS (
+    SELECT 1 FROM attempts a WHERE a.plan = c.plan AND a.task_id = c.subject
+    AND a.status = 'completed' AND a.ended_at >= c.at
+)), 0)
+FROM agent_crashes c WHERE c.at >= ? AND c.kind = 'task' AND c.respawned = 1
 """
 
 
@@ -325,6 +344,22 @@ class BugStore:
             )
             done = conn.execute("SELECT * FROM bug_reports WHERE number = ?", (number,)).fetchone()
             return _bug_from_row(done)
+
+    def latest(self, category: str, since: float) -> BugRow | None:
+        """The report of `category` (crash, freeze, zombie) filed or updated last, if since `since`."""
+        row = self.store.conn.execute(
+            "SELECT * FROM bug_reports WHERE category = ? AND last_reported_at >= ? "
+            "ORDER BY last_reported_at DESC, number DESC LIMIT 1",
+            (category, since),
+        ).fetchone()
+        return _bug_from_row(row) if row else None
+
+    def reported_since(self, since: float) -> list[int]:
+        """The numbers of the reports filed or updated since `since`, oldest number first."""
+        rows = self.store.conn.execute(
+            "SELECT number FROM bug_reports WHERE last_reported_at >= ? ORDER BY number", (since,)
+        ).fetchall()
+        return [int(r["number"]) for r in rows]
 
     def delivered(self, number: int, url: str) -> None:
         """Record where the tracker filed report `number`."""

@@ -7,7 +7,11 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ..loop.store import LoopRow
     from ..state import ActiveAttempt
+
+# The loop's states in which it must keep polling; a stopped loop polls no more, by design.
+POLLING = ("running", "waiting")
 
 
 def _ago(seconds: float) -> str:
@@ -19,11 +23,30 @@ def _ago(seconds: float) -> str:
     return f"{seconds // 3600}h ago"
 
 
+def loop_freeze(loop: LoopRow | None, freeze_threshold: float, now: float) -> str | None:
+    """What shows that the continuous loop is frozen, or None: running or waiting, no poll for too long."""
+    if loop is None or loop.status not in POLLING:
+        return None
+    age = now - loop.last_poll_at
+    if age <= freeze_threshold:
+        return None
+    return (
+        f"orchestrator loop frozen: no poll for {int(age)}s (threshold {freeze_threshold:g}s) while "
+        f"{loop.status} in round {loop.round}, pid {loop.pid} on {loop.host}"
+    )
+
+
 def describe_state(
-    attempts: Iterable[ActiveAttempt] | None, freeze_threshold: float, now: float | None = None
+    attempts: Iterable[ActiveAttempt] | None,
+    freeze_threshold: float,
+    now: float | None = None,
+    loop: LoopRow | None = None,
 ) -> tuple[bool, str]:
-    """(ok, message) for the orchestrator check: idle, working on task X.Y, or frozen."""
+    """(ok, message) for the orchestrator check: idle, working on task X.Y, or frozen (a task or the loop)."""
     now = time.time() if now is None else now
+    frozen = loop_freeze(loop, freeze_threshold, now)
+    if frozen is not None:
+        return False, f"{frozen}; stop that process and start the loop again"
     active = list(attempts or ())
     if not active:
         return True, "idle"

@@ -29,10 +29,15 @@ class CheckRecord:
         self.message = ""
         # Set by warn(): this failure only degrades the health, whatever the check's marker says.
         self.level: str | None = None
+        self.metrics: dict[str, float] = {}
 
     def ok(self, message: str) -> None:
         """Record the message shown when the check passes."""
         self.message = message
+
+    def metric(self, name: str, value: float) -> None:
+        """Record a number the check measured; it appears in the check's entry under `metrics`."""
+        self.metrics[name] = value
 
     def fail(self, message: str) -> NoReturn:
         """End the check as failed with an actionable message (no traceback)."""

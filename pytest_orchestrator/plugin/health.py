@@ -8,6 +8,7 @@ stderr, so pytest's own report goes there; the document goes to the real stdout 
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from collections.abc import Generator
 from pathlib import Path
@@ -22,11 +23,18 @@ from . import checks, xdist
 from .options import config_file, settings_for
 
 if TYPE_CHECKING:
+    from ..crashes.config import MonitorSpec
+    from ..health.monitor import MonitorReading
     from ..monitor.config import ComponentSpec, ProbeSpec
 
 # The attribute crosses pytest-xdist with the report, so the controller sees what workers found.
 REPORT_ATTR = "orchestrator_check"
 USAGE_ERROR_KEY = "orchestrator_usage_error"
+# The check whose subject is the orchestrator's state: the document's `issues` and `metrics`,
+# and the `critical` status, come with it (`-k sandbox` asks about the sandbox alone).
+MONITOR_CHECK = "orchestrator"
+# How long the health history's write waits for another writer's lock.
+HISTORY_WAIT = 5.0
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -34,7 +42,10 @@ def pytest_configure(config: pytest.Config) -> None:
     """In health mode, start the harness; pytest then makes its terminal reporter on stderr."""
     if not config.getoption("orchestrator_health"):
         return
+    from .bugs import monitor_for
+
     harness = HealthHarness(config, settings_for(config), config.getoption("orchestrator_check"), sys.stdout)
+    harness.monitor_spec = monitor_for(config)
     config.pluginmanager.register(harness, "orchestrator-health")
     sys.stdout = sys.stderr
 
@@ -60,6 +71,7 @@ def phase_result(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.
         "status": status,
         "message": _message(call, record),
         "level": (record.level if record else None) or checks.check_level(item),
+        "metrics": dict(record.metrics) if record else {},
         "duration": report.duration,
         "start": call.start,
         "stop": call.stop,
@@ -94,6 +106,9 @@ class HealthHarness:
         self.probes: list[tuple[ComponentSpec, ProbeSpec]] = []
         self.failures = 0
         self.usage_error: str | None = None
+        self.monitor_spec: MonitorSpec | None = None
+        # What the monitor read from the state, for the document and the history row.
+        self.reading: MonitorReading | None = None
         self._report: HealthReport | None = None
 
     def _usage_error(self, exc: pytest.UsageError) -> None:
@@ -216,10 +231,74 @@ class HealthHarness:
 
     @property
     def report(self) -> HealthReport:
-        """The health document's data, built once from the gathered results."""
+        """The health document's data, built once from the gathered results and the monitor's reading."""
         if self._report is None:
-            self._report = HealthReport(checks=merge(self.results))
+            results = merge(self.results)
+            self.reading = self._read_monitor(results)
+            monitored = self.reading if MONITOR_CHECK in results else None
+            self._report = HealthReport(checks=results, monitor=monitored)
         return self._report
+
+    def _read_monitor(self, results: dict[str, CheckResult]) -> MonitorReading | None:
+        """Crashes, the loop, active agents from the state; zombies from the check that counted them."""
+        from ..health.monitor import read_monitor
+        from ..state import StateError, StateStore
+
+        spec = self.monitor_spec
+        if spec is None or self._on_worker:
+            return None
+        try:
+            store = StateStore.read(self.settings.state_dir)
+        except StateError as exc:
+            self._warn(f"the monitor cannot read the state: {exc}")
+            return None
+        try:
+            reading = read_monitor(
+                store,
+                freeze_threshold=self.settings.freeze_threshold,
+                critical_crashes_per_hour=spec.critical_crashes_per_hour,
+            )
+        except sqlite3.Error as exc:
+            self._warn(f"the monitor cannot read the state: {exc}")
+            return None
+        finally:
+            if store is not None:
+                store.close()
+        for result in results.values():
+            count = result.metrics.get("zombie_processes")
+            if count is not None and result.status != "skipped":
+                reading.add_zombies(int(count), self.settings.sandbox, result.message)
+        return reading
+
+    def _warn(self, line: str, *, warning: bool = True) -> None:
+        text = f"orchestrator: {'warning: ' if warning else ''}{redact(line)}"
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(text, yellow=warning)
+        else:
+            sys.stderr.write(text + "\n")
+
+    def _record_history(self) -> None:
+        """Append this run to the health history; a state that cannot take it costs one warning line."""
+        from ..health.history import record, row_for
+        from ..state import DB_NAME, StateError, StateStore
+
+        directory = self.settings.state_dir
+        if not (directory / DB_NAME).exists():
+            # A health run reads the state; it does not create one where nothing has run yet.
+            self._warn(f"health history not recorded: no state database in {directory} yet", warning=False)
+            return
+        try:
+            store = StateStore.open(directory, wait=HISTORY_WAIT)
+        except StateError as exc:
+            self._warn(f"health history not recorded: {exc}")
+            return
+        try:
+            record(store, row_for(self.report, self.reading))
+        except StateError as exc:
+            self._warn(f"health history not recorded: {exc}")
+        finally:
+            store.close()
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_json_modifyreport(self, json_report: dict[str, Any]) -> None:
@@ -230,12 +309,15 @@ class HealthHarness:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> Generator[None, None, None]:
         """Set the exit status from the document before anyone reports it; then print the document.
 
-        A failed warning-level check only degrades the health, so a degraded run exits 0.
+        A failed warning-level check only degrades the health, so a degraded run exits 0; an
+        unhealthy or critical one exits 1, and the document's status tells those two apart.
         """
         if self.usage_error:
             session.exitstatus = pytest.ExitCode.USAGE_ERROR
         elif exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not self._on_worker:
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED if self.failures else pytest.ExitCode.OK
+            critical = not self.config.option.collectonly and self.report.status == "critical"
+            failed = self.failures or critical
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED if failed else pytest.ExitCode.OK
         try:
             return (yield)
         finally:
@@ -260,5 +342,9 @@ class HealthHarness:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if warning and reporter is not None:
             reporter.write_line(f"orchestrator: {warning}", yellow=True)
+        if self.report.monitor is not None and reporter is not None:
+            for reason in self.report.monitor.critical:
+                reporter.write_line(f"orchestrator: critical: {redact(reason)}", red=True)
         self.stdout.write(json.dumps(self.report.to_dict(), indent=2) + "\n")
         self.stdout.flush()
+        self._record_history()

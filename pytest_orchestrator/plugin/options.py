@@ -23,7 +23,7 @@ def add_options(parser: pytest.Parser) -> None:
         action="store_true",
         default=False,
         help="run the health checks and print the JSON health document on stdout "
-        "(exit 0 healthy or degraded, 1 unhealthy)",
+        "(exit 0 healthy or degraded, 1 unhealthy or critical; the document's status tells which)",
     )
     group.addoption(
         "--orchestrator-check",

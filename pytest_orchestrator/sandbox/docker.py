@@ -180,7 +180,7 @@ def probe(name: str, timeout: float, environ: Mapping[str, str] | None = None) -
             name,
             False,
             f"sandbox container '{name}' does not exist: create it with "
-            f"`docker run -d --name {name} IMAGE sleep infinity`, or name yours with "
+            f"`docker run -d --init --name {name} IMAGE sleep infinity`, or name yours with "
             "--orchestrator-sandbox / ORCHESTRATOR_SANDBOX",
         )
     # The SDK's APIError is a requests error too: the engine answered, so it is no transport failure.
@@ -388,7 +388,7 @@ class DockerSandbox:
             except docker.errors.NotFound:
                 return (
                     f"sandbox container '{self.name}' was removed: create it again "
-                    f"(`docker run -d --name {self.name} IMAGE sleep infinity`)"
+                    f"(`docker run -d --init --name {self.name} IMAGE sleep infinity`)"
                 )
             except (requests.exceptions.RequestException, OSError):
                 return None

@@ -54,7 +54,7 @@ def export_health(report: HealthReport, endpoint: str, timeout: float) -> str | 
         )
         checks_total.add(1, {"check": result.check_name})
         check_status.set(1 if result.status == "ok" else 0, {"check": result.check_name})
-    if report.status == "unhealthy":
+    if report.status in ("unhealthy", "critical"):
         parent.set_status(trace.Status(trace.StatusCode.ERROR, report.status))
     parent.end(end_time=ns(end))
     return telemetry.export()
