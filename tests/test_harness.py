@@ -49,13 +49,13 @@ def test_daemon_down_fails_sandbox_and_skips_the_gated_checks(
         "claude_auth",
         "github_token",
         "orchestrator",
-        "sandbox_zombies",
+        "zombies",
     ]
     sandbox = doc["checks"]["sandbox"]
     assert sandbox["status"] == "failed"
     assert f"docker daemon not reachable at {dead_docker}" in sandbox["message"]
     assert "systemctl start docker" in sandbox["message"]
-    for gated in ("claude_code", "claude_auth", "github_token", "sandbox_zombies"):
+    for gated in ("claude_code", "claude_auth", "github_token", "zombies"):
         assert doc["checks"][gated] == {
             **doc["checks"][gated],
             "status": "skipped",
@@ -84,15 +84,15 @@ def test_gate_holds_when_the_sandbox_check_is_deselected(pytester: pytest.Pytest
     [
         (["-k", "orchestrator"], ["orchestrator"]),
         # -k matches names by substring: the sandbox's checks; -m matches one marker exactly.
-        (["-k", "sandbox"], ["sandbox", "sandbox_zombies"]),
+        (["-k", "sandbox"], ["sandbox"]),
         (["-m", "sandbox"], ["sandbox"]),
-        (["-k", "zombies"], ["sandbox_zombies"]),
+        (["-k", "zombies"], ["zombies"]),
         (["-m", "github_token"], ["github_token"]),
         (
             ["-m", "check and not sandbox"],
-            ["claude_code", "claude_auth", "github_token", "orchestrator", "sandbox_zombies"],
+            ["claude_code", "claude_auth", "github_token", "orchestrator", "zombies"],
         ),
-        (["--orchestrator-check", "sandbox_zombies"], ["sandbox_zombies"]),
+        (["--orchestrator-check", "zombies"], ["zombies"]),
         (
             ["--orchestrator-check", "orchestrator", "--orchestrator-check", "sandbox"],
             ["sandbox", "orchestrator"],
@@ -280,7 +280,7 @@ def test_the_document_is_embedded_in_the_json_report(pytester: pytest.Pytester) 
         "checks/check_claude_auth.py::check_claude_auth",
         "checks/check_github_token.py::check_github_token",
         "checks/check_orchestrator.py::check_orchestrator",
-        "checks/check_sandbox_zombies.py::check_sandbox_zombies",
+        "checks/check_zombies.py::check_zombies",
     }
 
 
@@ -294,7 +294,7 @@ def test_checks_run_under_xdist(pytester: pytest.Pytester) -> None:
         "claude_auth": "skipped",
         "github_token": "skipped",
         "orchestrator": "ok",
-        "sandbox_zombies": "skipped",
+        "zombies": "skipped",
     }
 
 
@@ -425,7 +425,7 @@ def test_a_dist_mode_without_workers_still_runs_the_checks(pytester: pytest.Pyte
         "claude_auth",
         "github_token",
         "orchestrator",
-        "sandbox_zombies",
+        "zombies",
     ]
     assert result.ret == 1
 

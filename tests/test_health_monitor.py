@@ -339,7 +339,7 @@ def test_each_health_run_appends_one_history_row(pytester: pytest.Pytester) -> N
     store.close()
 
     _, first = health(pytester, "-k", "orchestrator")
-    _, second = health(pytester, "-k", "orchestrator or sandbox")
+    _, second = health(pytester, "-k", "orchestrator or sandbox or zombies")
     rows = history_rows(state)
     assert len(rows) == 2
     for row, doc in zip(rows, (first, second), strict=True):
@@ -353,7 +353,7 @@ def test_each_health_run_appends_one_history_row(pytester: pytest.Pytester) -> N
     assert json.loads(rows[1]["checks"]) == {
         "sandbox": "failed",
         "orchestrator": "ok",
-        "sandbox_zombies": "skipped",
+        "zombies": "skipped",
     }
     assert (rows[0]["status"], rows[1]["status"]) == ("healthy", "unhealthy")
     # The zombie check was skipped with the sandbox down: nothing was counted.
@@ -467,9 +467,11 @@ def test_defunct_processes_in_the_sandbox_degrade_the_health(
     time.sleep(0.3)  # the background sleep has ended, reaped or not
     open_state(pytester).close()
 
-    result, doc = health(pytester, "--orchestrator-sandbox", sandbox.name, "-k", "sandbox or orchestrator")
+    result, doc = health(
+        pytester, "--orchestrator-sandbox", sandbox.name, "-k", "sandbox or zombies or orchestrator"
+    )
 
-    check = doc["checks"]["sandbox_zombies"]
+    check = doc["checks"]["zombies"]
     assert check["level"] == "warning"
     assert check["metrics"] == {"zombie_processes": count}
     assert doc["metrics"]["zombie_processes"] == count
@@ -502,11 +504,9 @@ def test_defunct_processes_in_the_sandbox_degrade_the_health(
     }
     assert datetime.fromisoformat(issue["last_seen"]) <= datetime.now(UTC)
     # Selected by its own name, as every check is.
-    _, doc = health(
-        pytester, "--orchestrator-sandbox", sandbox.name, "--orchestrator-check", "sandbox_zombies"
-    )
-    assert list(doc["checks"]) == ["sandbox_zombies"]
-    assert doc["checks"]["sandbox_zombies"]["metrics"] == {"zombie_processes": 1}
+    _, doc = health(pytester, "--orchestrator-sandbox", sandbox.name, "--orchestrator-check", "zombies")
+    assert list(doc["checks"]) == ["zombies"]
+    assert doc["checks"]["zombies"]["metrics"] == {"zombie_processes": 1}
 
 
 def test_proc_stat_names_may_hold_spaces_and_parentheses() -> None:

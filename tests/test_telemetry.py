@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.otlp_receiver import OTLPReceiver, Span
 
-CHECKS = ("sandbox", "claude_code", "claude_auth", "github_token", "orchestrator", "sandbox_zombies")
+CHECKS = ("sandbox", "claude_code", "claude_auth", "github_token", "orchestrator", "zombies")
 WARNING = "orchestrator: telemetry export to"
 # A no-hang guard for a run with --orchestrator-otlp-timeout 1, not a benchmark.
 BOUND = 30.0
@@ -95,7 +95,7 @@ def test_health_spans_and_metrics_arrive(
     assert children["sandbox"].attributes["check.status"] == "failed"
     assert "docker daemon not reachable" in children["sandbox"].attributes["check.message"]
     assert children["orchestrator"].attributes["check.status"] == "ok"
-    assert children["sandbox_zombies"].attributes["check.level"] == "warning"
+    assert children["zombies"].attributes["check.level"] == "warning"
 
     total = receiver.metric("orchestrator_health_checks_total")
     assert total.kind == "sum"
@@ -110,7 +110,7 @@ def test_health_spans_and_metrics_arrive(
     assert status.value(check="claude_code") == 0
     assert status.value(check="claude_auth") == 0
     assert status.value(check="github_token") == 0
-    assert status.value(check="sandbox_zombies") == 0
+    assert status.value(check="zombies") == 0
 
 
 def test_selected_check_only(

@@ -67,7 +67,7 @@ def test_installed_wheel_finds_the_builtin_checks_from_an_empty_directory(tmp_pa
         "check_github_token.py",
         "check_orchestrator.py",
         "check_sandbox.py",
-        "check_sandbox_zombies.py",
+        "check_zombies.py",
     ]
     result = subprocess.run(
         [str(python), "-m", "pytest", "--orchestrator-health", "-p", "no:cacheprovider"],
@@ -87,7 +87,7 @@ def test_installed_wheel_finds_the_builtin_checks_from_an_empty_directory(tmp_pa
         "claude_auth",
         "github_token",
         "orchestrator",
-        "sandbox_zombies",
+        "zombies",
     ]
     assert doc["checks"]["orchestrator"]["message"] == "idle"
     assert result.returncode == 1

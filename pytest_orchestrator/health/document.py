@@ -14,7 +14,7 @@ CheckStatus = Literal["ok", "failed", "skipped"]
 OverallStatus = Literal["healthy", "degraded", "unhealthy", "critical"]
 Level = Literal["error", "warning"]
 
-BUILTIN_CHECKS = ("sandbox", "claude_code", "claude_auth", "github_token", "orchestrator", "sandbox_zombies")
+BUILTIN_CHECKS = ("sandbox", "claude_code", "claude_auth", "github_token", "orchestrator", "zombies")
 # The statuses a run exits 1 on (pytest's TESTS_FAILED); healthy and degraded exit 0.
 FAILING = ("unhealthy", "critical")
 SANDBOX_DOWN = "sandbox not running"

@@ -10,7 +10,7 @@ from pytest_orchestrator.sandbox.zombies import describe, processes
 
 
 @pytest.mark.check(level="warning")
-def check_sandbox_zombies(sandbox: Sandbox, check: CheckRecord) -> None:
+def check_zombies(sandbox: Sandbox, check: CheckRecord) -> None:
     """Counts the processes in state Z from the sandbox's /proc; any at all degrade the health."""
     count, message = describe(processes(sandbox), sandbox.name)
     check.metric("zombie_processes", count)
