@@ -227,8 +227,12 @@ def test_a_frozen_loop_is_restarted_by_the_watchdog_its_task_redone_and_a_critic
     ).fetchone()
     crashes = [dict(r) for r in store.conn.execute("SELECT * FROM agent_crashes")]
     reports = [dict(r) for r in store.conn.execute("SELECT * FROM bug_reports")]
+    rounds = [dict(r) for r in store.conn.execute("SELECT * FROM health_checks WHERE source = 'watchdog'")]
     store.close()
 
+    # The watchdog's health history: its restart is an action, on a row of its own.
+    acted = [r for r in rounds if "restarted runner: liveness failed" in r["actions"]]
+    assert len(acted) == 1 and json.loads(acted[0]["checks"]).keys() == {"runner"}
     assert [(task, status) for task, status, _ in attempts] == [
         ("1.1", "interrupted"),
         ("1.1", "completed"),

@@ -91,6 +91,8 @@ class WatchdogSpec:
     components: tuple[ComponentSpec, ...] = ()
     warnings: tuple[str, ...] = ()
     monitor: MonitorSpec = field(default_factory=MonitorSpec)
+    # The loop counts as frozen past this (the freeze_threshold setting).
+    freeze_threshold: float = 300.0
 
     def component(self, name: str) -> ComponentSpec | None:
         """The component called `name`, if configured."""
@@ -144,7 +146,14 @@ def watchdog_spec(
         if spec is not None:
             specs.append(spec)
     return WatchdogSpec(
-        period, stop_timeout, backoff, limit, tuple(specs), tuple(reader.warnings), monitor_spec(file)
+        period,
+        stop_timeout,
+        backoff,
+        limit,
+        tuple(specs),
+        tuple(reader.warnings),
+        monitor_spec(file),
+        freeze_threshold,
     )
 
 

@@ -46,6 +46,13 @@ def container_tail(name: str, docker_timeout: float) -> tuple[str, bool]:
         return "", False
 
 
+def overall(checks: dict[str, str]) -> str:
+    """The watchdog's status from its components' health: one unhealthy one is enough."""
+    if any(health == "unhealthy" for health in checks.values()):
+        return "unhealthy"
+    return "degraded" if any(health == "not_ready" for health in checks.values()) else "healthy"
+
+
 class Monitor:
     """Records the watchdog's crashes and files the reports they make due."""
 
@@ -89,6 +96,32 @@ class Monitor:
         with self._store() as store:
             if store is not None:
                 self._report(store, lambda desk: desk.freeze(name, detail, log_tail=log))
+
+    def health_round(self, checks: dict[str, str], actions: list[str], freeze_threshold: float) -> None:
+        """A row of health history for a watchdog round: at most one a minute while nothing changes."""
+        from ..health.history import WATCHDOG, HealthHistory, HealthRow
+        from ..health.monitor import read_monitor
+
+        with self._store() as store:
+            if store is None:
+                return
+            reading = read_monitor(
+                store,
+                freeze_threshold=freeze_threshold,
+                critical_crashes_per_hour=self.spec.critical_crashes_per_hour,
+            )
+            row = HealthRow(
+                at=reading.at,
+                source=WATCHDOG,
+                status="critical" if reading.critical else overall(checks),
+                checks=checks,
+                active_agents=reading.active_agents,
+                crashed_agents=reading.crashes_last_hour,
+                last_poll_age=reading.last_poll_age,
+                actions=actions,
+                bugs_reported=reading.bugs_reported,
+            )
+            HealthHistory(store).record_round(row, now=reading.at)
 
     def prune(self, now: float | None = None) -> None:
         """Delete crash and health rows older than the retention; at most once a day."""

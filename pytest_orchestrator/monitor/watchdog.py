@@ -128,6 +128,8 @@ class Watchdog:
         self._store_retry_at = 0.0
         self._store_failed = False
         self.monitor = Monitor(state_dir, spec.monitor, self.log)
+        # What the watchdog did since its last row of health history.
+        self.actions: list[str] = []
         for component in spec.components:
             self.components[component.name] = self._managed(component)
             # A component's own secrets must not reach the log or the state through its messages.
@@ -254,6 +256,9 @@ class Watchdog:
             for managed in self.components.values():
                 self.pool.submit(managed.runtime.rotate)
             self.pool.submit(self.monitor.prune)
+            checks = {name: health(m.status, m.tracks) for name, m in self.components.items()}
+            actions, self.actions = self.actions, []
+            self.pool.submit(self.monitor.health_round, checks, actions, self.spec.freeze_threshold)
 
     def supervise(self, managed: Managed, now: float) -> None:
         """Everything due for one component: a finished action, an exit, probes, a start."""
@@ -338,6 +343,8 @@ class Watchdog:
         """
         reason = redact(reason)
         respawned = managed.spec.restart != "never" and not managed.budget.would_give_up(now)
+        what = "restarted" if respawned else "gave up on"
+        self.actions.append(f"{what} {managed.spec.name}: {reason}")
         self._crashed(managed, reason, respawned, frozen)
         for pending in managed.probes.values():
             pending.cancel()
