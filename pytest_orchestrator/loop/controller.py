@@ -25,6 +25,7 @@ TICK = 0.5
 OK, INTERRUPTED, USAGE_ERROR, NOTHING_DUE = 0, 2, 4, 5
 # A round runs at least this often, even when nothing seems to have changed.
 FORCE_ROUND = 600.0
+DAY = 86_400.0
 
 
 def snapshot(paths: list[Path]) -> frozenset[tuple[str, int, int]]:
@@ -75,7 +76,7 @@ class Loop:
         say: Callable[[str], None],
         *,
         stop_grace: float = 30.0,
-        on_start: Callable[[StateStore], None] | None = None,
+        housekeeping: Callable[[StateStore], None] | None = None,
         watched: list[Path] | None = None,
     ) -> None:
         self.state_dir = state_dir
@@ -85,7 +86,7 @@ class Loop:
         self.start_round = start_round
         self.say = say
         self.stop_grace = stop_grace
-        self.on_start = on_start
+        self.housekeeping = housekeeping
         # The plans and the config file: while they stay as they were, nothing was due in the
         # last round and no waiting task is due yet, a round would only cost a pytest start.
         self.watched = watched
@@ -103,9 +104,14 @@ class Loop:
         loop = LoopStore(store)
         try:
             loop.started(self.poll_interval)
-            if self.on_start is not None:
-                self.on_start(store)
+            housekept: float | None = None
             while not self._stopping():
+                if self.housekeeping is not None and (
+                    housekept is None or time.monotonic() - housekept >= DAY
+                ):
+                    # At start, then once a day: a loop may run for weeks.
+                    housekept = time.monotonic()
+                    self.housekeeping(store)
                 if self._nothing_changed(loop):
                     loop.beat(status="waiting")
                     self._wait(loop)

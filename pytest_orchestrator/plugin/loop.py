@@ -95,7 +95,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     retention = monitor_for(config).retention_days * 86_400
 
     def prune(store: StateStore) -> None:
-        # Crash and health rows past their retention, in bounded batches, once per start.
+        # Crash and health rows past their retention, in bounded batches.
         CrashStore(store).prune(time.time() - retention)
 
     loop = Loop(
@@ -105,7 +105,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
         beat_interval(settings),
         start_round,
         say,
-        on_start=prune,
+        housekeeping=prune,
         watched=_watched(config, settings),
     )
     # This runs before pytest configures itself (there is no session, nor terminal reporter):
