@@ -6,10 +6,6 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .settings import Settings
 
 CONFIG_HELP = "the config file (env ORCHESTRATOR_CONFIG, default orchestrator.yaml in the project root)"
 
@@ -339,7 +335,7 @@ def _sandbox_command(options: argparse.Namespace) -> int:
         print(f"orchestrator: {exc}", file=sys.stderr)
         return 2
     try:
-        return _sandbox_action(options, settings)
+        return _sandbox_action(options, settings.sandbox, settings.workspace, settings.docker_timeout)
     except SandboxError as exc:
         print(f"orchestrator: {redact(str(exc))}", file=sys.stderr)
         return 1
@@ -356,11 +352,13 @@ def _sandbox_command(options: argparse.Namespace) -> int:
         return 1
 
 
-def _sandbox_action(options: argparse.Namespace, settings: Settings) -> int:
+def _sandbox_action(options: argparse.Namespace, name: str, workspace: str, timeout: float) -> int:
+    """Do the action on the sandbox `name`; print what it did, and the health after up or reset."""
     import time
     from pathlib import Path
 
     from .health.run import SANDBOX_CHECKS, run_health
+    from .redact import redact
     from .sandbox import lifecycle
     from .sandbox.docker import connect, probe
     from .sandbox.status import status
@@ -368,10 +366,9 @@ def _sandbox_action(options: argparse.Namespace, settings: Settings) -> int:
     from .views import sandbox as view
     from .views.terminal import Style
 
-    name, timeout = settings.sandbox, settings.docker_timeout
     client = connect(timeout)
     if options.action == "status":
-        found = status(client, name, settings.workspace, probe(name, timeout))
+        found = status(client, name, workspace, probe(name, timeout))
         if options.json:
             import json
 
@@ -389,10 +386,10 @@ def _sandbox_action(options: argparse.Namespace, settings: Settings) -> int:
         found_probe = probe(name, timeout)
         if not found_probe.running:
             raise SandboxError(found_probe.message)
-        return enter(found_probe.container, workspace_root(settings.workspace))
+        return enter(found_probe.container, workspace_root(workspace))
     request = lifecycle.Request(
         name,
-        settings.workspace,
+        workspace,
         lifecycle.Options(
             base_image=options.base_image,
             claude_version=options.claude_version,
@@ -407,7 +404,7 @@ def _sandbox_action(options: argparse.Namespace, settings: Settings) -> int:
     )
 
     def progress(line: str) -> None:
-        print(f"  {line}", file=sys.stderr, flush=True)
+        print(f"  {redact(line)}", file=sys.stderr, flush=True)
 
     if options.action == "reset":
         outcome = lifecycle.reset(client, request, keep_workspace=options.keep_workspace, progress=progress)
@@ -422,7 +419,6 @@ def _sandbox_action(options: argparse.Namespace, settings: Settings) -> int:
     if options.config:
         flags += ["--orchestrator-config", str(Path(options.config).resolve())]
     report = lifecycle.wait_healthy(
-        name,
         time.monotonic() + options.wait,
         lambda: probe(name, timeout),
         lambda limit: run_health(SANDBOX_CHECKS, flags, Path.cwd(), limit),

@@ -229,6 +229,9 @@ def test_up_again_leaves_it_running_starts_it_when_stopped_and_names_other_input
         "recreate it with `orchestrator sandbox reset` (add --keep-workspace to keep its files)"
     )
     assert docker_client.containers.get(name).attrs["HostConfig"]["NetworkMode"] != "host"
+    version = sandbox_image.split(":")[1].rsplit("-", 1)[0]
+    newer = one_error_line(cli.run("up", "--name", name, "--claude-version", "2.1.999"))
+    assert f"'{name}' was made from different inputs (Claude Code {version} → 2.1.999)" in newer
 
 
 def test_reset_recreates_it_with_an_empty_workspace_and_the_same_image_and_credentials(
@@ -360,6 +363,26 @@ def test_credentials_are_in_the_sandbox_and_status_shows_only_their_names(
     # Nor in what the container itself logged.
     logs = container.logs().decode()
     assert not any(secret in logs for secret in SECRETS)
+
+
+def test_an_image_of_your_own_is_used_as_it_is_and_remembered(
+    cli: Cli, docker_client: Any, agent_image: str, sandbox_base: str
+) -> None:
+    name = cli.name()
+    done = cli.run("up", "--name", name, "--image", agent_image, "--wait", "0")
+
+    assert done.returncode == 0, done.stderr
+    assert f"created from {agent_image} (reused)" in done.stdout
+    assert "Step " not in done.stderr  # nothing was built
+    container = docker_client.containers.get(name)
+    assert container.attrs["Config"]["Image"] == agent_image
+    assert cli.run("up", "--name", name).stdout.strip() == f"sandbox container '{name}' is already running"
+    other = one_error_line(cli.run("up", "--name", name, "--base-image", sandbox_base))
+    assert f"(image {agent_image} → orchestrator-sandbox:" in other
+    container.stop(timeout=1)
+    stopped = cli.run("status", "--name", name)
+    assert stopped.returncode == 1
+    assert re.search(rf"Status:\s+✗ Exited \(sandbox container '{name}' exited with code", stopped.stdout)
 
 
 def test_a_container_the_tool_did_not_make_is_left_alone(

@@ -272,19 +272,19 @@ def differences(container: Any, wanted: Plan) -> list[str]:
     """How the container differs from the one `wanted` describes; empty when it is the same."""
     found: list[str] = []
     recorded = recorded_inputs(_labels(container))
-    if wanted.inputs is not None:
-        if recorded.get("digest") != wanted.inputs.digest:
-            before = recorded.get("claude_version")
-            if before and before != wanted.inputs.claude_version:
-                found.append(f"Claude Code {before} → {wanted.inputs.claude_version}")
-            elif recorded.get("base_image", wanted.inputs.base_image) != wanted.inputs.base_image:
-                found.append(f"base image {recorded.get('base_image')} → {wanted.inputs.base_image}")
-            else:
-                found.append("the Dockerfile or its build arguments changed")
-    else:
-        image = container.attrs.get("Config", {}).get("Image")
+    image = container.attrs.get("Config", {}).get("Image")
+    if wanted.inputs is None or not recorded.get("digest"):
+        # An image of the user's own on either side: its name is all there is to compare.
         if image != wanted.image:
             found.append(f"image {image} → {wanted.image}")
+    elif recorded["digest"] != wanted.inputs.digest:
+        before = recorded.get("claude_version")
+        if before and before != wanted.inputs.claude_version:
+            found.append(f"Claude Code {before} → {wanted.inputs.claude_version}")
+        elif recorded.get("base_image", wanted.inputs.base_image) != wanted.inputs.base_image:
+            found.append(f"base image {recorded.get('base_image')} → {wanted.inputs.base_image}")
+        else:
+            found.append("the Dockerfile or its build arguments changed")
     before_options = json_label(container, OPTIONS_LABEL)
     after_options = wanted.options.given()
     for key in ("network", "workspace", "claude_credentials"):
@@ -495,7 +495,6 @@ def down(client: Any, name: str, *, volumes: bool = False) -> str:
 
 
 def wait_healthy(
-    name: str,
     deadline: float,
     probe: Callable[[], SandboxProbe],
     health: Callable[[float], HealthRun],

@@ -50,7 +50,11 @@ def main() -> int:
     inputs = image_inputs("/workspace", base, None, binary)
     ensure_image(client, inputs)
     build = ["--base-image", base, "--claude-binary", str(binary)]
-    env = {**bench_env(), "ANTHROPIC_API_KEY": "sk-ant-api03-" + "Bench" * 6, "GH_TOKEN": "ghp_" + "Bench" * 6}
+    env = {
+        **bench_env(),
+        "ANTHROPIC_API_KEY": "sk-ant-api03-" + "Bench" * 6,
+        "GH_TOKEN": "ghp_" + "Bench" * 6,
+    }
     floor_name, name = f"orch-bench-{uuid.uuid4().hex[:8]}", f"orch-bench-{uuid.uuid4().hex[:8]}"
     times: dict[str, list[float]] = {
         "floor": [],
