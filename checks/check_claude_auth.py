@@ -21,5 +21,6 @@ def check_claude_auth(sandbox: Sandbox, orchestrator_settings: Settings, check: 
     check.fail(
         f"no Claude Code credentials in sandbox '{sandbox.name}': looked for "
         f"{', '.join(paths)} and {' / '.join(AUTH_ENV)}; run `claude login` inside the "
-        f"sandbox, or recreate it with `-e ANTHROPIC_API_KEY`"
+        "sandbox (`orchestrator sandbox shell`), or recreate it with ANTHROPIC_API_KEY set "
+        "(`orchestrator sandbox reset --keep-workspace`, or `docker run -e ANTHROPIC_API_KEY`)"
     )

@@ -13,7 +13,8 @@ def check_github_token(sandbox: Sandbox, orchestrator_settings: Settings, check:
     found = [name for name in GITHUB_ENV if name in facts.env]
     if not found:
         check.fail(
-            f"GH_TOKEN is not set in sandbox '{sandbox.name}': recreate the container with "
-            "`-e GH_TOKEN` (a token with repo scope)"
+            f"GH_TOKEN is not set in sandbox '{sandbox.name}': recreate the container with GH_TOKEN "
+            "set (a token with repo scope): `orchestrator sandbox reset --keep-workspace`, or "
+            "`docker run -e GH_TOKEN`"
         )
     check.ok(f"{found[0]} set in the sandbox")

@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     restart.add_argument("name", metavar="NAME", help="the component, e.g. sandbox")
     restart.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     _add_views(commands)
+    _add_sandbox(commands)
     return parser
 
 
@@ -243,6 +244,224 @@ def _view(options: argparse.Namespace) -> int:
         return 0 if getattr(options, "follow", False) else 130
 
 
+# ---- orchestrator sandbox ----
+
+
+def _add_sandbox(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sandbox = commands.add_parser(
+        "sandbox",
+        help="build, start, reset, stop or enter the agents' sandbox container",
+        description="The sandbox container, made by the tool from the Dockerfile in the package.",
+    )
+    actions = sandbox.add_subparsers(dest="action", required=True, metavar="ACTION")
+    up = actions.add_parser(
+        "up",
+        help="build the image unless an unchanged one exists, start the container, wait until healthy",
+        description="Build the sandbox image (reused when its inputs are unchanged), start the "
+        "container, and wait until the sandbox's health checks pass. Exit 0 when healthy, 1 when not.",
+    )
+    reset = actions.add_parser(
+        "reset",
+        help="recreate the container from the same inputs, with an empty workspace",
+        description="Recreate the sandbox container from the same inputs and credentials, with an "
+        "empty workspace unless --keep-workspace, then wait until it is healthy.",
+    )
+    for command in (up, reset):
+        _sandbox_target(command)
+        image = command.add_mutually_exclusive_group()
+        image.add_argument("--image", metavar="IMAGE", help="use this image as it is, without a build")
+        image.add_argument(
+            "--base-image",
+            metavar="IMAGE",
+            help="the image to build on (default node:22-bookworm-slim); a local one is used without a pull",
+        )
+        cli = command.add_mutually_exclusive_group()
+        cli.add_argument("--claude-version", metavar="VERSION", help="the Claude Code version npm installs")
+        cli.add_argument(
+            "--claude-binary",
+            metavar="PATH",
+            help="copy this Claude Code binary into the image instead of installing it from npm",
+        )
+        command.add_argument(
+            "--workspace",
+            metavar="DIR",
+            help="a host directory to mount as the workspace (default: the volume NAME-workspace)",
+        )
+        command.add_argument("--network", metavar="NETWORK", help="the container's network, e.g. host")
+        command.add_argument(
+            "--env-file",
+            metavar="FILE",
+            help="variables for the container, NAME=value a line (credentials are also taken "
+            "from the environment by name: " + ", ".join(_CREDENTIAL_NAMES) + ")",
+        )
+        command.add_argument(
+            "--claude-credentials",
+            metavar="FILE",
+            help="a Claude Code credentials file, mounted read-only as the sandbox user's "
+            "~/.claude/.credentials.json",
+        )
+        command.add_argument(
+            "--wait",
+            type=_seconds,
+            default=120.0,
+            metavar="SECONDS",
+            help="how long to wait for the health checks (default 120; 0: do not run them)",
+        )
+    reset.add_argument("--keep-workspace", action="store_true", help="keep the workspace volume's files")
+    down = actions.add_parser(
+        "down",
+        help="stop and remove the container",
+        description="Stop and remove the sandbox container; --volumes removes its workspace volume too.",
+    )
+    _sandbox_target(down)
+    down.add_argument("--volumes", action="store_true", help="remove the workspace volume too")
+    shell = actions.add_parser(
+        "shell",
+        help="an interactive shell in the workspace, as the sandbox's user",
+        description="Open an interactive shell in the sandbox's workspace, as the sandbox's user.",
+    )
+    _sandbox_target(shell)
+    status = actions.add_parser(
+        "status",
+        help="container, image and inputs, uptime, restarts, workspace, credentials (names only)",
+        description="Show the sandbox container: state, image and its inputs, uptime, restarts, "
+        "workspace, network and the names of the credentials it holds. Exit 0 when it runs, 1 otherwise.",
+    )
+    _sandbox_target(status)
+    status.add_argument("--json", action="store_true", help="print a JSON document instead")
+
+
+_CREDENTIAL_NAMES = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "GH_TOKEN", "GITHUB_TOKEN")
+
+
+def _sandbox_target(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--name", metavar="NAME", help="the container (default: the sandbox setting)")
+    command.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+
+
+def _seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, not {raw!r}")
+    return value
+
+
+def _sandbox_command(options: argparse.Namespace) -> int:
+    """`orchestrator sandbox ACTION`: plain Python on the Docker SDK, no pytest."""
+    from pathlib import Path
+
+    from .config_file import ConfigFileError
+    from .project import settings_for_project
+    from .redact import redact
+    from .sandbox import SandboxError
+    from .sandbox.docker import engine_error
+    from .settings import ConfigError
+
+    try:
+        flags = {"sandbox": options.name} if options.name else {}
+        settings = settings_for_project(Path.cwd(), flags, config=options.config)
+    except (ConfigError, ConfigFileError) as exc:
+        print(f"orchestrator: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _sandbox_action(options, settings.sandbox, settings.workspace, settings.docker_timeout)
+    except SandboxError as exc:
+        print(f"orchestrator: {redact(str(exc))}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("orchestrator: interrupted", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        return _os_error(exc)
+    except Exception as exc:
+        error = engine_error(exc, settings.docker_timeout)
+        if error is None:
+            raise
+        print(f"orchestrator: {error}", file=sys.stderr)
+        return 1
+
+
+def _sandbox_action(options: argparse.Namespace, name: str, workspace: str, timeout: float) -> int:
+    """Do the action on the sandbox `name`; print what it did, and the health after up or reset."""
+    import time
+    from pathlib import Path
+
+    from .health.run import SANDBOX_CHECKS, run_health
+    from .redact import redact
+    from .sandbox import lifecycle
+    from .sandbox.docker import connect, probe
+    from .sandbox.status import status
+    from .sandbox.workspace import workspace_root
+    from .views import sandbox as view
+    from .views.terminal import Style
+
+    client = connect(timeout)
+    if options.action == "status":
+        found = status(client, name, workspace, probe(name, timeout))
+        if options.json:
+            import json
+
+            print(json.dumps(found.to_dict(), indent=2))
+        else:
+            sys.stdout.write(view.render_status(found, Style(sys.stdout, os.environ)))
+        return 0 if found.running else 1
+    if options.action == "down":
+        print(lifecycle.down(client, name, volumes=options.volumes))
+        return 0
+    if options.action == "shell":
+        from .sandbox import SandboxError
+        from .sandbox.shell import enter
+
+        found_probe = probe(name, timeout)
+        if not found_probe.running:
+            raise SandboxError(found_probe.message)
+        return enter(found_probe.container, workspace_root(workspace))
+    request = lifecycle.Request(
+        name,
+        workspace,
+        lifecycle.Options(
+            base_image=options.base_image,
+            claude_version=options.claude_version,
+            claude_binary=options.claude_binary,
+            image=options.image,
+            workspace=options.workspace,
+            network=options.network,
+            claude_credentials=options.claude_credentials,
+        ),
+        env_file=Path(options.env_file) if options.env_file else None,
+        environ=os.environ,
+    )
+
+    def progress(line: str) -> None:
+        print(f"  {redact(line)}", file=sys.stderr, flush=True)
+
+    if options.action == "reset":
+        outcome = lifecycle.reset(client, request, keep_workspace=options.keep_workspace, progress=progress)
+    else:
+        outcome = lifecycle.up(client, request, progress)
+    print(outcome.message, flush=True)
+    for note in outcome.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if outcome.action == "running" or options.wait == 0:
+        return 0
+    flags = ["--orchestrator-sandbox", name]
+    if options.config:
+        flags += ["--orchestrator-config", str(Path(options.config).resolve())]
+    report = lifecycle.wait_healthy(
+        time.monotonic() + options.wait,
+        lambda: probe(name, timeout),
+        lambda limit: run_health(SANDBOX_CHECKS, flags, Path.cwd(), limit),
+    )
+    sys.stdout.write(view.render_health(report, Style(sys.stdout, os.environ)))
+    if not report.ok:
+        print(f"orchestrator: sandbox '{name}' is unhealthy: {view.failure(report)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def health_args(check: Sequence[str], extra: Sequence[str]) -> list[str]:
     """The pytest arguments that `orchestrator health` runs."""
     args = ["--orchestrator-health", "-p", "no:cacheprovider", "-q"]
@@ -271,6 +490,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         return _view(options)
+    if options.command == "sandbox":
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        return _sandbox_command(options)
     import pytest
 
     if options.command == "health":

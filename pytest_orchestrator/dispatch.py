@@ -22,6 +22,7 @@ from .redact import redact
 from .result import TaskResult, TaskStatus, Usage, Verification
 from .retry import retry_reason
 from .sandbox import SandboxError, SandboxTransportError
+from .sandbox.workspace import per_plan, prepare, workspace_for
 from .state import StateError
 
 if TYPE_CHECKING:
@@ -51,6 +52,13 @@ class DispatchContext:
     # Recorded with the attempt; every process started through the dispatch's sandbox
     # carries it, so they can be stopped after the orchestrator itself was killed.
     dispatch_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # The directory the agent and the verification work in: the workspace setting, with
+    # `{plan}` filled in for the task's plan (the workspace's root when there is no plan).
+    workspace: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.workspace:
+            self.workspace = workspace_for(self.settings.workspace, None)
 
     def render_prompt(self, task: Task) -> str:
         """The task's prompt, from the configured template, with the guidance if any."""
@@ -121,13 +129,12 @@ def _stopped(status: str, exc: BaseException, elapsed: float, agent_running: boo
     return f"{status.upper()} after {seconds:.0f}s ({where})"
 
 
-def verify(sandbox: Sandbox, task: Task, settings: Settings) -> Verification:
-    """Run the task's verification block in the sandbox's workspace."""
+def verify(sandbox: Sandbox, task: Task, directory: str) -> Verification:
+    """Run the task's verification block in the task's workspace directory."""
     assert task.verification is not None
+    argv = [task.verification.lang, "-c", task.verification.code]
     try:
-        with sandbox.stream(
-            [task.verification.lang, "-c", task.verification.code], workdir=settings.workspace
-        ) as (chunks, exit_code):
+        with sandbox.stream(argv, workdir=directory) as (chunks, exit_code):
             output = b"".join((out or b"") + (err or b"") for out, err in chunks)
             code = exit_code()
     except SandboxError as exc:
@@ -159,6 +166,8 @@ def _attempt(
     status, error, result = "error", None, None
     try:
         try:
+            if per_plan(context.settings.workspace):
+                prepare(bound, context.workspace)
             result = agent(task, bound, context)
         except SandboxError as exc:
             # Only a failed connection to the engine is worth another attempt: a stopped or
@@ -169,7 +178,7 @@ def _attempt(
         if result is None:
             raise NoAgent(f"no agent took task {task.id}")
         if result.status == "completed" and task.verification is not None:
-            result.verification = verify(bound, task, context.settings)
+            result.verification = verify(bound, task, context.workspace)
             if not result.verification.passed:
                 result.status = "failed"
                 result.error = f"verification exited {result.verification.exit_code}"
@@ -190,7 +199,7 @@ def _attempt(
                     error=error,
                     log=log,
                     exit_code=None,
-                    workspace=context.settings.workspace,
+                    workspace=context.workspace,
                     attempt_id=attempt,
                 ),
             )
@@ -248,7 +257,9 @@ def run_task(
             phase = time.monotonic()
             # A retry resumes the session the previous attempt started, when it recorded one.
             resume = run.store.last_session(plan_key, task.id) if guidance else None
-            context = DispatchContext(settings, guidance, resume, on_event)
+            context = DispatchContext(
+                settings, guidance, resume, on_event, workspace=workspace_for(settings.workspace, plan_key)
+            )
             result, attempt = _attempt(task, plan_key, run, sandbox, agent, context, number)
             took = time.monotonic() - phase
             spent += result.duration_seconds or took
@@ -273,7 +284,7 @@ def run_task(
                         error=result.error,
                         log=result.log,
                         exit_code=result.exit_code,
-                        workspace=settings.workspace,
+                        workspace=context.workspace,
                         attempt_id=attempt,
                         respawned=not last,
                     ),

@@ -16,6 +16,8 @@ from typing import Any
 from .config_file import SECTIONS, ConfigFile, ConfigFileError, raw_setting
 from .prompt import DEFAULT_PROMPT, check_template
 from .retry import RetryPolicy
+from .sandbox import DEFAULT_SANDBOX
+from .sandbox.workspace import check_template as _workspace
 
 
 class ConfigError(ValueError):
@@ -116,7 +118,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "sandbox",
         "name of the sandbox container the agent runs in",
-        "orchestrator-sandbox",
+        DEFAULT_SANDBOX,
         _text,
         metavar="NAME",
     ),
@@ -177,9 +179,10 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "workspace",
-        "directory inside the sandbox where the agent works",
+        "directory inside the sandbox where the agent works; {plan} in it gives each plan a "
+        "directory of its own (e.g. /workspace/{plan})",
         "/workspace",
-        _text,
+        _workspace,
         metavar="DIR",
     ),
     Setting(

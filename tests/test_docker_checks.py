@@ -137,7 +137,7 @@ def test_empty_token_fails_github_token_only(
     assert statuses(doc)["claude_auth"] == "ok"
     assert doc["checks"]["github_token"]["status"] == "failed"
     assert doc["checks"]["github_token"]["message"].startswith(
-        f"GH_TOKEN is not set in sandbox '{sandbox.name}': recreate the container with `-e GH_TOKEN`"
+        f"GH_TOKEN is not set in sandbox '{sandbox.name}': recreate the container with GH_TOKEN set"
     )
 
 
@@ -201,7 +201,10 @@ def test_oauth_token_counts_as_credentials(
 def test_no_such_container_says_how_to_create_it(pytester: pytest.Pytester, docker_client: Any) -> None:
     result, doc = health(pytester, "orch-test-does-not-exist")
     message = doc["checks"]["sandbox"]["message"]
-    assert message.startswith("sandbox container 'orch-test-does-not-exist' does not exist")
+    assert message.startswith(
+        "sandbox container 'orch-test-does-not-exist' does not exist: create it with "
+        "`orchestrator sandbox up --name orch-test-does-not-exist`"
+    )
     assert "docker run -d --init --name orch-test-does-not-exist" in message
     assert statuses(doc)["claude_auth"] == "skipped"
 

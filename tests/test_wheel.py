@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,6 +30,10 @@ def test_installed_wheel_finds_the_builtin_checks_from_an_empty_directory(tmp_pa
         check=True,
     )
     wheel = next(dist.glob("pytest_orchestrator-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        # `orchestrator sandbox up` builds from it.
+        shipped = archive.read("pytest_orchestrator/sandbox/Dockerfile")
+    assert shipped == (REPO / "pytest_orchestrator" / "sandbox" / "Dockerfile").read_bytes()
     env_dir = tmp_path / "venv"
     # System site-packages supply pytest, docker and the rest; the wheel itself is what is tested.
     venv.create(env_dir, system_site_packages=True, with_pip=False)

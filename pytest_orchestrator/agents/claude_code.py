@@ -240,7 +240,7 @@ def run(task: Task, sandbox: Sandbox, context: DispatchContext) -> TaskResult:
     final: Event | None = None
     with sandbox.stream(
         command(settings, context.resume),
-        workdir=settings.workspace,
+        workdir=context.workspace,
         stdin=prompt.encode("utf-8"),
         env=environment(settings),
     ) as (chunks, exit_code):

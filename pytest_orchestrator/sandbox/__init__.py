@@ -14,6 +14,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+# The sandbox setting's default: the container's name when none is configured.
+DEFAULT_SANDBOX = "orchestrator-sandbox"
 AUTH_ENV = ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN")
 GITHUB_ENV = ("GH_TOKEN", "GITHUB_TOKEN")
 

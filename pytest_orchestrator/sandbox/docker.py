@@ -15,6 +15,7 @@ from typing import Any
 from ..redact import redact, remember
 from . import (
     AUTH_ENV,
+    DEFAULT_SANDBOX,
     GITHUB_ENV,
     MARKER_ENV,
     Chunks,
@@ -72,6 +73,19 @@ def _transport_error(exc: BaseException, timeout: float | None, environ: Mapping
         f"docker daemon not reachable at {endpoint}: start it with `sudo systemctl start docker` "
         "(or `sudo dockerd &`), or point DOCKER_HOST at a running engine"
     )
+
+
+def engine_error(exc: BaseException, timeout: float | None) -> SandboxError | None:
+    """The one-line error for a failed Docker SDK call, or None when `exc` is not one."""
+    import docker
+    import requests
+
+    # The SDK's APIError is a requests error too: the engine answered, so it is no transport failure.
+    if isinstance(exc, docker.errors.APIError):
+        return SandboxError(redact(f"the docker engine refused: {exc.explanation or exc}"))
+    if isinstance(exc, requests.exceptions.RequestException | docker.errors.DockerException):
+        return _transport_error(exc, timeout, os.environ)
+    return None
 
 
 def connect(timeout: float | None, environ: Mapping[str, str] | None = None) -> Any:
@@ -164,6 +178,16 @@ def stopped(container: Any, name: str) -> str | None:
     return describe(container, name).message
 
 
+def create_hint(name: str) -> str:
+    """How to make a missing sandbox container: the tool's own command first."""
+    flag = "" if name == DEFAULT_SANDBOX else f" --name {name}"
+    return (
+        f"create it with `orchestrator sandbox up{flag}`, or run your own image "
+        f"(`docker run -d --init --name {name} IMAGE sleep infinity`); another name: "
+        "--orchestrator-sandbox / ORCHESTRATOR_SANDBOX"
+    )
+
+
 def probe(name: str, timeout: float, environ: Mapping[str, str] | None = None) -> SandboxProbe:
     """Find the sandbox container and say whether it runs; never raises."""
     import docker
@@ -176,13 +200,7 @@ def probe(name: str, timeout: float, environ: Mapping[str, str] | None = None) -
     except SandboxError as exc:
         return SandboxProbe(name, False, str(exc))
     except docker.errors.NotFound:
-        return SandboxProbe(
-            name,
-            False,
-            f"sandbox container '{name}' does not exist: create it with "
-            f"`docker run -d --init --name {name} IMAGE sleep infinity`, or name yours with "
-            "--orchestrator-sandbox / ORCHESTRATOR_SANDBOX",
-        )
+        return SandboxProbe(name, False, f"sandbox container '{name}' does not exist: {create_hint(name)}")
     # The SDK's APIError is a requests error too: the engine answered, so it is no transport failure.
     except docker.errors.APIError as exc:
         return SandboxProbe(name, False, redact(f"docker engine refused to inspect '{name}': {exc}"))
@@ -386,10 +404,7 @@ class DockerSandbox:
             try:
                 container.reload()
             except docker.errors.NotFound:
-                return (
-                    f"sandbox container '{self.name}' was removed: create it again "
-                    f"(`docker run -d --init --name {self.name} IMAGE sleep infinity`)"
-                )
+                return f"sandbox container '{self.name}' was removed: {create_hint(self.name)}"
             except (requests.exceptions.RequestException, OSError):
                 return None
             reason = stopped(container, self.name)

@@ -18,10 +18,15 @@ from pathlib import Path
 from types import FrameType
 
 DEFAULT_TAG = "orchestrator-sandbox-debian:test"
+# The base that `orchestrator sandbox up --base-image` builds on in the tests: Debian with the
+# tools the packaged Dockerfile installs, so its build needs neither apt nor npm.
+BASE_TAG = "orchestrator-sandbox-base:test"
 SUITE = "bookworm"
-# procps gives tests `ps`/`pgrep` to look for leftover agent processes inside the sandbox.
-PACKAGES = ("python3", "procps")
+# procps gives tests `ps`/`pgrep` to look for leftover agent processes inside the sandbox; the
+# rest are what the packaged Dockerfile would otherwise install with apt-get.
+PACKAGES = ("python3", "procps", "git", "ripgrep", "ca-certificates")
 CLAUDE_VERSION_LABEL = "org.pytest-orchestrator.claude-version"
+BASE_PACKAGES_LABEL = "org.pytest-orchestrator.base-packages"
 CLAUDE_IN_IMAGE = "usr/local/bin/claude"
 # A non-root account, because the CLI refuses --dangerously-skip-permissions when run as root.
 AGENT_USER = "agent"
@@ -246,16 +251,33 @@ def _customize(rootfs: Path, claude: Path) -> None:
                 entry.unlink()
 
 
-def _import(rootfs: Path, tag: str, version: str) -> None:
-    """Stream the rootfs as a tar into `docker import`, with the sandbox's image config."""
-    changes = [
+_PATH_ENV = "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _sandbox_changes(version: str) -> list[str]:
+    """The image config of the test sandbox: the CLI's version, the workspace, a long sleep."""
+    return [
         'CMD ["sleep", "infinity"]',
         "WORKDIR /workspace",
         # No ENV HOME: Docker then takes HOME from /etc/passwd, so `exec -u agent` gets /home/agent.
-        "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        _PATH_ENV,
         "ENV LANG=C.UTF-8",
         f'LABEL {CLAUDE_VERSION_LABEL}="{version}"',
     ]
+
+
+def _base_changes() -> list[str]:
+    """The image config of the plain Debian base, labelled with the packages it holds."""
+    return [
+        _PATH_ENV,
+        "ENV LANG=C.UTF-8",
+        'CMD ["bash"]',
+        f'LABEL {BASE_PACKAGES_LABEL}="{",".join(PACKAGES)}"',
+    ]
+
+
+def _import(rootfs: Path, tag: str, changes: list[str]) -> None:
+    """Stream the rootfs as a tar into `docker import`, with the given image config."""
     import_args = ["docker", "import"]
     for change in changes:
         import_args += ["--change", change]
@@ -280,7 +302,7 @@ def _import(rootfs: Path, tag: str, version: str) -> None:
 
 
 @contextlib.contextmanager
-def _build_lock(tag: str) -> Iterator[None]:
+def build_lock(tag: str) -> Iterator[None]:
     """Serialise builds of one tag, so parallel test workers wait and then reuse the image."""
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", tag)
     lock_path = Path(tempfile.gettempdir()) / f"orchestrator-image-{safe}.lock"
@@ -293,8 +315,17 @@ def _build_lock(tag: str) -> Iterator[None]:
         os.close(fd)
 
 
-def build_debian_image(tag: str, claude: Path, version: str) -> None:
-    """Build and tag the image from scratch, removing the temporary rootfs afterwards."""
+def _base_is_current(tag: str) -> bool:
+    """Whether the base image exists and holds today's package list."""
+    return _inspect(tag, f'{{{{ index .Config.Labels "{BASE_PACKAGES_LABEL}" }}}}') == ",".join(PACKAGES)
+
+
+def build_debian_image(tag: str, claude: Path | None, version: str, base_tag: str | None = None) -> None:
+    """Build and tag the image from scratch, removing the temporary rootfs afterwards.
+
+    With `base_tag`, the plain rootfs is imported under that tag too, before the CLI and the
+    agent account go in: one debootstrap gives both images. Without `claude`, only the base is made.
+    """
     total = time.monotonic()
     mirror = debian_mirror()
     _log(f"mirror: {mirror or 'debootstrap default (none configured for ' + SUITE + ')'}")
@@ -302,15 +333,19 @@ def build_debian_image(tag: str, claude: Path, version: str) -> None:
     try:
         with _phase("debootstrap"):
             _debootstrap(rootfs, mirror)
-        with _phase("customize rootfs"):
-            _customize(rootfs, claude)
-        with _phase("docker import"):
-            _import(rootfs, tag, version)
+        if base_tag is not None:
+            with _phase(f"docker import {base_tag}"):
+                _import(rootfs, base_tag, _base_changes())
+        if claude is not None:
+            with _phase("customize rootfs"):
+                _customize(rootfs, claude)
+            with _phase("docker import"):
+                _import(rootfs, tag, _sandbox_changes(version))
     finally:
         with _phase("cleanup"):
             _unmount_under(rootfs)
             shutil.rmtree(rootfs, ignore_errors=True)
-    _log(f"built {tag} (claude {version}) in {time.monotonic() - total:.1f}s")
+    _log(f"built {base_tag if claude is None else tag} in {time.monotonic() - total:.1f}s")
 
 
 def ensure_debian_image(tag: str = DEFAULT_TAG, force: bool = False) -> str:
@@ -319,7 +354,7 @@ def ensure_debian_image(tag: str = DEFAULT_TAG, force: bool = False) -> str:
         raise ImageBuildError("docker CLI not found: install it with `apt-get install docker.io`")
     claude = find_claude_binary()
     version = claude_version(claude)
-    with _build_lock(tag):
+    with build_lock(tag):
         existing = image_claude_version(tag)
         if existing == version and not force:
             _log(f"reused {tag} (claude {version})")
@@ -330,10 +365,30 @@ def ensure_debian_image(tag: str = DEFAULT_TAG, force: bool = False) -> str:
         elif existing:
             _log(f"{tag} has claude {existing}, rebuilding for {version}")
         previous = _image_id(tag)
-        build_debian_image(tag, claude, version)
+        # The sandbox-command tests' base comes from the same debootstrap when it is missing.
+        with build_lock(BASE_TAG):
+            base = None if _base_is_current(BASE_TAG) else BASE_TAG
+            build_debian_image(tag, claude, version, base_tag=base)
         if previous and previous != _image_id(tag):
             # A rebuild leaves ~400 MB dangling; failure just means a container still uses it.
             subprocess.run(["docker", "image", "rm", previous], capture_output=True, check=False)
+    return tag
+
+
+def ensure_base_image(tag: str = BASE_TAG) -> str:
+    """Return the tag of a plain Debian base with the sandbox's tools, importing it if needed.
+
+    `orchestrator sandbox up --base-image` builds the packaged Dockerfile on it, without a
+    registry and without apt-get.
+    """
+    if shutil.which("docker") is None:
+        raise ImageBuildError("docker CLI not found: install it with `apt-get install docker.io`")
+    with build_lock(tag):
+        if _base_is_current(tag):
+            _log(f"reused {tag}")
+            return tag
+        _check_preconditions()
+        build_debian_image(tag, None, "", base_tag=tag)
     return tag
 
 
@@ -355,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     try:
         print(ensure_debian_image(args.tag, force=args.force))
+        print(ensure_base_image())
     except ImageBuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

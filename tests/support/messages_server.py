@@ -271,8 +271,13 @@ class MessagesServer:
         *,
         model: str | None = None,
         is_side_request: Callable[[dict[str, Any]], bool] = is_quota_probe,
+        respond: Callable[[dict[str, Any]], Step] | None = None,
     ) -> None:
-        """Bind 127.0.0.1 on an ephemeral port and serve; ``model`` overrides the echoed name."""
+        """Bind 127.0.0.1 on an ephemeral port and serve; ``model`` overrides the echoed name.
+
+        ``respond`` picks each answer from the request instead of the script, for agents that
+        run at the same time and whose calls interleave in any order.
+        """
         self._lock = threading.Lock()
         self._script: list[Step] = list(script)
         self._requests: list[dict[str, Any]] = []
@@ -282,6 +287,7 @@ class MessagesServer:
         self._stop = threading.Event()
         self._model = model
         self._is_side_request = is_side_request
+        self._respond = respond
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.owner = self
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="messages-server", daemon=True)
@@ -372,8 +378,11 @@ class MessagesServer:
         with self._lock:
             self._requests.append(body)
             call = len(self._requests)
-            if self._script:
-                step: Step = self._script.pop(0)
+            step: Step
+            if self._respond is not None:
+                step = self._respond(body)
+            elif self._script:
+                step = self._script.pop(0)
             else:
                 self._unscripted += 1
                 # 400 is never retried by the CLI, so the run fails at once instead of backing off.
