@@ -209,12 +209,10 @@ def test_up_again_leaves_it_running_starts_it_when_stopped_and_names_other_input
     assert f"created from {sandbox_image} (reused)" in first.stdout
     container_id = docker_client.containers.get(name).id
 
-    started = time.monotonic()
+    # Its time is measured by `python tests/bench/bench_sandbox_up.py`, not asserted here.
     again = cli.run("up", "--name", name)
-    took = time.monotonic() - started
 
     assert (again.returncode, again.stdout.strip()) == (0, f"sandbox container '{name}' is already running")
-    assert took < 3.0, took  # `python tests/bench/bench_sandbox_up.py` has the real figures
     docker_client.containers.get(name).stop(timeout=1)
     restarted = cli.run("up", "--name", name)
     assert restarted.returncode == 0, restarted.stdout + restarted.stderr
