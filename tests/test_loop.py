@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -255,3 +256,80 @@ def test_task_histories_count_failed_runs_since_the_last_completion(tmp_path: Pa
     assert store.task_histories(before=10.0)[("p", "1")] == (2.0, 2, 5.0, "timeout")
     assert store.task_histories(before=3.5)[("p", "1")] == (2.0, 1, 3.0, "failed")
     store.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("--orchestrator-rerun",),
+            "--orchestrator-rerun dispatches again once: run it without --orchestrator-loop",
+        ),
+        (
+            ("--orchestrator-guidance", "use SQLite"),
+            "guidance (--orchestrator-guidance, ORCHESTRATOR_GUIDANCE",
+        ),
+    ],
+)
+def test_what_would_redo_every_task_every_round_is_refused(
+    project: pytest.Pytester,
+    start_loop: Callable[..., subprocess.Popen[bytes]],
+    args: tuple[str, ...],
+    message: str,
+) -> None:
+    loop = start_loop(0.5, *args)
+    output = loop.communicate(timeout=60)[0].decode()
+    assert loop.returncode == 4
+    assert message in output
+    assert keys(project) == []
+
+
+def test_the_budget_holds_across_the_loops_rounds(
+    project: pytest.Pytester, start_loop: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    script(project, {"*": [{"cost": 1.0}]})
+    loop = start_loop(0.3, "--orchestrator-max-cost", "0.5")
+    wait_for(lambda: (r := loop_row(project)) and r.round >= 3, what="three rounds")
+    (project.path / ".orchestrator" / "stop").touch()
+    loop.communicate(timeout=60)
+    # One task reached the budget; the rounds after it are the same run, so none spends more.
+    assert keys(project) == ["plans/x.md::1.1"]
+
+
+def test_a_run_with_k_keeps_the_rest_of_the_plan_in_the_queue(project: pytest.Pytester) -> None:
+    script(project, {"plans/x.md::1.1": [{"status": "failed", "error": "tests fail"}]})
+    project.runpytest("plans")
+    project.runpytest("plans", "-k", "1.1")
+    store = state(project)
+    queue = [row.task_id for row in QueueStore(store).pending()]
+    store.close()
+    assert queue == ["1.1", "1.2", "1.3"]
+
+
+def test_a_killed_loop_is_gone_not_frozen(tmp_path: Path) -> None:
+    from pytest_orchestrator.health.orchestrator import loop_freeze
+    from pytest_orchestrator.loop import LoopRow
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    import socket
+
+    row = LoopRow(dead.pid, socket.gethostname(), 0.0, 0.0, 3, "running", 30.0)
+    assert loop_freeze(row, 300, now=10_000.0) is None
+    alive = LoopRow(os.getpid(), socket.gethostname(), 0.0, 0.0, 3, "running", 30.0)
+    assert loop_freeze(alive, 300, now=10_000.0) is not None
+
+
+def test_rounds_with_xdist_collect_alike_and_do_each_task_once(
+    project: pytest.Pytester, start_loop: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    (project.path / "plans" / "y.md").write_text(PLAN.replace("Milestone 1", "Milestone 2"), encoding="utf-8")
+    loop = start_loop(0.3, "-n", "2")
+    wait_for(lambda: len(keys(project)) == 6, what="the first round")
+    # Later rounds leave everything out on both workers; xdist would stop on different lists.
+    wait_for(lambda: (r := loop_row(project)) and r.round >= 2 and r.status == "waiting", what="round 2")
+    (project.path / ".orchestrator" / "stop").touch()
+    output = loop.communicate(timeout=60)[0].decode()
+    assert loop.returncode == 0, output
+    assert "Different tests were collected" not in output
+    assert sorted(keys(project)) == sorted(f"plans/{p}.md::1.{n}" for p in "xy" for n in (1, 2, 3))

@@ -243,10 +243,10 @@ def test_a_frozen_loop_is_restarted_by_the_watchdog_its_task_redone_and_a_critic
     assert "liveness failed 1 times: the loop's last poll" in runner["last_restart_reason"]
     # The runner's built-in liveness probe is the loop's heartbeat against freeze_threshold.
     # The loop last beat as 1.1 started: restarted within the threshold plus one period, plus
-    # the watchdog's tick twice (a probe is submitted and collected on its rounds), plus slack
-    # for a loaded machine. Measured here: 3.8 to 4.0s.
+    # the watchdog's tick twice (a probe is submitted and collected on its rounds), plus
+    # generous slack for a loaded machine. Measured on a quiet one: 3.8 to 4.0s.
     frozen_for = runner["last_restart_at"] - attempts[0][2]
-    assert 3.0 <= frozen_for <= 3.0 + 0.5 + 2 * 0.25 + 1.0, frozen_for
+    assert 3.0 <= frozen_for <= 3.0 + 0.5 + 2 * 0.25 + 3.0, frozen_for
     assert [c["kind"] for c in crashes] == ["component"] and crashes[0]["subject"] == "runner"
     freeze = [r for r in reports if r["category"] == "freeze"]
     assert len(freeze) == 1 and freeze[0]["priority"] == "Critical"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,4 +104,10 @@ def _tracker(reader: Reader, value: Any) -> TrackerSpec:
     api_url = body.get("api_url", TrackerSpec.api_url)
     if not isinstance(api_url, str) or not api_url.startswith(("http://", "https://")):
         raise reader.fail((*key, "api_url"), f"api_url must be an http(s) URL, not {api_url!r}")
+    host = urllib.parse.urlsplit(api_url).hostname or ""
+    if api_url.startswith("http://") and host not in ("127.0.0.1", "localhost", "::1"):
+        # The token goes in a header: in clear text only to this machine.
+        raise reader.fail(
+            (*key, "api_url"), f"api_url must use https for {host}: the token would travel in clear"
+        )
     return TrackerSpec("github", repo, api_url.rstrip("/"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -23,9 +24,19 @@ def _ago(seconds: float) -> str:
     return f"{seconds // 3600}h ago"
 
 
+def _alive(pid: int) -> bool:
+    import psutil
+
+    return bool(psutil.pid_exists(pid))
+
+
 def loop_freeze(loop: LoopRow | None, freeze_threshold: float, now: float) -> str | None:
     """What shows that the continuous loop is frozen, or None: running or waiting, no poll for too long."""
     if loop is None or loop.status not in POLLING:
+        return None
+    if loop.host == socket.gethostname() and not _alive(loop.pid):
+        # Killed without a word (SIGKILL, a reboot): gone, not frozen; nothing to restart it
+        # from here, and a health gate must not stay critical until a loop runs again.
         return None
     age = now - loop.last_poll_at
     if age <= freeze_threshold:

@@ -27,10 +27,16 @@ def loop_spec(file: ConfigFile | None, root: Path) -> LoopSpec:
     stop = section.get("stop_hook_file", str(LoopSpec.stop_hook_file))
     if not isinstance(stop, str) or not stop.strip():
         raise reader.fail(("loop", "stop_hook_file"), f"stop_hook_file must be a path, not {stop!r}")
+    try:
+        stop_file = root / Path(stop).expanduser()
+    except RuntimeError as exc:  # ~user of no such user
+        raise reader.fail(("loop", "stop_hook_file"), f"stop_hook_file: {exc}") from None
+    if stop_file.is_dir():
+        raise reader.fail(("loop", "stop_hook_file"), f"stop_hook_file {stop!r} is a directory: name a file")
     concurrent = section.get("max_concurrent_tasks")
     return LoopSpec(
         poll_interval=reader.seconds(("loop", "poll_interval"), section.get("poll_interval", 30)),
-        stop_hook_file=root / Path(stop).expanduser(),
+        stop_hook_file=stop_file,
         max_concurrent_tasks=(
             reader.count(("loop", "max_concurrent_tasks"), concurrent) if concurrent is not None else None
         ),

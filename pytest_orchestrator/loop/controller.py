@@ -7,6 +7,7 @@ between tasks therefore stops the beats, and the watchdog sees a frozen loop.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import threading
@@ -25,6 +26,9 @@ TICK = 0.5
 OK, INTERRUPTED, USAGE_ERROR, NOTHING_DUE = 0, 2, 4, 5
 # A round runs at least this often, even when nothing seems to have changed.
 FORCE_ROUND = 600.0
+# How long a round has to stop its task and record it, below the watchdog's default
+# stop_timeout (10 s), so that a runner stopped by the watchdog finishes its records.
+STOP_GRACE = 8.0
 DAY = 86_400.0
 
 
@@ -75,7 +79,7 @@ class Loop:
         start_round: Callable[[int], subprocess.Popen[bytes]],
         say: Callable[[str], None],
         *,
-        stop_grace: float = 30.0,
+        stop_grace: float = STOP_GRACE,
         housekeeping: Callable[[StateStore], None] | None = None,
         watched: list[Path] | None = None,
     ) -> None:
@@ -132,7 +136,7 @@ class Loop:
                     f"orchestrator loop: round {self.round} {_ended(code)}; "
                     f"next poll in {self.poll_interval:g}s"
                 )
-                loop.beat(status="waiting")
+                self._safely(loop.beat, status="waiting")
                 self._wait(loop)
             self._consume_stop_file()
             self.say(f"orchestrator loop: stopped ({self.stop.reason}) after {self.round} rounds")
@@ -144,19 +148,30 @@ class Loop:
                 self.say(f"orchestrator loop: {exc}")
             store.close()
 
+    def _safely(self, write: Callable[..., object], *args: object, **kwargs: object) -> None:
+        # A full disk or a lock held too long: said, and the loop polls on; its rounds say
+        # more, and a loop whose beats fail looks frozen to the watchdog, as it should.
+        try:
+            write(*args, **kwargs)
+        except StateError as exc:
+            self.say(f"orchestrator loop: {exc}")
+
     def _nothing_changed(self, loop: LoopStore) -> bool:
         if self.watched is None or self._idle_since is None:
             return False
         if time.monotonic() - self._idle_since >= FORCE_ROUND:
             self._idle_since = time.monotonic()
             return False
-        row = loop.row()
+        try:
+            row = loop.row()
+        except StateError:
+            return False
         if row is not None and row.next_due_at is not None and time.time() >= row.next_due_at:
             return False
         return snapshot(self.watched) == self._seen
 
     def _stopping(self) -> bool:
-        if self.stop.reason is None and self.stop_file.exists():
+        if self.stop.reason is None and self.stop_file.is_file():
             self.stop.ask(f"stop file {self.stop_file}", OK)
         return self.stop.reason is not None
 
@@ -180,7 +195,11 @@ class Loop:
             return process.wait(timeout=self.stop_grace)
         except subprocess.TimeoutExpired:
             self.say(f"orchestrator loop: round {self.round} did not stop in {self.stop_grace:g}s: killed")
-            process.kill()
+            # With its xdist workers: the round leads their process group.
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             return process.wait()
 
     def _wait(self, loop: LoopStore) -> None:

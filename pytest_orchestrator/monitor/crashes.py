@@ -30,8 +30,11 @@ def read_tail(path: Path | None, offset: int = 0) -> str:
     with path.open("rb") as log:
         size = log.seek(0, os.SEEK_END)
         start = offset if offset <= size else 0
-        log.seek(max(start, size - LOG_TAIL_BYTES))
-        return log.read().decode("utf-8", "replace")
+        begin = max(start, size - LOG_TAIL_BYTES)
+        log.seek(begin)
+        text = log.read().decode("utf-8", "replace")
+    # A cut first line may hold half a secret, which redaction would not recognise.
+    return text.partition("\n")[2] if begin > start else text
 
 
 def container_tail(name: str, docker_timeout: float) -> tuple[str, bool]:
@@ -73,6 +76,7 @@ class Monitor:
         container: str | None = None,
         oom_killed: bool = False,
         respawned: bool = False,
+        report: bool = True,
     ) -> None:
         """Record a component's crash; file a report when its fingerprint keeps crashing."""
         crash = component_crash(
@@ -89,7 +93,8 @@ class Monitor:
             if store is None:
                 return
             CrashStore(store).record(crash)
-            self._report(store, lambda desk: desk.consider(crash.fingerprint))
+            if report:
+                self._report(store, lambda desk: desk.consider(crash.fingerprint))
 
     def frozen(self, name: str, detail: str, log: str) -> None:
         """The loop run by component `name` stopped beating: the CRITICAL report."""

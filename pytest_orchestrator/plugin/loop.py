@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,23 +28,11 @@ from . import xdist
 from .beat import BEAT, RoundBeat, beat, beat_interval
 from .bugs import monitor_for
 from .options import config_file, project_root, settings_for
+from .rounds import ROUND_ENV, round_start
 
 if TYPE_CHECKING:
     from ..settings import Settings
     from .items import TaskItem
-
-# Set in a round's environment: "<round>:<start time>". The start time makes every xdist
-# worker of the round take the same decisions, so they collect the same items.
-ROUND_ENV = "ORCHESTRATOR_LOOP_ROUND"
-
-
-def round_start() -> float | None:
-    """When this process's round started, if it is a round of the loop."""
-    value = os.environ.get(ROUND_ENV, "")
-    try:
-        return float(value.partition(":")[2]) if value else None
-    except ValueError:
-        return None
 
 
 def _die_with_parent() -> Any:
@@ -70,6 +59,16 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     from ..loop.controller import Loop
 
     settings = settings_for(config)
+    # Either would dispatch every task again in every round, for as long as the loop runs.
+    if config.getoption("orchestrator_rerun"):
+        raise pytest.UsageError(
+            "--orchestrator-rerun dispatches again once: run it without --orchestrator-loop"
+        )
+    if settings.guidance:
+        raise pytest.UsageError(
+            "guidance (--orchestrator-guidance, ORCHESTRATOR_GUIDANCE or the config file) answers a task "
+            "once: give it to `orchestrator task PLAN ID -g ...`, not to --orchestrator-loop"
+        )
     try:
         spec = loop_spec(config_file(config), project_root(config))
     except ConfigFileError as exc:
@@ -78,12 +77,13 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     if spec.max_concurrent_tasks and config.getoption("numprocesses", None) is None:
         args += ["-n", str(spec.max_concurrent_tasks)]
     preexec = _die_with_parent()
+    key = uuid.uuid4().hex
 
     def say(line: str) -> None:
         print(line, flush=True)
 
     def start_round(number: int) -> subprocess.Popen[bytes]:
-        env = {**os.environ, ROUND_ENV: f"{number}:{time.time():.6f}"}
+        env = {**os.environ, ROUND_ENV: f"{number}:{time.time():.6f}:{key}"}
         return subprocess.Popen(
             [sys.executable, "-m", "pytest", *args],
             cwd=config.invocation_params.dir,
@@ -143,9 +143,13 @@ def pytest_runtest_protocol(item: pytest.Item) -> None:
     beat(item.config, force=True)
 
 
-@pytest.hookimpl(trylast=True)
+# Node ids of the tasks a round leaves out, decided before -k and -m deselect, left out after.
+WAITING = pytest.StashKey["set[str]"]()
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """In a round: leave out what is done or not due; everywhere: record the queue."""
+    """Decide on every collected task, before any deselection: the queue, and in a round what waits."""
     from .items import TaskItem
 
     tasks = [item for item in items if isinstance(item, TaskItem)]
@@ -172,7 +176,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         )
         first = xdist.worker_id(config) in ("main", "gw0")
         if started is not None:
-            _leave_out(config, items, tasks, decisions)
+            config.stash[WAITING] = {
+                t.nodeid for t, d in zip(tasks, decisions, strict=True) if not d.dispatch
+            }
             beat(config, force=True)
             if first:
                 LoopStore(store).due(next_due(decisions))
@@ -184,22 +190,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         store.close()
 
 
+@pytest.hookimpl(trylast=True, specname="pytest_collection_modifyitems")
+def pytest_collection_modifyitems_leave_out(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In a round: leave out the tasks that are done or not due."""
+    waiting = config.stash.get(WAITING, set())
+    left = [item for item in items if item.nodeid in waiting]
+    if left:
+        items[:] = [item for item in items if item.nodeid not in waiting]
+        config.hook.pytest_deselected(items=left)
+
+
 def _poll_interval(config: pytest.Config) -> float:
     try:
         return loop_spec(config_file(config), project_root(config)).poll_interval
     except ConfigFileError as exc:
         raise pytest.UsageError(str(exc)) from None
-
-
-def _leave_out(
-    config: pytest.Config, items: list[pytest.Item], tasks: list[TaskItem], decisions: list[Decision]
-) -> None:
-    waiting = {id(t) for t, d in zip(tasks, decisions, strict=True) if not d.dispatch}
-    if not waiting:
-        return
-    left = [item for item in items if id(item) in waiting]
-    items[:] = [item for item in items if id(item) not in waiting]
-    config.hook.pytest_deselected(items=left)
 
 
 def _record_queue(store: StateStore, tasks: list[TaskItem], decisions: list[Decision]) -> None:

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from .rounds import loop_key
+
 RUN_KEY = pytest.StashKey[str]()
 
 
@@ -33,7 +35,8 @@ def is_controller(config: pytest.Config) -> bool:
 def run_key(config: pytest.Config) -> str:
     """The key shared by the controller and the workers of one invocation: xdist's testrunuid."""
     if RUN_KEY not in config.stash:
-        given = (workerinput(config) or {}).get("testrunuid")
+        # The rounds of a continuous loop are one run, for its budget.
+        given = loop_key() or (workerinput(config) or {}).get("testrunuid")
         config.stash[RUN_KEY] = given or uuid.uuid4().hex
     return config.stash[RUN_KEY]
 
