@@ -17,18 +17,12 @@ from pytest_orchestrator.loop import LoopStore, QueueStore
 from pytest_orchestrator.loop.due import TaskHistory, decide, waiting
 from pytest_orchestrator.plan import Task
 from pytest_orchestrator.state import StateStore
-from tests.test_runs import AGENT, PLAN, keys, script
+from tests.test_runs import PLAN, keys, project, script
 
 pytestmark = pytest.mark.usefixtures("dead_docker")
 
-
-@pytest.fixture
-def project(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makeini("[pytest]\n")
-    pytester.makeconftest(AGENT)
-    pytester.mkdir("plans")
-    (pytester.path / "plans" / "x.md").write_text(PLAN, encoding="utf-8")
-    return pytester
+# The project of the runs' tests: an ini file, the scripted agent, plans/x.md.
+__all__ = ["project"]
 
 
 @pytest.fixture
