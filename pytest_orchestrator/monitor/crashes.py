@@ -8,6 +8,7 @@ connection to the state database (sqlite connections belong to one thread).
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -63,7 +64,9 @@ class Monitor:
         self.state_dir = state_dir
         self.spec = spec
         self.log = log
-        self.pruned_at = 0.0
+        self.pruned_at: float | None = None
+        # The start's prune and the first round's may be on the pool at once: one deletes.
+        self._pruning = threading.Lock()
 
     def crashed(
         self,
@@ -131,9 +134,10 @@ class Monitor:
     def prune(self, now: float | None = None) -> None:
         """Delete crash and health rows older than the retention; at most once a day."""
         now = time.time() if now is None else now
-        if now - self.pruned_at < DAY:
-            return
-        self.pruned_at = now
+        with self._pruning:
+            if self.pruned_at is not None and now - self.pruned_at < DAY:
+                return
+            self.pruned_at = now
         with self._store() as store:
             if store is not None:
                 deleted = CrashStore(store).prune(now - self.spec.retention_days * DAY)
