@@ -263,6 +263,9 @@ def test_task_histories_count_failed_runs_since_the_last_completion(tmp_path: Pa
             ("--orchestrator-guidance", "use SQLite"),
             "guidance (--orchestrator-guidance, ORCHESTRATOR_GUIDANCE",
         ),
+        (("--orchestrator-dry-run",), "--orchestrator-loop cannot be combined with --orchestrator-dry-run"),
+        (("--collect-only",), "--orchestrator-loop cannot be combined with --collect-only"),
+        (("--orchestrator-health",), "--orchestrator-loop cannot be combined with --orchestrator-health"),
     ],
 )
 def test_what_would_redo_every_task_every_round_is_refused(

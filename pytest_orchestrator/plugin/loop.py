@@ -59,6 +59,17 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     from ..loop.controller import Loop
 
     settings = settings_for(config)
+    for flag, dest, why in (
+        ("--orchestrator-health", "orchestrator_health", "the health command runs once: schedule it instead"),
+        (
+            "--orchestrator-dry-run",
+            "orchestrator_dry_run",
+            "a dry run dispatches nothing: run it without the loop",
+        ),
+        ("--collect-only", "collectonly", "collecting dispatches nothing: run it without the loop"),
+    ):
+        if config.getoption(dest, False):
+            raise pytest.UsageError(f"--orchestrator-loop cannot be combined with {flag}: {why}")
     # Either would dispatch every task again in every round, for as long as the loop runs.
     if config.getoption("orchestrator_rerun"):
         raise pytest.UsageError(
