@@ -252,3 +252,23 @@ def test_a_frozen_loop_is_restarted_by_the_watchdog_its_task_redone_and_a_critic
     assert len(freeze) == 1 and freeze[0]["priority"] == "Critical"
     text = (project / ".orchestrator" / "bugs" / f"BUG-{freeze[0]['number']:03d}.md").read_text()
     assert "frozen" in text.lower() and "runner" in text
+
+
+def test_a_frozen_runners_crashes_file_no_crash_report_beside_the_freeze_report(tmp_path: Path) -> None:
+    from pytest_orchestrator.crashes.config import MonitorSpec
+    from pytest_orchestrator.monitor.crashes import Monitor
+
+    lines: list[str] = []
+    monitor = Monitor(tmp_path, MonitorSpec(), lines.append)
+    for _ in range(3):
+        monitor.crashed("runner", "liveness failed 1 times: the loop's last poll 9s ago", "", report=False)
+        monitor.frozen("runner", "liveness failed 1 times: the loop's last poll 9s ago", "")
+    for _ in range(3):
+        monitor.crashed("web", "exited with code 1", "Traceback (most recent call last):\nKeyError: 'x'\n")
+    store = StateStore.read(tmp_path)
+    assert store is not None
+    reports = sorted((r["category"], r["priority"]) for r in store.conn.execute("SELECT * FROM bug_reports"))
+    crashes = store.conn.execute("SELECT COUNT(*) FROM agent_crashes").fetchone()[0]
+    store.close()
+    assert crashes == 6
+    assert reports == [("crash", "Medium"), ("freeze", "Critical")]

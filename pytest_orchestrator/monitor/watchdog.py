@@ -390,6 +390,7 @@ class Watchdog:
                 log, oom = container_tail(container, timeout)
             else:
                 log = read_tail(log_path, offset)
+            # A frozen loop has its own report: not a crash report on the same problem too.
             self.monitor.crashed(
                 name,
                 reason,
@@ -399,6 +400,7 @@ class Watchdog:
                 container=container,
                 oom_killed=oom,
                 respawned=respawned,
+                report=not frozen,
             )
             if frozen:
                 self.monitor.frozen(name, reason, log)
