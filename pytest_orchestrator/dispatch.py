@@ -15,8 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .crashes.record import task_crash
-from .crashes.store import CrashStore
 from .prompt import render_prompt
 from .redact import redact
 from .result import TaskResult, TaskStatus, Usage, Verification
@@ -189,6 +187,8 @@ def _attempt(
         # A timeout or Ctrl-C may leave processes an agent started with `exec` running.
         bound.stop_quietly(context.dispatch_id)
         if status != "interrupted":
+            from .crashes.record import task_crash
+
             log = "" if status == "timeout" else "".join(traceback.format_exception(exc))
             record_crash(
                 run,
@@ -222,6 +222,8 @@ def record_crash(run: RunRecord, crash: Crash) -> None:
     """Record a crash; its fingerprint is kept for the bug reports the run then considers."""
     if not run.writes:
         return
+    from .crashes.store import CrashStore
+
     try:
         CrashStore(run.store).record(crash)
     except StateError as exc:
@@ -275,6 +277,9 @@ def run_task(
             history.append(entry)
             last = why is None or number == policy.attempts
             if is_crash(result):
+                # Imported on the first crash: the root-cause parser costs every run's start-up.
+                from .crashes.record import task_crash
+
                 record_crash(
                     run,
                     task_crash(

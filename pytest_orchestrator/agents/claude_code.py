@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..crashes.record import log_tail
 from ..redact import redact
 from ..result import TaskResult, Usage, parse_final_message
 
@@ -172,6 +171,13 @@ def _usage(event: Event) -> Usage:
     )
 
 
+def _log(stray: str) -> str:
+    # Only a failed run keeps its log: the crash record's helper is imported then, not at start-up.
+    from ..crashes.record import log_tail
+
+    return log_tail(stray)
+
+
 def to_result(
     task_id: str, event: Event | None, exit_code: int | None, stray: str, duration: float
 ) -> TaskResult:
@@ -186,7 +192,7 @@ def to_result(
             agent="claude-code",
             crashed=True,
             exit_code=exit_code,
-            log=log_tail(stray),
+            log=_log(stray),
         )
     text = redact(str(event.get("result") or ""))
     result = TaskResult(
@@ -201,7 +207,7 @@ def to_result(
         agent="claude-code",
     )
     if event.get("is_error") or str(event.get("subtype") or "").startswith("error"):
-        result.log = log_tail(stray)
+        result.log = _log(stray)
     if event.get("api_error_status") is not None:
         result.api_error_status = int(event["api_error_status"])
     subtype = str(event.get("subtype") or "")

@@ -14,21 +14,23 @@ from typing import TYPE_CHECKING
 import pytest
 
 from ..config_file import ConfigFileError
-from ..crashes.config import MonitorSpec, monitor_spec
 from ..state import StateError
 from .options import config_file, settings_for
 from .output import write_now
 
 if TYPE_CHECKING:
     from ..crashes.bugs import Bug
+    from ..crashes.config import MonitorSpec
     from ..state import RunRecord
 
-MONITOR = pytest.StashKey[MonitorSpec]()
+MONITOR = pytest.StashKey["MonitorSpec"]()
 
 
 def monitor_for(config: pytest.Config) -> MonitorSpec:
     """The `monitor:` section of the config file; a bad one is a usage error."""
     if MONITOR not in config.stash:
+        from ..crashes.config import monitor_spec
+
         try:
             config.stash[MONITOR] = monitor_spec(config_file(config))
         except ConfigFileError as exc:

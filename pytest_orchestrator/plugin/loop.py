@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ..config_file import ConfigFileError
-from ..crashes.store import CrashStore
 from ..loop import LoopStore, QueueRow, QueueStore, loop_spec
 from ..loop.due import Decision, TaskHistory, decide, next_due
 from ..state import StateError, StateStore
@@ -106,6 +105,8 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     retention = monitor_for(config).retention_days * 86_400
 
     def prune(store: StateStore) -> None:
+        from ..crashes.store import CrashStore
+
         # Crash and health rows past their retention, in bounded batches.
         CrashStore(store).prune(time.time() - retention)
 
