@@ -256,15 +256,20 @@ def test_a_frozen_loop_is_restarted_by_the_watchdog_its_task_redone_and_a_critic
 
 def test_a_frozen_runners_crashes_file_no_crash_report_beside_the_freeze_report(tmp_path: Path) -> None:
     from pytest_orchestrator.crashes.config import MonitorSpec
+    from pytest_orchestrator.crashes.record import component_crash
     from pytest_orchestrator.monitor.crashes import Monitor
 
     lines: list[str] = []
     monitor = Monitor(tmp_path, MonitorSpec(), lines.append)
     for _ in range(3):
-        monitor.crashed("runner", "liveness failed 1 times: the loop's last poll 9s ago", "", report=False)
+        frozen = component_crash(
+            "runner", reason="liveness failed 1 times: the loop's last poll 9s ago", log=""
+        )
+        monitor.crashed(frozen, report=False)
         monitor.frozen("runner", "liveness failed 1 times: the loop's last poll 9s ago", "")
     for _ in range(3):
-        monitor.crashed("web", "exited with code 1", "Traceback (most recent call last):\nKeyError: 'x'\n")
+        log = "Traceback (most recent call last):\nKeyError: 'x'\n"
+        monitor.crashed(component_crash("web", reason="exited with code 1", log=log, exit_code=1))
     store = StateStore.read(tmp_path)
     assert store is not None
     reports = sorted((r["category"], r["priority"]) for r in store.conn.execute("SELECT * FROM bug_reports"))

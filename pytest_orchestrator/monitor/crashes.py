@@ -16,7 +16,7 @@ from pathlib import Path
 from ..crashes.bugs import Bug, BugDesk
 from ..crashes.config import MonitorSpec
 from ..crashes.github import deliver
-from ..crashes.record import component_crash
+from ..crashes.model import Crash
 from ..crashes.store import CrashStore
 from ..state import StateError, StateStore
 
@@ -68,30 +68,8 @@ class Monitor:
         # The start's prune and the first round's may be on the pool at once: one deletes.
         self._pruning = threading.Lock()
 
-    def crashed(
-        self,
-        name: str,
-        reason: str,
-        log: str,
-        *,
-        exit_code: int | None = None,
-        pid: int | None = None,
-        container: str | None = None,
-        oom_killed: bool = False,
-        respawned: bool = False,
-        report: bool = True,
-    ) -> None:
+    def crashed(self, crash: Crash, *, report: bool = True) -> None:
         """Record a component's crash; file a report when its fingerprint keeps crashing."""
-        crash = component_crash(
-            name,
-            reason=reason,
-            log=log,
-            exit_code=exit_code,
-            pid=pid,
-            container=container,
-            oom_killed=oom_killed,
-            respawned=respawned,
-        )
         with self._store() as store:
             if store is None:
                 return

@@ -22,6 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..crashes.record import component_crash
 from ..redact import redact
 from ..redact import remember as redact_remember
 from ..state import StateError, StateStore
@@ -390,18 +391,18 @@ class Watchdog:
                 log, oom = container_tail(container, timeout)
             else:
                 log = read_tail(log_path, offset)
-            # A frozen loop has its own report: not a crash report on the same problem too.
-            self.monitor.crashed(
+            crash = component_crash(
                 name,
-                reason,
-                log,
+                reason=reason,
+                log=log,
                 exit_code=exit_code,
                 pid=pid,
                 container=container,
                 oom_killed=oom,
                 respawned=respawned,
-                report=not frozen,
             )
+            # A frozen loop has its own report: not a crash report on the same problem too.
+            self.monitor.crashed(crash, report=not frozen)
             if frozen:
                 self.monitor.frozen(name, reason, log)
 
