@@ -633,7 +633,7 @@ def test_version_1_database_is_upgraded_and_still_resumes(project: pytest.Pytest
 
     store = StateStore.open(state_dir)
     try:
-        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
         run_columns = {r["name"] for r in store.conn.execute("PRAGMA table_info(runs)")}
         attempt_columns = {r["name"] for r in store.conn.execute("PRAGMA table_info(attempts)")}
         (old,) = store.conn.execute(
@@ -642,7 +642,7 @@ def test_version_1_database_is_upgraded_and_still_resumes(project: pytest.Pytest
     finally:
         store.close()
     assert "run_key" in run_columns
-    assert "dispatch_id" in attempt_columns
+    assert {"dispatch_id", "engine"} <= attempt_columns
     assert (old["run_id"], old["status"], old["cost_usd"], old["dispatch_id"]) == (1, "completed", 0.25, None)
 
     result = run(project, "plans/x.md", "-v")

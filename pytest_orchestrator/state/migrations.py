@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 DB_NAME = "state.db"
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # Each entry upgrades the schema from version N-1 to N; index 0 creates version 1.
 MIGRATIONS: tuple[str, ...] = (
@@ -182,5 +182,11 @@ MIGRATIONS: tuple[str, ...] = (
         poll_interval  REAL,
         next_due_at    REAL
     );
+    """,
+    # Version 6: the operator views. Which Docker engine ran each attempt (several engines
+    # through xdist's --tx); finished attempts found by their end time, for the metrics.
+    """
+    ALTER TABLE attempts ADD COLUMN engine TEXT;
+    CREATE INDEX attempts_by_end ON attempts (ended_at);
     """,
 )
