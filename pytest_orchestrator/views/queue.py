@@ -355,6 +355,11 @@ def _show(
             # Home and clear: the frame replaces the last one instead of scrolling.
             out.write("\033[H\033[2J")
         if found is None:
+            if as_json and watch is None:
+                # A script reading the document gets one, empty, on a fresh machine.
+                import json
+
+                out.write(json.dumps(QueueSnapshot(time.time()).as_dict(), indent=2) + "\n")
             (out if watch is not None else err).write(f"orchestrator: {NO_STATE}\n")
         elif as_json:
             import json
