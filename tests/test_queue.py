@@ -419,3 +419,11 @@ def test_queue_watch_refreshes_in_place_and_ctrl_c_exits_0(state_project: Path) 
     assert frames[0] == "" and len(frames) >= 3
     assert all(frame.startswith("5 pending, 1 running") for frame in frames[1:-1])
     assert b"Traceback" not in err
+
+
+def test_a_dry_run_shows_the_order_a_run_would_take(project: pytest.Pytester) -> None:
+    _plans(project)
+    result = project.runpytest("plans", "--orchestrator-dry-run", "-v")
+    shown = [line.split()[0] for line in result.outlines if line.startswith("plans/") and "SKIPPED" in line]
+    assert shown == ["plans/c.md::1", "plans/c.md::2", "plans/a.md::1", "plans/a.md::2", "plans/b.md::1"]
+    assert dispatched(project) == []

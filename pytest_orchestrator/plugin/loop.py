@@ -168,8 +168,7 @@ def pytest_configure_node(node: Any) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Decide on every collected task, before any deselection: the dispatch order by plan priority,
-    the queue, and in a round what waits."""
+    """Before any deselection: order the plans by priority, record the queue, in a round decide what waits."""
     from .items import TaskItem
 
     tasks = [item for item in items if isinstance(item, TaskItem)]
@@ -181,18 +180,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     spec = _queue_spec(config)
     if config.getoption("orchestrator_dry_run"):
         # A dry run writes nothing, but shows the order a run would take.
-        try:
-            reader = StateStore.read(settings.state_dir)
-        except StateError:
-            reader = None
-        try:
-            queued = QueueStore(reader).since() if reader is not None else {}
-        except StateError:
-            queued = {}
-        finally:
-            if reader is not None:
-                reader.close()
-        _reorder(items, _by_plan(tasks, queued, now, spec))
+        _reorder(items, _by_plan(tasks, _queued(settings), now, spec))
         return
     try:
         store = StateStore.open(settings.state_dir)
@@ -238,6 +226,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     finally:
         store.close()
+
+
+def _queued(settings: Settings) -> dict[tuple[str, str], float]:
+    """When each queued task was queued, read without writing (nothing when there is no state)."""
+    try:
+        reader = StateStore.read(settings.state_dir)
+    except StateError:
+        return {}
+    if reader is None:
+        return {}
+    try:
+        return QueueStore(reader).since()
+    finally:
+        reader.close()
 
 
 def _plan_of(item: TaskItem) -> str:
