@@ -15,9 +15,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..state import StateError, StateStore
 from .store import LoopStore
+
+if TYPE_CHECKING:
+    from ..notify import Notifier
 
 # How often the loop looks at its round, the stop file and the signals. A stat and a
 # poll() each time: far below 1 % of a core.
@@ -82,6 +86,7 @@ class Loop:
         stop_grace: float = STOP_GRACE,
         housekeeping: Callable[[StateStore], None] | None = None,
         watched: list[Path] | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.poll_interval = poll_interval
@@ -94,6 +99,8 @@ class Loop:
         # The plans and the config file: while they stay as they were, nothing was due in the
         # last round and no waiting task is due yet, a round would only cost a pytest start.
         self.watched = watched
+        # Told when the loop stops, and why.
+        self.notifier = notifier
         self.stop = Stop()
         self.round = 0
         self._idle_since: float | None = None
@@ -106,6 +113,7 @@ class Loop:
             signal.signal(signal.SIGINT, lambda *_: self.stop.ask("Ctrl-C", INTERRUPTED))
         store = StateStore.open(self.state_dir)
         loop = LoopStore(store)
+        why: str | None = None
         try:
             loop.started(self.poll_interval)
             housekept: float | None = None
@@ -129,6 +137,7 @@ class Loop:
                 self._idle_since = (self._idle_since or time.monotonic()) if code == NOTHING_DUE else None
                 if code == USAGE_ERROR and self.round == 1:
                     # A bad flag or config fails every round alike: say so once and end.
+                    why = "its first round ended with a usage error (exit 4): fix the flags or the config"
                     return USAGE_ERROR
                 if self._stopping():
                     break
@@ -141,12 +150,25 @@ class Loop:
             self._consume_stop_file()
             self.say(f"orchestrator loop: stopped ({self.stop.reason}) after {self.round} rounds")
             return self.stop.exit_code
+        except BaseException as exc:
+            why = f"{type(exc).__name__}: {exc}"
+            raise
         finally:
             try:
                 loop.stopped()
             except StateError as exc:
                 self.say(f"orchestrator loop: {exc}")
             store.close()
+            self._notify_stopped(why or self.stop.reason or "stopped")
+
+    def _notify_stopped(self, why: str) -> None:
+        if self.notifier is None:
+            return
+        from ..notify.events import stopped
+
+        self.notifier.send(stopped("loop", f"{why}, after {self.round} rounds", rounds=self.round))
+        # The loop's process ends now: the notification gets at most its time bound.
+        self.notifier.close()
 
     def _safely(self, write: Callable[..., object], *args: object, **kwargs: object) -> None:
         # A full disk or a lock held too long: said, and the loop polls on; its rounds say

@@ -7,6 +7,7 @@ Field names and defaults are Kubernetes' (`initial_delay`, `period`, `timeout`,
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any, Literal
 
 from ..config_file import ConfigFile, Key, Reader
 from ..crashes.config import MonitorSpec, monitor_spec
+from ..notify.config import NotifySpec, notify_spec
 
 ProbeKind = Literal["exec", "http", "tcp", "pid", "container", "log_line", "heartbeat"]
 PROBE_KINDS: tuple[ProbeKind, ...] = ("exec", "http", "tcp", "pid", "container", "log_line", "heartbeat")
@@ -93,6 +95,8 @@ class WatchdogSpec:
     monitor: MonitorSpec = field(default_factory=MonitorSpec)
     # The loop counts as frozen past this (the freeze_threshold setting).
     freeze_threshold: float = 300.0
+    # Where a FATAL component, a change of health and the watchdog's stop are told.
+    notifications: NotifySpec = field(default_factory=NotifySpec)
 
     def component(self, name: str) -> ComponentSpec | None:
         """The component called `name`, if configured."""
@@ -154,6 +158,7 @@ def watchdog_spec(
         tuple(reader.warnings),
         monitor_spec(file),
         freeze_threshold,
+        notify_spec(file, os.environ),
     )
 
 

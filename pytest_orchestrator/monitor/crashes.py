@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..crashes.bugs import Bug, BugDesk
 from ..crashes.config import MonitorSpec
@@ -19,6 +20,9 @@ from ..crashes.github import deliver
 from ..crashes.model import Crash
 from ..crashes.store import CrashStore
 from ..state import StateError, StateStore
+
+if TYPE_CHECKING:
+    from ..notify import Notifier
 
 LOG_TAIL_BYTES = 64 * 1024
 DAY = 86_400.0
@@ -60,10 +64,17 @@ def overall(checks: dict[str, str]) -> str:
 class Monitor:
     """Records the watchdog's crashes and files the reports they make due."""
 
-    def __init__(self, state_dir: Path, spec: MonitorSpec, log: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        spec: MonitorSpec,
+        log: Callable[[str], None],
+        notifier: Notifier | None = None,
+    ) -> None:
         self.state_dir = state_dir
         self.spec = spec
         self.log = log
+        self.notifier = notifier
         self.pruned_at: float | None = None
         # The start's prune and the first round's may be on the pool at once: one deletes.
         self._pruning = threading.Lock()
@@ -108,6 +119,16 @@ class Monitor:
                 bugs_reported=reading.bugs_reported,
             )
             HealthHistory(store).record_round(row, now=reading.at)
+        if self.notifier is not None:
+            from ..notify.events import health_event
+
+            status = row.status
+            failed = {name: health for name, health in checks.items() if health != "healthy"}
+            if reading.critical:
+                failed.update({"orchestrator": "; ".join(reading.critical)})
+            self.notifier.transition(
+                WATCHDOG, status, lambda previous: health_event(status, previous, WATCHDOG, failed)
+            )
 
     def prune(self, now: float | None = None) -> None:
         """Delete crash and health rows older than the retention; at most once a day."""

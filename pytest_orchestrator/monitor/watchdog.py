@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..crashes.record import component_crash
+from ..notify import Notifier
+from ..notify.events import component_fatal, stopped
 from ..redact import redact
 from ..redact import remember as redact_remember
 from ..state import StateError, StateStore
@@ -128,7 +130,14 @@ class Watchdog:
         self._last_requests = 0.0
         self._store_retry_at = 0.0
         self._store_failed = False
-        self.monitor = Monitor(state_dir, spec.monitor, self.log)
+        # Told (by webhook) when a component goes FATAL, the health changes and the watchdog stops.
+        self.notifier: Notifier | None = None
+        if spec.notifications.enabled:
+            self.notifier = Notifier(
+                spec.notifications, state_dir, lambda line: self.log(f"notify: warning: {line}")
+            )
+        self.stop_reason = "asked to stop"
+        self.monitor = Monitor(state_dir, spec.monitor, self.log, self.notifier)
         # What the watchdog did since its last row of health history.
         self.actions: list[str] = []
         for component in spec.components:
@@ -146,16 +155,24 @@ class Watchdog:
     def run(self) -> None:
         """Start the components and keep them until SIGTERM or Ctrl-C; SIGHUP reloads the config."""
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
-            signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
+            signal.signal(signal.SIGTERM, lambda *_: self.stop("SIGTERM"))
+            signal.signal(signal.SIGINT, lambda *_: self.stop("Ctrl-C"))
             signal.signal(signal.SIGHUP, lambda *_: setattr(self, "reload_requested", True))
         self.open()
         try:
             while not self.stopping.is_set():
                 self.round(time.monotonic())
                 self.stopping.wait(TICK)
+        except BaseException as exc:
+            self.stop_reason = f"{type(exc).__name__}: {exc}"
+            raise
         finally:
             self.close()
+
+    def stop(self, reason: str) -> None:
+        """End the loop; `reason` is what the stop notification says."""
+        self.stop_reason = reason
+        self.stopping.set()
 
     def open(self) -> None:
         """Record this watchdog, log its start and start every component."""
@@ -167,6 +184,8 @@ class Watchdog:
         self.pool.submit(self.monitor.prune)
         now = time.monotonic()
         for managed in self.components.values():
+            # A FATAL of an earlier watchdog is over: this one starts the component afresh.
+            self._notify_state(managed, "started")
             self.start(managed, now, reason=None)
 
     def _stop_orphans(self) -> None:
@@ -222,6 +241,20 @@ class Watchdog:
                 self.log(f"state: {exc}")
             self.store.store.close()
         self.log("watchdog stopped")
+        if self.notifier is not None:
+            self.notifier.send(stopped("watchdog", self.stop_reason, components=sorted(self.components)))
+            self.notifier.close()
+
+    def _notify_state(self, managed: Managed, state: str) -> None:
+        """Tell the notifications where a component stands; entering FATAL is told once."""
+        if self.notifier is None:
+            return
+        name, reason, restarts = managed.spec.name, managed.message or "", managed.restarts
+
+        def make(previous: str | None) -> Any:
+            return component_fatal(name, reason, restarts) if state == "FATAL" else None
+
+        self.notifier.transition(f"component:{name}", state, make)
 
     def _stop(self, managed: Managed) -> None:
         if managed.action is not None:
@@ -364,6 +397,7 @@ class Watchdog:
                 f"{limit.window:g}s or failed starts in a row: not restarting it. Fix it, then "
                 f"`orchestrator restart {managed.spec.name}`"
             )
+            self._notify_state(managed, "FATAL")
             managed.action = self.pool.submit(managed.runtime.stop, self.spec.stop_timeout)
             return
         delay = managed.budget.delay()
@@ -476,6 +510,7 @@ class Watchdog:
                 managed.action.result()
             if managed.status is Status.FATAL:
                 managed.status = transition(managed.status, Event.CLEAR)
+                self._notify_state(managed, "restart requested")
             managed.budget.clear()
             if managed.status in (Status.STARTING, Status.RUNNING):
                 managed.status = transition(managed.status, Event.FAILED)

@@ -8,7 +8,8 @@ Everything that needs pytest lives in this package, one job per module:
 - `checks` and `health`: health mode, from check modules to the document on stdout;
 - `items`, `dispatch` and `reporting`: plan files, the dispatch of a task item, its report;
 - `interrupts`: Ctrl-C and SIGTERM while tasks run; `xdist`: what comes from pytest-xdist;
-- `loop`: `--orchestrator-loop`, its rounds, their heartbeat and the queue.
+- `loop`: `--orchestrator-loop`, its rounds, their heartbeat and the queue;
+- `notify`: when the webhook notifications go out.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def pytest_configure(config: pytest.Config) -> None:
     from .dispatch import INTERRUPTS, ClaudeCodeAgent
     from .interrupts import Interrupts
     from .items import uses_plans
+    from .notify import Notifications, notify_spec_for
     from .reporting import TaskRun
 
     # Plans may be collected from a file named on the command line at any time, so the
@@ -67,6 +69,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(ClaudeCodeAgent(), "orchestrator-claude-code")
     config.pluginmanager.register(BuiltinTracker(), "orchestrator-bug-tracker")
     config.pluginmanager.register(TaskRun(config), "orchestrator-tasks")
+    config.pluginmanager.register(Notifications(config), "orchestrator-notifications")
     interrupts = Interrupts()
     config.pluginmanager.register(interrupts, "orchestrator-interrupts")
     config.stash[INTERRUPTS] = interrupts
@@ -74,6 +77,7 @@ def pytest_configure(config: pytest.Config) -> None:
         # Resolved now so a bad value is one usage error here, not a crash on each worker.
         settings_for(config)
         monitor_for(config)
+        notify_spec_for(config)
         xdist.group_by_plan(config)
         if xdist.is_controller(config):
             interrupts.on_controller()

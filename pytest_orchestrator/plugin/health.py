@@ -43,9 +43,11 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("orchestrator_health"):
         return
     from .bugs import monitor_for
+    from .notify import notify_spec_for
 
     harness = HealthHarness(config, settings_for(config), config.getoption("orchestrator_check"), sys.stdout)
     harness.monitor_spec = monitor_for(config)
+    notify_spec_for(config)
     config.pluginmanager.register(harness, "orchestrator-health")
     sys.stdout = sys.stderr
 
@@ -348,3 +350,6 @@ class HealthHarness:
         self.stdout.write(json.dumps(self.report.to_dict(), indent=2) + "\n")
         self.stdout.flush()
         self._record_history()
+        from .notify import notify_health
+
+        notify_health(self.config, self.report)

@@ -27,6 +27,7 @@ from ..state import StateError, StateStore
 from . import xdist
 from .beat import BEAT, RoundBeat, beat, beat_interval
 from .bugs import monitor_for
+from .notify import notify_spec_for
 from .options import config_file, project_root, settings_for
 from .rounds import ROUND_ENV, round_start
 
@@ -84,6 +85,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
         spec = loop_spec(config_file(config), project_root(config))
     except ConfigFileError as exc:
         raise pytest.UsageError(str(exc)) from None
+    notifications = notify_spec_for(config)
     args = list(config.invocation_params.args)
     if spec.max_concurrent_tasks and config.getoption("numprocesses", None) is None:
         args += ["-n", str(spec.max_concurrent_tasks)]
@@ -111,6 +113,13 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
         # Crash and health rows past their retention, in bounded batches.
         CrashStore(store).prune(time.time() - retention)
 
+    notifier = None
+    if notifications.enabled:
+        from ..notify import Notifier
+
+        notifier = Notifier(
+            notifications, settings.state_dir, lambda line: say(f"orchestrator loop: warning: {line}")
+        )
     loop = Loop(
         settings.state_dir,
         spec.poll_interval,
@@ -120,6 +129,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
         say,
         housekeeping=prune,
         watched=_watched(config, settings),
+        notifier=notifier,
     )
     # This runs before pytest configures itself (there is no session, nor terminal reporter):
     # the loop's lines and its rounds go to the terminal, not to pytest's capture.

@@ -185,8 +185,15 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # Version 6: the operator views. Which Docker engine ran each attempt (several engines
     # through xdist's --tx); finished attempts found by their end time, for the metrics.
+    # The state last notified per subject (`health:<checks>`, `watchdog`, `component:<name>`),
+    # so a webhook tells each entry into degraded, unhealthy or FATAL once, across processes.
     """
     ALTER TABLE attempts ADD COLUMN engine TEXT;
     CREATE INDEX attempts_by_end ON attempts (ended_at);
+    CREATE TABLE notification_states (
+        subject     TEXT PRIMARY KEY,
+        state       TEXT NOT NULL,
+        changed_at  REAL NOT NULL
+    );
     """,
 )
