@@ -9,6 +9,7 @@ real in a thread of this process.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import textwrap
@@ -18,13 +19,17 @@ from pathlib import Path
 import pytest
 
 from pytest_orchestrator.config_file import ConfigFileError, load
+from pytest_orchestrator.monitor.component import Status
 from pytest_orchestrator.notify import EVENTS, SECRET_ENV, Notifier, NotifySpec, notify_spec
 from pytest_orchestrator.notify.deliver import DELIVERY_HEADER, SIGNATURE_HEADER, post, verify
 from pytest_orchestrator.notify.events import Notification
 from pytest_orchestrator.retry import RetryPolicy
 from pytest_orchestrator.state import StateStore
+from pytest_orchestrator.state.components import ComponentStore
 from tests.support.webhook_receiver import DeadReceiver, Receiver
+from tests.test_loop import wait_for
 from tests.test_runs import PLAN, project, script, write_plan
+from tests.test_watchdog import FAST, Running, component
 
 __all__ = ["project"]
 
@@ -375,3 +380,88 @@ def test_the_sandbox_checks_alone_are_not_the_health(pytester: pytest.Pytester, 
         assert receiver.events() == ["health_unhealthy"]
         text = receiver.delivered()[0].payload["text"]
     assert text.startswith("Orchestrator health is unhealthy: sandbox (docker daemon not reachable at ")
+
+
+# ---- the watchdog and the loop ----
+
+
+def test_a_fatal_component_is_told_once_per_entry_and_the_watchdogs_stop_too(
+    tmp_path: Path, clean_env: None
+) -> None:
+    with Receiver() as receiver:
+        text = (
+            FAST % {"limit": 2}
+            + "  crasher:\n    command: [sh, -c, 'echo boom; exit 3']\n"
+            + f"notifications:\n  webhook_url: {receiver.url}\n  secret: {SECRET}\n  timeout: 3\n"
+        )
+        run = Running(tmp_path, text)
+        try:
+            run.until(lambda: component(run, "crasher").status is Status.FATAL, what="FATAL")
+            receiver.wait_for(1)
+            # Rounds go on while it stays FATAL (a health row each period): nothing more is told.
+            time.sleep(2)
+            fatal = [d for d in receiver.delivered() if d.event == "component_fatal"]
+            assert len(fatal) == 1
+            assert fatal[0].payload["subject"] == "crasher"
+            assert fatal[0].payload["text"] == (
+                "Component crasher is FATAL after 2 restarts: exited with code 3. Fix it, then `orchestrator restart crasher`"
+            )
+            assert verify(fatal[0].body, SECRET, fatal[0].headers[SIGNATURE_HEADER])
+            # The watchdog's own health rows went unhealthy once, however many rounds saw it.
+            watchdog_health = [d.payload for d in receiver.delivered() if d.payload["subject"] == "watchdog"]
+            assert [p["event"] for p in watchdog_health if p["details"]["status"] == "unhealthy"] == [
+                "health_unhealthy"
+            ]
+            assert watchdog_health[-1]["details"]["failed"] == {"crasher": "unhealthy"}
+
+            store = StateStore.open(run.state)
+            try:
+                assert ComponentStore(store).request("crasher", "restart")
+            finally:
+                store.close()
+            run.until(lambda: component(run, "crasher").restarts >= 3, what="a restart after the request")
+            run.until(lambda: component(run, "crasher").status is Status.FATAL, what="FATAL again")
+            deadline = time.monotonic() + 10
+            while (
+                len(receiver.events(lambda d: d.event == "component_fatal")) < 2
+                and time.monotonic() < deadline
+            ):
+                time.sleep(0.05)
+            assert len(receiver.events(lambda d: d.event == "component_fatal")) == 2  # a new entry
+        finally:
+            run.stop()
+        stopped = receiver.delivered()[-1].payload
+    assert stopped["event"] == "orchestrator_stopped"
+    assert stopped["text"] == "Orchestrator watchdog stopped: asked to stop"
+    assert stopped["details"]["components"] == ["crasher"]
+
+
+def test_the_loop_tells_its_rounds_tasks_and_why_it_stopped(project: pytest.Pytester) -> None:
+    script(project, {"plans/x.md::1.2": [{"status": "failed", "error": f"no {FAKE_TOKEN}"}]})
+    with Receiver() as receiver:
+        (project.path / "orchestrator.yaml").write_text(
+            f"loop:\n  poll_interval: 30\nnotifications:\n  webhook_url: {receiver.url}\n  timeout: 3\n",
+            encoding="utf-8",
+        )
+        loop = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "plans", "--orchestrator-loop", "-p", "no:cacheprovider"],
+            cwd=project.path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for(lambda: "run_finished" in receiver.events(), what="the first round's end")
+            loop.send_signal(signal.SIGTERM)
+            output = loop.communicate(timeout=60)[0].decode()
+        finally:
+            if loop.poll() is None:
+                loop.kill()
+                loop.wait()
+        events = receiver.events()
+        payloads = [d.payload for d in receiver.delivered()]
+    assert loop.returncode == 2, output
+    assert events == ["task_failed", "run_finished", "orchestrator_stopped"]
+    assert payloads[0]["text"] == "Task 1.2 of plans/x.md failed: no ***"
+    assert payloads[1]["details"]["by_status"] == {"completed": 1, "failed": 1}
+    assert payloads[2]["text"] == "Orchestrator loop stopped: SIGTERM, after 1 round"
+    assert payloads[2]["details"]["rounds"] == 1

@@ -166,7 +166,11 @@ class Loop:
             return
         from ..notify.events import stopped
 
-        self.notifier.send(stopped("loop", f"{why}, after {self.round} rounds", rounds=self.round))
+        self.notifier.send(
+            stopped(
+                "loop", f"{why}, after {self.round} round{'s' if self.round != 1 else ''}", rounds=self.round
+            )
+        )
         # The loop's process ends now: the notification gets at most its time bound.
         self.notifier.close()
 
