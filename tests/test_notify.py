@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -465,3 +466,53 @@ def test_the_loop_tells_its_rounds_tasks_and_why_it_stopped(project: pytest.Pyte
     assert payloads[1]["details"]["by_status"] == {"completed": 1, "failed": 1}
     assert payloads[2]["text"] == "Orchestrator loop stopped: SIGTERM, after 1 round"
     assert payloads[2]["details"]["rounds"] == 1
+
+
+def test_two_processes_seeing_the_same_change_tell_it_once(tmp_path: Path) -> None:
+    from pytest_orchestrator.notify.dedupe import enter, last
+
+    StateStore.open(tmp_path).close()
+    barrier = threading.Barrier(8)
+    changed: list[bool] = []
+
+    def see() -> None:
+        # A connection of its own, as another process has.
+        store = StateStore.open(tmp_path)
+        try:
+            barrier.wait()
+            changed.append(enter(store, "health:a,b", "degraded")[0])
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=see) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(changed) == [False] * 7 + [True]
+    store = StateStore.open(tmp_path)
+    try:
+        assert enter(store, "health:a,b", "healthy") == (True, "degraded")
+        assert last(store, "health:a,b") == "healthy"
+    finally:
+        store.close()
+
+
+def test_without_a_state_database_each_run_that_is_not_healthy_notifies(
+    pytester: pytest.Pytester, dead_docker: str
+) -> None:
+    with Receiver() as receiver:
+        config(pytester.path, receiver.url)
+        for _ in range(2):
+            done = subprocess.run(
+                [sys.executable, "-m", "pytest", "--orchestrator-health", "-k", "orchestrator or sandbox"],
+                cwd=pytester.path,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            assert json.loads(done.stdout)["status"] == "unhealthy"
+        assert receiver.events() == ["health_unhealthy", "health_unhealthy"]
+    # A health run reads the state: it does not create one to remember.
+    assert not (pytester.path / ".orchestrator" / "state.db").exists()

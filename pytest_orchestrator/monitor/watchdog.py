@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..crashes.record import component_crash
-from ..notify import Notifier
+from ..notify import Notification, Notifier
 from ..notify.events import component_fatal, stopped
 from ..redact import redact
 from ..redact import remember as redact_remember
@@ -251,7 +251,7 @@ class Watchdog:
             return
         name, reason, restarts = managed.spec.name, managed.message or "", managed.restarts
 
-        def make(previous: str | None) -> Any:
+        def make(previous: str | None) -> Notification | None:
             return component_fatal(name, reason, restarts) if state == "FATAL" else None
 
         self.notifier.transition(f"component:{name}", state, make)
