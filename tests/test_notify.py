@@ -15,7 +15,9 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,6 +29,9 @@ from pytest_orchestrator.notify.events import Notification
 from pytest_orchestrator.retry import RetryPolicy
 from pytest_orchestrator.state import StateStore
 from pytest_orchestrator.state.components import ComponentStore
+from tests import test_tasks_e2e as e2e
+from tests.conftest import AGENT_API_KEY, AGENT_GH_TOKEN, task_run_args
+from tests.support.messages_server import reply
 from tests.support.webhook_receiver import DeadReceiver, Receiver
 from tests.test_loop import wait_for
 from tests.test_runs import PLAN, project, script, write_plan
@@ -516,3 +521,32 @@ def test_without_a_state_database_each_run_that_is_not_healthy_notifies(
         assert receiver.events() == ["health_unhealthy", "health_unhealthy"]
     # A health run reads the state: it does not create one to remember.
     assert not (pytester.path / ".orchestrator" / "state.db").exists()
+
+
+# ---- with the real Claude Code CLI ----
+
+
+def test_the_real_agents_failure_is_told_redacted(
+    pytester: pytest.Pytester,
+    agent_env: None,
+    messages_server: Callable[..., Any],
+    agent_sandbox: Callable[..., Any],
+) -> None:
+    """Claude Code in the Debian sandbox, its model a script that answers with the host's token in the error."""
+    error = f"push rejected with GH_TOKEN={AGENT_GH_TOKEN} (also tried {FAKE_TOKEN})"
+    sandbox = agent_sandbox(messages_server(reply(f"STATUS: failed\nERROR: {error}")))
+    plan = e2e.write_plan(pytester, e2e.ONE_TASK.format(title="Push the branch"))
+    with Receiver() as receiver:
+        config(pytester.path, receiver.url)
+        result = pytester.runpytest_subprocess(plan, *task_run_args(sandbox))
+        assert result.ret == 1, result.stdout.str()
+        deliveries = receiver.delivered()
+    assert [d.event for d in deliveries] == ["task_failed", "run_finished"]
+    for delivery in deliveries:
+        body = delivery.body.decode()
+        assert AGENT_GH_TOKEN not in body and FAKE_TOKEN not in body and AGENT_API_KEY not in body
+        assert verify(delivery.body, SECRET, delivery.headers[SIGNATURE_HEADER])
+    failed = deliveries[0].payload
+    assert failed["text"] == f"Task 1.1 of {plan} failed: push rejected with GH_TOKEN=*** (also tried ***)"
+    assert failed["details"]["tokens"] > 0
+    assert deliveries[1].payload["details"]["by_status"] == {"failed": 1}
