@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..redact import remember
+from ..redact import redact, remember
 from ..retry import RetryPolicy
 from .config import SECRET_ENV, NotifySpec
 from .events import Notification
@@ -140,6 +140,7 @@ class Notifier:
         self._pending = 0
         self._closed = False
         self._abandoned = False
+        self._state_failed = False
         # The secret must never be printed, even by a component that echoes its environment.
         remember([f"{SECRET_ENV}={spec.secret}"])
 
@@ -184,7 +185,6 @@ class Notifier:
 
     def _work(self) -> None:
         store: StateStore | None = None
-        opened = False
         try:
             while True:
                 job = self._queue.get()
@@ -192,8 +192,8 @@ class Notifier:
                     return
                 try:
                     if job.make is not None:
-                        if not opened:
-                            store, opened = self._open(), True
+                        if store is None:
+                            store = self._open()
                         changed, previous = self._enter(store, job.subject, job.state)
                         notification = job.make(previous) if changed else None
                         if notification is None or not self.spec.wants(notification.event):
@@ -217,7 +217,7 @@ class Notifier:
         with self._lock:
             if self._abandoned:
                 return
-        self.warn(line)
+        self.warn(redact(line))
 
     def _open(self) -> StateStore | None:
         from ..state import DB_NAME, StateError, StateStore
@@ -229,7 +229,10 @@ class Notifier:
         try:
             return StateStore.open(self.state_dir, wait=min(STATE_WAIT, self.spec.timeout))
         except StateError as exc:
-            self.warn(f"webhook notifications not deduplicated: {exc}")
+            # Tried again with the next transition; said once.
+            if not self._state_failed:
+                self._warn(f"webhook notifications not deduplicated: {exc}")
+            self._state_failed = True
             return None
 
     def _enter(self, store: StateStore | None, subject: str, state: str) -> tuple[bool, str | None]:
@@ -242,5 +245,5 @@ class Notifier:
         try:
             return enter(store, subject, state)
         except StateError as exc:
-            self.warn(f"webhook notifications not deduplicated: {exc}")
+            self._warn(f"webhook notifications not deduplicated: {exc}")
             return True, None
