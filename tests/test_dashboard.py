@@ -350,10 +350,11 @@ def test_the_live_screen_redraws_in_colour_and_ctrl_c_exits_0(project: Path) -> 
     assert "every 0.3s (Ctrl-C ends)" in ran.out
 
 
-def test_without_a_terminal_it_prints_a_frame_per_refresh(project: Path) -> None:
+def test_without_a_terminal_it_prints_a_frame_per_refresh_from_the_config_file(project: Path) -> None:
     seed(project / "state")
+    (project / "orchestrator.yaml").write_text("dashboard:\n  refresh: 0.2\n")
     process = subprocess.Popen(
-        [sys.executable, "-m", "pytest_orchestrator", "dashboard", "--refresh", "0.2"],
+        [sys.executable, "-m", "pytest_orchestrator", "dashboard"],
         cwd=project,
         env=_env(),
         stdout=subprocess.PIPE,
@@ -363,5 +364,6 @@ def test_without_a_terminal_it_prints_a_frame_per_refresh(project: Path) -> None
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=10)
     assert (process.returncode, err) == (0, b"")
-    assert out.count(b"Orchestrator: RUNNING") >= 2
+    # About ten frames in 2 s (the default 5 s would give one).
+    assert out.count(b"Orchestrator: RUNNING") >= 4
     assert b"\033[" not in out
