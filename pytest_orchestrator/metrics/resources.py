@@ -1,9 +1,10 @@
-"""Resource samples (T045): record them, summarise a window of them, and prune old ones.
+"""Resource samples (T045): record them, and summarise a window of them.
 
 A sample is one reading of one *subject*: an orchestrator process (the pytest run, an xdist
 worker, the loop) or the sandbox container. `cpu_seconds` is the subject's CPU time since it
 started, so it only grows; `memory_bytes` is its resident memory at the time (a process's RSS,
 the container's usage less its page cache, as `docker stats` shows it).
+Retention deletes old samples with the crash rows (`CrashStore.prune`).
 """
 
 from __future__ import annotations
@@ -93,18 +94,3 @@ def record(
                 for s in samples
             ],
         )
-
-
-def prune(store: StateStore, before: float, batch: int = 5000) -> int:
-    """Delete the samples older than `before`, `batch` rows per transaction; how many went."""
-    deleted = 0
-    while True:
-        with store.writing() as conn:
-            done = conn.execute(
-                "DELETE FROM resource_samples WHERE id IN "
-                "(SELECT id FROM resource_samples WHERE at < ? LIMIT ?)",
-                (before, batch),
-            ).rowcount
-        deleted += done
-        if done < batch:
-            return deleted
