@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 WATCHDOG_COMMANDS = ("watch", "up", "down", "restart")
-VIEW_COMMANDS = ("status", "logs", "crashes", "dashboard")
+VIEW_COMMANDS = ("status", "logs", "crashes", "metrics", "dashboard")
 
 
 def _watchdog_command(options: argparse.Namespace) -> int:
@@ -170,6 +170,23 @@ def _add_views(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     crashes.add_argument("--json", action="store_true", help="print a JSON document instead")
     crashes.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+    metrics = commands.add_parser(
+        "metrics",
+        help="the numbers of a time window: throughput, latency, error rate, cost, retries, resources",
+        description="Show the numbers of the attempts that ended since a time, of every plan or one. "
+        "Exit 0 (also when no state exists yet), 2 for bad input.",
+    )
+    metrics.add_argument(
+        "--since",
+        type=_since,
+        default="24h",
+        metavar="WHEN",
+        help="the window's start: a time span back from now (90s, 30m, 24h, 7d) or an ISO date/time "
+        "(default 24h)",
+    )
+    metrics.add_argument("--plan", metavar="PLAN", help="only this plan, as the runs name it (plans/x.md)")
+    metrics.add_argument("--json", action="store_true", help="print a JSON document instead")
+    metrics.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     dashboard = commands.add_parser(
         "dashboard",
         help="a live view of the orchestrator: state, health, active tasks, queue, latest attempts",
@@ -190,7 +207,7 @@ def _add_views(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _since(raw: str) -> float:
-    from .views.crashes import parse_since
+    from .views.terminal import parse_since
 
     try:
         return parse_since(raw)
@@ -243,6 +260,18 @@ def _view(options: argparse.Namespace) -> int:
 
             return crashes.show(
                 settings.state_dir, options.since, sys.stdout, sys.stderr, os.environ, as_json=options.json
+            )
+        if options.command == "metrics":
+            from .views import metrics
+
+            return metrics.show(
+                settings.state_dir,
+                options.since,
+                sys.stdout,
+                sys.stderr,
+                os.environ,
+                plan=options.plan,
+                as_json=options.json,
             )
         from .views import logs
 
