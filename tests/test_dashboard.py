@@ -44,7 +44,7 @@ FINISHED = [
     ("plans/beta.md", "1.4", "interrupted", 600, 12, 0.01),
     ("plans/alpha.md", "1.6", "completed", 300, 150, 0.52),
 ]
-# In the last hour: ten finished, three of them not completed.
+# In the last hour: ten finished, seven completed, one failed and one timed out (failures), one interrupted.
 LAST_HOUR = FINISHED[2:]
 QUEUED = [f"3.{n}" for n in range(1, 8)]
 
@@ -138,6 +138,11 @@ def test_one_frame_shows_the_known_state(project: Path) -> None:
     assert re.search(r"^Loop\s+waiting, last poll [3-9]s ago, round 7$", text, re.M)
     assert re.search(r"^Health\s+degraded \(watchdog, 3\ds ago, not ok: disk\)$", text, re.M)
     assert re.search(rf"^Watchdog\s+running \(pid {seeded['pid']}, up \d+s\)$", text, re.M)
+    # The last hour, in the metrics' terms: throughput counts completions, the error rate failures
+    # (failed or timed out) among the finished attempts.
+    assert re.search(
+        r"^Last hour\s+10 finished \(7 completed, 2 failed\), 7\.0 tasks/h, error rate 20\.0%$", text, re.M
+    )
     # The components, as `orchestrator status` reads them.
     _row(lines, "mcp", "BACKOFF", "unknown", "1", "exit 3")
     _row(lines, "sandbox", "RUNNING", "healthy", "2")
@@ -184,6 +189,14 @@ def test_json_gives_the_frames_data(project: Path) -> None:
     ]
     assert active[0]["elapsed"] == pytest.approx(125, abs=5)
     assert active[0]["run_id"] == seeded["run"] and not active[0]["stale"]
+    assert document["last_hour"] == {
+        "window": 3600.0,
+        "finished": 10,
+        "completed": 7,
+        "failed": 2,
+        "throughput_per_hour": pytest.approx(7.0),
+        "error_rate": pytest.approx(0.2),
+    }
     assert document["queue"]["depth"] == 7
     assert [q["task_id"] for q in document["queue"]["head"]] == QUEUED[:5]
     assert document["queue"]["head"][0]["waited"] == pytest.approx(600, abs=5)
@@ -360,10 +373,17 @@ def test_without_a_terminal_it_prints_a_frame_per_refresh_from_the_config_file(p
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    time.sleep(2)
+    assert process.stdout is not None
+    frames: list[float] = []
+    for line in process.stdout:
+        if line.startswith(b"Orchestrator: RUNNING"):
+            frames.append(time.monotonic())
+        if len(frames) == 4:
+            break
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=10)
     assert (process.returncode, err) == (0, b"")
-    # About ten frames in 2 s (the default 5 s would give one).
-    assert out.count(b"Orchestrator: RUNNING") >= 4
+    assert len(frames) == 4
+    # Three refreshes of 0.2 s and their frames: far less than one of the default 5 s.
+    assert frames[-1] - frames[0] < 4.5
     assert b"\033[" not in out

@@ -136,17 +136,23 @@ class QueuedTask:
 
 @dataclass(frozen=True)
 class Rates:
-    """Throughput and error rate over the last hour; None when the state cannot tell."""
+    """Throughput and error rate over the last hour; None when there is no state."""
 
+    # Attempts that ended in the hour; throughput counts the completed ones per hour, the error
+    # rate the failed ones (failed or timed out) among those finished (metrics.window's terms).
     finished: int | None = None
     throughput_per_hour: float | None = None
     error_rate: float | None = None
+    completed: int | None = None
+    failed: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready."""
         return {
             "window": HOUR,
             "finished": self.finished,
+            "completed": self.completed,
+            "failed": self.failed,
             "throughput_per_hour": self.throughput_per_hour,
             "error_rate": self.error_rate,
         }
@@ -325,7 +331,16 @@ def _queue(store: StateStore, now: float) -> tuple[tuple[QueuedTask, ...], int]:
 
 
 def _rates(store: StateStore, now: float) -> Rates:
-    return Rates()
+    from ..metrics import window
+
+    numbers = window(store.conn, now - HOUR, now)
+    return Rates(
+        finished=numbers.finished,
+        throughput_per_hour=numbers.throughput_per_hour,
+        error_rate=numbers.error_rate,
+        completed=numbers.completed,
+        failed=numbers.failed,
+    )
 
 
 def _state(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -17,7 +18,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ..state import StateError, StateStore
+from ..state import DB_NAME, StateError, StateStore
 from .dashboard import ERROR, RUNNING, STALE_AFTER, DashboardSnapshot, snapshot
 from .terminal import Style, clock, span
 
@@ -101,12 +102,16 @@ def _overview(snap: DashboardSnapshot) -> Table:
     if rates.finished is None:
         grid.add_row("Last hour", Text("no figures", style="dim"))
     else:
-        error_rate = rates.error_rate or 0.0
+        if rates.error_rate is None:
+            error_rate = Text("none finished", style="dim")
+        else:
+            error_rate = Text(f"{rates.error_rate:.1%}", style="red" if rates.error_rate > 0 else "green")
         grid.add_row(
             "Last hour",
             Text.assemble(
-                f"{rates.finished} finished, {rates.throughput_per_hour or 0:.1f} tasks/h, error rate ",
-                (f"{error_rate:.1%}", "red" if error_rate > 0 else "green"),
+                f"{rates.finished} finished ({rates.completed} completed, {rates.failed} failed), "
+                f"{rates.throughput_per_hour or 0:.1f} tasks/h, error rate ",
+                error_rate,
             ),
         )
     return grid
@@ -231,6 +236,8 @@ def read(state_dir: Path, stale_after: float = STALE_AFTER) -> DashboardSnapshot
     store = StateStore.read(state_dir)
     try:
         return snapshot(store, time.time(), stale_after=stale_after)
+    except sqlite3.Error as exc:  # a table this version expects is missing, the file is damaged
+        raise StateError(f"cannot read state database {state_dir / DB_NAME}: {exc}") from None
     finally:
         if store is not None:
             store.close()
