@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import pytest
 
 from pytest_orchestrator.health.history import HealthRow, record
 from pytest_orchestrator.loop import RUNNING, LoopStore, QueueRow, QueueStore
+from pytest_orchestrator.priority import QueueSpec, score
 from pytest_orchestrator.result import Usage
 from pytest_orchestrator.state import StateStore
 from pytest_orchestrator.state.components import ComponentRow, ComponentStore
@@ -152,9 +154,15 @@ def test_one_frame_shows_the_known_state(project: Path) -> None:
     _row(lines, "plans/gamma.md", "2.2", "Write the docs", "gw1", "40s", "1", "800", "$0.00")
     # The head of the queue, in dispatch order; the running task is not pending.
     assert "Queue (first 5 of 7 pending)" in ran.out
-    _row(lines, "1", "plans/delta.md", "3.1", "Queued 3.1", "P2", "10m", "blocked by 2.1 (running)")
+    # Its score, the level's points and the age boost of ten minutes (`orchestrator queue`'s).
+    points = f"P2 ({score('P2', 600, QueueSpec()):.0f})"
+    blocked = _row(
+        lines, "1", "plans/delta.md", "3.1", "Queued 3.1", points, "10m", "blocked by 2.1 (running)"
+    )
+    assert blocked.endswith("│ -                   │")  # a blocked task has no estimate
     for n, task in enumerate(QUEUED[1:5], 2):
-        _row(lines, str(n), "plans/delta.md", task, f"Queued {task}", "P2", "10m", "not yet reached")
+        line = _row(lines, str(n), "plans/delta.md", task, f"Queued {task}", points, "10m", "not yet reached")
+        assert re.search(r"\d\d:\d\d:\d\d - \d\d:\d\d:\d\d", line)
     assert "3.6" not in ran.out and "3.7" not in ran.out
     # The last ten attempts, newest first, with status, duration, tokens and cost.
     assert "Latest 10 attempts" in ran.out
@@ -165,6 +173,10 @@ def test_one_frame_shows_the_known_state(project: Path) -> None:
             rf"{plan}\W+{re.escape(task)}\W+{status}\W+{_span(duration)}\W+.*\${cost:.2f}\W*$", line
         )
     assert "plans/old.md" not in ran.out
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.fromisoformat(stamp).timestamp()
 
 
 def _span(seconds: int) -> str:
@@ -198,8 +210,18 @@ def test_json_gives_the_frames_data(project: Path) -> None:
         "error_rate": pytest.approx(0.2),
     }
     assert document["queue"]["depth"] == 7
-    assert [q["task_id"] for q in document["queue"]["head"]] == QUEUED[:5]
-    assert document["queue"]["head"][0]["waited"] == pytest.approx(600, abs=5)
+    head = document["queue"]["head"]
+    assert [q["task_id"] for q in head] == QUEUED[:5]
+    assert head[0]["waited"] == pytest.approx(600, abs=5)
+    assert [q["score"] for q in head] == pytest.approx([score("P2", 600, QueueSpec())] * 5, abs=0.1)
+    # The estimate: the average latency of the last 24 hours, one task after another in the plan
+    # (`orchestrator queue`'s); the blocked task has none.
+    latency = sum(d for *_, d, _ in FINISHED) / len(FINISHED)
+    assert head[0]["eta_start"] is None and head[0]["eta_done"] is None
+    starts = [_epoch(q["eta_start"]) for q in head[1:]]
+    dones = [_epoch(q["eta_done"]) for q in head[1:]]
+    assert [d - s for s, d in zip(starts, dones, strict=True)] == pytest.approx([latency] * 4, abs=0.01)
+    assert starts[1:] == pytest.approx(dones[:-1], abs=0.01)
     finished = document["finished"]
     assert [(f["task_id"], f["status"]) for f in finished] == [(t, s) for _, t, s, *_ in reversed(LAST_HOUR)]
     assert [f["duration"] for f in finished] == pytest.approx([d for *_, d, _ in reversed(LAST_HOUR)])
