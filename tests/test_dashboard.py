@@ -29,7 +29,7 @@ from pytest_orchestrator.result import Usage
 from pytest_orchestrator.state import StateStore
 from pytest_orchestrator.state.components import ComponentRow, ComponentStore
 from pytest_orchestrator.views.dashboard import snapshot
-from tests.test_views import SECRET, Ran, _dead_pid, _env, orchestrator
+from tests.test_views import SECRET, Ran, _dead_pid, _env, _imported, orchestrator
 
 # Finished attempts, oldest first: (plan, task, status, ended this long ago, duration, cost).
 FINISHED = [
@@ -409,3 +409,45 @@ def test_without_a_terminal_it_prints_a_frame_per_refresh_from_the_config_file(p
     # Three refreshes of 0.2 s and their frames: far less than one of the default 5 s.
     assert frames[-1] - frames[0] < 4.5
     assert b"\033[" not in out
+
+
+SNAPSHOT = """
+import json, time
+from pathlib import Path
+from pytest_orchestrator.state import StateStore
+from pytest_orchestrator.views.dashboard import snapshot
+print(json.dumps(snapshot(StateStore.read(Path("state")), time.time()).as_dict()))
+"""
+
+
+def test_rich_is_imported_by_the_dashboard_command_only(project: Path) -> None:
+    seed(project / "state")
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", SNAPSHOT],
+        cwd=project,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    modules, _ = _imported(done.stderr)
+    assert json.loads(done.stdout)["state"] == "running"
+    assert "pytest_orchestrator.views.dashboard" in modules and "pytest_orchestrator.metrics" in modules
+    # The web page renders the same snapshot: it pays for neither rich nor pytest.
+    assert not [m for m in modules if m.split(".")[0] in ("rich", "pytest", "_pytest", "pluggy")]
+    assert "rich" not in _modules(project, "status")
+    assert "rich" in _modules(project, "dashboard", "--once")
+
+
+def _modules(project: Path, *args: str) -> set[str]:
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "pytest_orchestrator", *args],
+        cwd=project,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    modules, _ = _imported(done.stderr)
+    assert modules
+    return {m.split(".")[0] for m in modules}
