@@ -148,10 +148,10 @@ def test_one_frame_shows_the_known_state(project: Path) -> None:
     # The components, as `orchestrator status` reads them.
     _row(lines, "mcp", "BACKOFF", "unknown", "1", "exit 3")
     _row(lines, "sandbox", "RUNNING", "healthy", "2")
-    # Active tasks: plan, task, title, worker, elapsed, turns and tokens so far, cost.
+    # Active tasks: plan, task, title, worker, elapsed, turns and tokens so far.
     assert "Active tasks (2)" in ran.out
-    _row(lines, "plans/gamma.md", "2.1", "Add the parser", "gw0", "2m", "3", "4.2k", "$0.00")
-    _row(lines, "plans/gamma.md", "2.2", "Write the docs", "gw1", "40s", "1", "800", "$0.00")
+    _row(lines, "plans/gamma.md", "2.1", "Add the parser", "gw0", "2m", "3", "4.2k")
+    _row(lines, "plans/gamma.md", "2.2", "Write the docs", "gw1", "40s", "1", "800")
     # The head of the queue, in dispatch order; the running task is not pending.
     assert "Queue (first 5 of 7 pending)" in ran.out
     # Its score, the level's points and the age boost of ten minutes (`orchestrator queue`'s).

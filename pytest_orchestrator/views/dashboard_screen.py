@@ -146,8 +146,9 @@ def _active(snap: DashboardSnapshot) -> RenderableType:
     if not snap.active:
         return Text("Active tasks: none", style="dim")
     table = _table(f"Active tasks ({len(snap.active)})")
-    for name in ("Plan", "Task", "Title", "Worker", "Elapsed", "Turns", "Tokens", "Cost"):
-        table.add_column(name, justify="right" if name in ("Elapsed", "Turns", "Tokens", "Cost") else "left")
+    # No cost column: the agent prices an attempt only at its end.
+    for name in ("Plan", "Task", "Title", "Worker", "Elapsed", "Turns", "Tokens"):
+        table.add_column(name, justify="right" if name in ("Elapsed", "Turns", "Tokens") else "left")
     for a in snap.active:
         style = "red" if a.stale else "green"
         table.add_row(
@@ -158,7 +159,6 @@ def _active(snap: DashboardSnapshot) -> RenderableType:
             span(a.elapsed) + (" (no heartbeat)" if a.stale else ""),
             str(a.num_turns),
             _tokens(a.tokens),
-            f"${a.cost_usd:.2f}",
         )
     return table
 
