@@ -87,6 +87,11 @@ class ResourceSampler:
         self.interval = interval
         self.environ = environ
         self.last: float | None = None
+        if container is not None:
+            # Imported here, in the thread that builds the sampler, before the heartbeat thread
+            # samples: the docker package imported by two threads at once (the sandbox's in the
+            # main one) leaves one of them a half-initialised module without `docker.utils`.
+            import docker  # noqa: F401
 
     def readings(self) -> list[Sample]:
         """The samples of now: this process, and the container when it runs."""
