@@ -87,6 +87,7 @@ class Loop:
         housekeeping: Callable[[StateStore], None] | None = None,
         watched: list[Path] | None = None,
         notifier: Notifier | None = None,
+        sample: Callable[[StateStore], None] | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.poll_interval = poll_interval
@@ -101,6 +102,8 @@ class Loop:
         self.watched = watched
         # Told when the loop stops, and why.
         self.notifier = notifier
+        # The loop's own resource sampler, called at its beats; it keeps its own pace.
+        self.sample = sample
         self.stop = Stop()
         self.round = 0
         self._idle_since: float | None = None
@@ -130,6 +133,7 @@ class Loop:
                     continue
                 self.round += 1
                 loop.beat(round=self.round, status="running")
+                self._sample(store)
                 loop.due(None)
                 if self.watched is not None:
                     self._seen = snapshot(self.watched)
@@ -181,6 +185,15 @@ class Loop:
             write(*args, **kwargs)
         except StateError as exc:
             self.say(f"orchestrator loop: {exc}")
+
+    def _sample(self, store: StateStore) -> None:
+        if self.sample is None:
+            return
+        try:
+            self.sample(store)
+        except StateError:
+            # Worth less than the beats: a sample that cannot be written is skipped, unsaid.
+            return
 
     def _nothing_changed(self, loop: LoopStore) -> bool:
         if self.watched is None or self._idle_since is None:
@@ -241,6 +254,7 @@ class Loop:
                     loop.beat()
                 except StateError as exc:
                     self.say(f"orchestrator loop: {exc}")
+                self._sample(loop.store)
             self.stop.event.wait(min(TICK, deadline - now, max(0.0, next_beat - now)))
 
     def _consume_stop_file(self) -> None:

@@ -131,7 +131,7 @@ class Monitor:
             )
 
     def prune(self, now: float | None = None) -> None:
-        """Delete crash and health rows older than the retention; at most once a day."""
+        """Delete crash, health and resource rows older than the retention; at most once a day."""
         now = time.time() if now is None else now
         with self._pruning:
             if self.pruned_at is not None and now - self.pruned_at < DAY:
@@ -142,7 +142,7 @@ class Monitor:
                 deleted = CrashStore(store).prune(now - self.spec.retention_days * DAY)
                 if deleted:
                     self.log(
-                        f"monitor: deleted {deleted} crash and health rows older than "
+                        f"monitor: deleted {deleted} crash, health and resource rows older than "
                         f"{self.spec.retention_days:g} days"
                     )
 

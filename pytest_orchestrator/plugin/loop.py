@@ -105,12 +105,14 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
             preexec_fn=preexec,
         )
 
+    from ..metrics.sampler import ResourceSampler
+
     retention = monitor_for(config).retention_days * 86_400
 
     def prune(store: StateStore) -> None:
         from ..crashes.store import CrashStore
 
-        # Crash and health rows past their retention, in bounded batches.
+        # Crash, health and resource rows past their retention, in bounded batches.
         CrashStore(store).prune(time.time() - retention)
 
     notifier = None
@@ -130,6 +132,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
         housekeeping=prune,
         watched=_watched(config, settings),
         notifier=notifier,
+        sample=ResourceSampler("loop"),
     )
     # This runs before pytest configures itself (there is no session, nor terminal reporter):
     # the loop's lines and its rounds go to the terminal, not to pytest's capture.

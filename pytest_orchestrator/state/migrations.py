@@ -184,12 +184,36 @@ MIGRATIONS: tuple[str, ...] = (
     );
     """,
     # Version 6: the operator views. Which Docker engine ran each attempt (several engines
-    # through xdist's --tx); finished attempts found by their end time, for the metrics.
-    # The state last notified per subject (`health:<checks>`, `watchdog`, `component:<name>`),
+    # through xdist's --tx); finished attempts found by their end time, for the metrics; the
+    # resource samples of the runs and the sandbox; and the state last notified per subject (`health:<checks>`, `watchdog`, `component:<name>`),
     # so a webhook tells each entry into degraded, unhealthy or FATAL once, across processes.
     """
     ALTER TABLE attempts ADD COLUMN engine TEXT;
     CREATE INDEX attempts_by_end ON attempts (ended_at);
+    -- `orchestrator metrics` sorts a window's latencies from these indexes alone, of every plan
+    -- or of one (--plan): reading each row for them cost twice the time.
+    CREATE INDEX attempts_by_end_status ON attempts (ended_at, status, started_at);
+    CREATE INDEX attempts_by_plan_end ON attempts (plan, ended_at, status, started_at);
+    -- Resource usage (T045): each orchestrator process samples itself at its heartbeat, and the
+    -- controller samples the sandbox container. `subject` names one process or container life
+    -- (pid and start time, container id and start time): its cpu_seconds only ever grow.
+    CREATE TABLE resource_samples (
+        id            INTEGER PRIMARY KEY,
+        at            REAL NOT NULL,
+        kind          TEXT NOT NULL,
+        subject       TEXT NOT NULL,
+        name          TEXT NOT NULL,
+        run_id        INTEGER,
+        cpu_seconds   REAL NOT NULL,
+        memory_bytes  INTEGER NOT NULL,
+        memory_limit  INTEGER
+    );
+    -- A window's summary reads only this index.
+    CREATE INDEX resource_samples_by_time ON resource_samples (at, kind, subject, cpu_seconds, memory_bytes);
+    CREATE INDEX resource_samples_by_subject ON resource_samples (subject, at);
+    -- The queue's estimate (and a dashboard frame, which shows it) counts the workers of the
+    -- runs that started attempts in the last day: without it, a walk through every attempt.
+    CREATE INDEX attempts_by_start ON attempts (started_at);
     CREATE TABLE notification_states (
         subject     TEXT PRIMARY KEY,
         state       TEXT NOT NULL,
