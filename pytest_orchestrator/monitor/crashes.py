@@ -118,10 +118,13 @@ class Monitor:
             self.pruned_at = now
         with self._store() as store:
             if store is not None:
+                from ..transcripts import prune as prune_transcripts
+
                 deleted = CrashStore(store).prune(now - self.spec.retention_days * DAY)
+                deleted += prune_transcripts(self.state_dir, now - self.spec.retention_days * DAY)
                 if deleted:
                     self.log(
-                        f"monitor: deleted {deleted} crash and health rows older than "
+                        f"monitor: deleted {deleted} crash and health rows and transcripts older than "
                         f"{self.spec.retention_days:g} days"
                     )
 

@@ -184,9 +184,12 @@ MIGRATIONS: tuple[str, ...] = (
     );
     """,
     # Version 6: the operator views. Which Docker engine ran each attempt (several engines
-    # through xdist's --tx); finished attempts found by their end time, for the metrics.
+    # through xdist's --tx); finished attempts found by their end time, for the metrics; a run's
+    # attempts found by the run.
     """
     ALTER TABLE attempts ADD COLUMN engine TEXT;
     CREATE INDEX attempts_by_end ON attempts (ended_at);
+    -- The web dashboard's runs browser sums each run's attempts.
+    CREATE INDEX attempts_by_run ON attempts (run_id);
     """,
 )
