@@ -64,10 +64,10 @@ def serve(
     """Serve until interrupted; OSError when host:port cannot be bound."""
     server = make_server(App(state_dir, health, token), host, port)
     try:
-        caution = warning(host, port, bool(token))
+        bound = server.server_address[1]
+        caution = warning(host, bound, bool(token))
         if caution:
             warn(caution)
-        bound = server.server_address[1]
         shown = f"[{host}]" if ":" in host else host
         say(f"serving {state_dir} on http://{shown}:{bound}/ (/healthz, /metrics, /api/...)")
         server.serve_forever(poll_interval=0.5)

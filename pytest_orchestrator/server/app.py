@@ -249,9 +249,9 @@ class App:
             with self.state() as store:
                 return queue_snapshot(store, now, verbose=query.get("verbose") in ("1", "true")).as_dict()
         if path == "/metrics":
+            since = _since(query.get("since", "24h"), now)
             from ..metrics import window
 
-            since = _since(query.get("since", "24h"), now)
             with self.state() as store:
                 return window(store.conn, since, now, plan=query.get("plan") or None).as_dict()
         if path == "/hourly":
