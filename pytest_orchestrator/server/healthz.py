@@ -8,10 +8,11 @@ own (single-flight: goss#1110 fixed the stampede of concurrent requests each run
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,11 @@ class Health:
 
     document: Mapping[str, Any]
     duration: float
+    # The JSON body, encoded once: a cached answer costs no encoding.
+    body: bytes = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "body", json.dumps(self.document, indent=2).encode("utf-8"))
 
     @property
     def status(self) -> str:
