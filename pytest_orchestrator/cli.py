@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 WATCHDOG_COMMANDS = ("watch", "up", "down", "restart")
-VIEW_COMMANDS = ("status", "logs", "crashes")
+VIEW_COMMANDS = ("status", "logs", "crashes", "metrics", "dashboard")
 
 
 def _watchdog_command(options: argparse.Namespace) -> int:
@@ -171,15 +171,59 @@ def _add_views(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     crashes.add_argument("--json", action="store_true", help="print a JSON document instead")
     crashes.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+    metrics = commands.add_parser(
+        "metrics",
+        help="the numbers of a time window: throughput, latency, error rate, cost, retries, resources",
+        description="Show the numbers of the attempts that ended since a time, of every plan or one. "
+        "Exit 0 (also when no state exists yet), 2 for bad input.",
+    )
+    metrics.add_argument(
+        "--since",
+        type=_since,
+        default="24h",
+        metavar="WHEN",
+        help="the window's start: a time span back from now (90s, 30m, 24h, 7d) or an ISO date/time "
+        "(default 24h)",
+    )
+    metrics.add_argument("--plan", metavar="PLAN", help="only this plan, as the runs name it (plans/x.md)")
+    metrics.add_argument("--json", action="store_true", help="print a JSON document instead")
+    metrics.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+    dashboard = commands.add_parser(
+        "dashboard",
+        help="a live view of the orchestrator: state, health, active tasks, queue, latest attempts",
+        description="Show the orchestrator's state, the loop, the watchdog's components, health, the "
+        "active tasks, the head of the queue, the latest attempts and the last hour's throughput, "
+        "redrawn every --refresh seconds until Ctrl-C. Reads state.db only. Exit 0, 1 when the state "
+        "cannot be read, 2 for bad input.",
+    )
+    dashboard.add_argument(
+        "--refresh",
+        type=_refresh,
+        metavar="SECONDS",
+        help="seconds between two frames (default: dashboard.refresh in the config file, else 5)",
+    )
+    dashboard.add_argument("--once", action="store_true", help="print one frame and exit")
+    dashboard.add_argument("--json", action="store_true", help="print the frame's data as a JSON document")
+    dashboard.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
 
 
 def _since(raw: str) -> float:
-    from .views.crashes import parse_since
+    from .views.terminal import parse_since
 
     try:
         return parse_since(raw)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _refresh(raw: str) -> float:
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, not {raw!r}")
+    return seconds
 
 
 def _line_count(raw: str) -> int:
@@ -198,6 +242,8 @@ def _view(options: argparse.Namespace) -> int:
     from .state import StateError
 
     try:
+        if options.command == "dashboard":
+            return _dashboard(options)
         settings = settings_for_project(Path.cwd(), config=options.config)
         if options.command == "status":
             from .views import status
@@ -215,6 +261,18 @@ def _view(options: argparse.Namespace) -> int:
 
             return crashes.show(
                 settings.state_dir, options.since, sys.stdout, sys.stderr, os.environ, as_json=options.json
+            )
+        if options.command == "metrics":
+            from .views import metrics
+
+            return metrics.show(
+                settings.state_dir,
+                options.since,
+                sys.stdout,
+                sys.stderr,
+                os.environ,
+                plan=options.plan,
+                as_json=options.json,
             )
         from .views import logs
 
@@ -243,6 +301,31 @@ def _view(options: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         # Ctrl-C is how `logs -f` ends: quietly, and successfully.
         return 0 if getattr(options, "follow", False) else 130
+
+
+def _dashboard(options: argparse.Namespace) -> int:
+    """`orchestrator dashboard`; errors are _view's to tell."""
+    from pathlib import Path
+
+    from .project import sources_for_project
+    from .settings import resolve
+    from .views.dashboard_config import dashboard_spec
+
+    sources = sources_for_project(Path.cwd(), {}, os.environ, options.config)
+    settings = resolve(sources)
+    refresh = options.refresh if options.refresh is not None else dashboard_spec(sources.file).refresh
+    # rich is imported here, by the one command that draws with it.
+    from .views import dashboard_screen
+
+    return dashboard_screen.show(
+        settings.state_dir,
+        sys.stdout,
+        os.environ,
+        refresh=refresh,
+        once=options.once,
+        as_json=options.json,
+        stale_after=settings.freeze_threshold,
+    )
 
 
 # ---- orchestrator serve ----
@@ -302,6 +385,7 @@ def _serve_command(options: argparse.Namespace) -> int:
             settings.serve_token,
             lambda line: print(line, flush=True),
             lambda line: print(f"orchestrator: {line}", file=sys.stderr, flush=True),
+            stale_after=settings.freeze_threshold,
         )
     except socket.gaierror as exc:
         print(f"orchestrator: cannot listen on {host}:{port}: unknown host ({exc.strerror})", file=sys.stderr)

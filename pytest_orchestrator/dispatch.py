@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .progress import AttemptProgress, beat_interval
 from .prompt import render_prompt
 from .redact import redact
 from .result import TaskResult, TaskStatus, Usage, Verification
@@ -160,6 +161,10 @@ def _attempt(
         worker=run.worker,
         dispatch_id=context.dispatch_id,
     )
+    if run.writes:
+        # Turns and tokens so far, for the dashboard, on the beat the loop's heartbeat keeps.
+        progress = AttemptProgress(run.store, attempt, beat_interval(context.settings.freeze_threshold))
+        context.on_event = progress.wrap(context.on_event)
     bound = sandbox.for_dispatch(context.dispatch_id)
     status, error, result = "error", None, None
     transcript = None

@@ -273,12 +273,20 @@ def _health_row(conn: sqlite3.Connection, at: float) -> None:
     )
 
 
-def test_prune_deletes_old_crash_and_health_rows_in_batches_and_keeps_the_rest(project: Path) -> None:
+def test_prune_deletes_old_crash_health_and_resource_rows_in_batches_and_keeps_the_rest(
+    project: Path,
+) -> None:
     seeded = seed(project)
     store = StateStore.open(project / "state")
     with store.writing() as conn:
         for age in range(1, 8):
             _health_row(conn, seeded.now - age * 60 * MINUTE)
+        # Resource samples 1 h, 2 h, 3 h and 4 h old.
+        conn.executemany(
+            "INSERT INTO resource_samples (at, kind, subject, name, cpu_seconds, memory_bytes) "
+            "VALUES (?, 'process', 'pid 1 @ 0', 'main', 1.0, 1000)",
+            [(seeded.now - age * 60 * MINUTE,) for age in range(1, 5)],
+        )
     cutoff = seeded.now - 90 * MINUTE
 
     def ids(table: str, since: float = 0.0) -> list[int]:
@@ -286,23 +294,25 @@ def test_prune_deletes_old_crash_and_health_rows_in_batches_and_keeps_the_rest(p
             r[0] for r in store.conn.execute(f"SELECT id FROM {table} WHERE at >= ? ORDER BY id", (since,))
         ]
 
-    before = {table: ids(table, cutoff) for table in ("agent_crashes", "health_checks")}
-    assert [len(kept) for kept in before.values()] == [4, 1]
+    before = {table: ids(table, cutoff) for table in ("agent_crashes", "health_checks", "resource_samples")}
+    assert [len(kept) for kept in before.values()] == [4, 1, 1]
     statements: list[str] = []
     store.conn.set_trace_callback(statements.append)
     deleted = CrashStore(store).prune(cutoff, batch=2)
     store.conn.set_trace_callback(None)
-    # 3 old crashes (3 h, 2 h and 5 h old) and 6 old health rows.
-    assert deleted == 3 + 6
+    # 3 old crashes (3 h, 2 h and 5 h old), 6 old health rows and 3 old resource samples.
+    assert deleted == 3 + 6 + 3
     for table, kept in before.items():
         assert ids(table) == kept
     assert [r[0] for r in store.conn.execute("SELECT number FROM bug_reports")] == [7]
-    # Each batch is its own write transaction: crashes 2 + 1, health rows 2 + 2 + 2 + 0.
+    # Each batch is its own write transaction: crashes 2 + 1, health rows 2 + 2 + 2 + 0,
+    # resource samples 2 + 1.
     kinds = [s.split()[0] + (" " + s.split()[2] if s.startswith("DELETE") else "") for s in statements]
     transaction = ["BEGIN", "DELETE {}", "COMMIT"]
     assert kinds == [
         *[part.format("agent_crashes") for part in transaction] * 2,
         *[part.format("health_checks") for part in transaction] * 4,
+        *[part.format("resource_samples") for part in transaction] * 2,
     ]
     assert CrashStore(store).prune(cutoff) == 0
     store.close()

@@ -157,9 +157,10 @@ class CrashStore:
         ]
 
     def prune(self, before: float, batch: int = 5000) -> int:
-        """Delete crash and health rows older than `before`, `batch` rows per transaction; how many went.
+        """Delete crash, health and resource rows older than `before`, in batches; how many went.
 
-        Bug reports stay: they carry each fingerprint's rate limit.
+        Each transaction deletes at most `batch` rows. Bug reports stay: they carry each
+        fingerprint's rate limit.
         """
         if batch < 1:
             raise ValueError(f"batch must be at least 1, not {batch}")
@@ -183,7 +184,7 @@ class CrashStore:
 # The rows retention deletes, each table with an index on `at`.
 
 
-_PRUNED = ("agent_crashes", "health_checks")
+_PRUNED = ("agent_crashes", "health_checks", "resource_samples")
 _PRUNE_PAUSE = 0.01
 
 # Counts, times and the respawned flag come from the index on (fingerprint, at, respawned)

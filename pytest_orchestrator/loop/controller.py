@@ -82,6 +82,7 @@ class Loop:
         stop_grace: float = STOP_GRACE,
         housekeeping: Callable[[StateStore], None] | None = None,
         watched: list[Path] | None = None,
+        sample: Callable[[StateStore], None] | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.poll_interval = poll_interval
@@ -94,6 +95,8 @@ class Loop:
         # The plans and the config file: while they stay as they were, nothing was due in the
         # last round and no waiting task is due yet, a round would only cost a pytest start.
         self.watched = watched
+        # The loop's own resource sampler, called at its beats; it keeps its own pace.
+        self.sample = sample
         self.stop = Stop()
         self.round = 0
         self._idle_since: float | None = None
@@ -122,6 +125,7 @@ class Loop:
                     continue
                 self.round += 1
                 loop.beat(round=self.round, status="running")
+                self._sample(store)
                 loop.due(None)
                 if self.watched is not None:
                     self._seen = snapshot(self.watched)
@@ -155,6 +159,15 @@ class Loop:
             write(*args, **kwargs)
         except StateError as exc:
             self.say(f"orchestrator loop: {exc}")
+
+    def _sample(self, store: StateStore) -> None:
+        if self.sample is None:
+            return
+        try:
+            self.sample(store)
+        except StateError:
+            # Worth less than the beats: a sample that cannot be written is skipped, unsaid.
+            return
 
     def _nothing_changed(self, loop: LoopStore) -> bool:
         if self.watched is None or self._idle_since is None:
@@ -215,6 +228,7 @@ class Loop:
                     loop.beat()
                 except StateError as exc:
                     self.say(f"orchestrator loop: {exc}")
+                self._sample(loop.store)
             self.stop.event.wait(min(TICK, deadline - now, max(0.0, next_beat - now)))
 
     def _consume_stop_file(self) -> None:

@@ -110,7 +110,7 @@ class Monitor:
             HealthHistory(store).record_round(row, now=reading.at)
 
     def prune(self, now: float | None = None) -> None:
-        """Delete crash and health rows older than the retention; at most once a day."""
+        """Delete crash, health and resource rows older than the retention; at most once a day."""
         now = time.time() if now is None else now
         with self._pruning:
             if self.pruned_at is not None and now - self.pruned_at < DAY:
@@ -124,8 +124,8 @@ class Monitor:
                 deleted += prune_transcripts(self.state_dir, now - self.spec.retention_days * DAY)
                 if deleted:
                     self.log(
-                        f"monitor: deleted {deleted} crash and health rows and transcripts older than "
-                        f"{self.spec.retention_days:g} days"
+                        f"monitor: deleted {deleted} crash, health and resource rows and transcripts "
+                        f"older than {self.spec.retention_days:g} days"
                     )
 
     def _report(self, store: StateStore, make: Callable[[BugDesk], Bug | None]) -> None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from .. import progress
 from ..loop import LoopStore
 from ..state import StateError, StateStore
 
@@ -19,7 +20,8 @@ BEAT = pytest.StashKey["RoundBeat"]()
 
 def beat_interval(settings: Settings) -> float:
     """Seconds between two beats of the loop: often enough for the freeze threshold, no more."""
-    return max(1.0, min(30.0, settings.freeze_threshold / 10))
+    # The attempts' progress is recorded on the same interval (progress.AttemptProgress).
+    return progress.beat_interval(settings.freeze_threshold)
 
 
 class RoundBeat:

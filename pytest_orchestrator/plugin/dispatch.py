@@ -39,13 +39,19 @@ INTERRUPTS = pytest.StashKey[Interrupts]()
 def run_record(config: pytest.Config, settings: Settings) -> RunRecord:
     """This process's run, opened on first use; agents that dead runs left behind are stopped."""
     if RUN not in config.stash:
+        from ..metrics.sampler import ResourceSampler
+
         dry_run = bool(config.getoption("orchestrator_dry_run"))
+        worker = xdist.worker_id(config)
+        # One process samples the sandbox container, so its figures are not counted twice.
+        container = settings.sandbox if worker in ("main", "gw0") else None
         run = RunRecord(
             settings.state_dir,
             xdist.run_key(config),
-            xdist.worker_id(config),
+            worker,
             settings.freeze_threshold,
             dry_run=dry_run,
+            sample=ResourceSampler(worker, container=container, docker_timeout=settings.docker_timeout),
         )
         config.stash[RUN] = run
         if run.writes:

@@ -102,13 +102,16 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
             preexec_fn=preexec,
         )
 
+    from ..metrics.sampler import ResourceSampler
+
     retention = monitor_for(config).retention_days * 86_400
 
     def prune(store: StateStore) -> None:
         from ..crashes.store import CrashStore
         from ..transcripts import prune as prune_transcripts
 
-        # Crash and health rows past their retention, in bounded batches; the agents' transcripts too.
+        # Crash, health and resource rows past their retention, in bounded batches; the agents'
+        # transcripts too.
         CrashStore(store).prune(time.time() - retention)
         prune_transcripts(settings.state_dir, time.time() - retention)
 
@@ -121,6 +124,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
         say,
         housekeeping=prune,
         watched=_watched(config, settings),
+        sample=ResourceSampler("loop"),
     )
     # This runs before pytest configures itself (there is no session, nor terminal reporter):
     # the loop's lines and its rounds go to the terminal, not to pytest's capture.

@@ -60,9 +60,10 @@ def serve(
     token: str,
     say: Callable[[str], None],
     warn: Callable[[str], None],
+    stale_after: float | None = None,
 ) -> None:
     """Serve until interrupted; OSError when host:port cannot be bound."""
-    server = make_server(App(state_dir, health, token), host, port)
+    server = make_server(App(state_dir, health, token, stale_after), host, port)
     try:
         bound = server.server_address[1]
         caution = warning(host, bound, bool(token))

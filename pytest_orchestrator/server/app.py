@@ -61,10 +61,14 @@ def _json(data: Any, status: int = 200) -> Response:
 class App:
     """Answers requests from the state database under `state_dir` and the health cache."""
 
-    def __init__(self, state_dir: Path, health: HealthCache, token: str = "") -> None:
+    def __init__(
+        self, state_dir: Path, health: HealthCache, token: str = "", stale_after: float | None = None
+    ) -> None:
         self.state_dir = state_dir
         self.health = health
         self.token = token
+        # The freeze threshold: a loop, run or attempt silent for longer counts as dead.
+        self.stale_after = stale_after
         self._registry: Any = None
 
     # ---- dispatch ----
@@ -293,7 +297,9 @@ class App:
 
         store = StateStore.read(self.state_dir)
         try:
-            return dashboard_snapshot(store, now).as_dict()
+            if self.stale_after is None:
+                return dashboard_snapshot(store, now).as_dict()
+            return dashboard_snapshot(store, now, stale_after=self.stale_after).as_dict()
         finally:
             if store is not None:
                 store.close()
@@ -337,7 +343,7 @@ def _prefers_text(accept: str) -> bool:
 
 
 def _since(raw: str, now: float) -> float:
-    from ..views.crashes import parse_since
+    from ..views.terminal import parse_since
 
     try:
         return parse_since(raw, now)

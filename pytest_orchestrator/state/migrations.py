@@ -184,11 +184,29 @@ MIGRATIONS: tuple[str, ...] = (
     );
     """,
     # Version 6: the operator views. Which Docker engine ran each attempt (several engines
-    # through xdist's --tx); finished attempts found by their end time, for the metrics; a run's
-    # attempts found by the run.
+    # through xdist's --tx); finished attempts found by their end time, for the metrics; the
+    # resource samples of the runs and the sandbox; a run's attempts found by the run.
     """
     ALTER TABLE attempts ADD COLUMN engine TEXT;
     CREATE INDEX attempts_by_end ON attempts (ended_at);
+    -- `orchestrator metrics --plan` reads one plan's finished attempts by their end time.
+    CREATE INDEX attempts_by_plan_end ON attempts (plan, ended_at);
+    -- Resource usage (T045): each orchestrator process samples itself at its heartbeat, and the
+    -- controller samples the sandbox container. `subject` names one process or container life
+    -- (pid and start time, container id and start time): its cpu_seconds only ever grow.
+    CREATE TABLE resource_samples (
+        id            INTEGER PRIMARY KEY,
+        at            REAL NOT NULL,
+        kind          TEXT NOT NULL,
+        subject       TEXT NOT NULL,
+        name          TEXT NOT NULL,
+        run_id        INTEGER,
+        cpu_seconds   REAL NOT NULL,
+        memory_bytes  INTEGER NOT NULL,
+        memory_limit  INTEGER
+    );
+    CREATE INDEX resource_samples_by_time ON resource_samples (at);
+    CREATE INDEX resource_samples_by_subject ON resource_samples (subject, at);
     -- The web dashboard's runs browser sums each run's attempts.
     CREATE INDEX attempts_by_run ON attempts (run_id);
     """,

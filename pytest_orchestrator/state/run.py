@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from .store import Holder, Interrupted, StateError, StateStore
+
+# Called at each heartbeat with the heartbeat's own store and the run's id, and once more with
+# force=True as the run ends: a resource sampler (metrics.ResourceSampler), which keeps its pace.
+Sampler = Callable[[StateStore, int, bool], None]
 
 
 def pid_alive(pid: int, host: str) -> bool:
@@ -23,7 +28,14 @@ class RunRecord:
     """
 
     def __init__(
-        self, state_dir: Path, run_key: str, worker: str, freeze_threshold: float, *, dry_run: bool = False
+        self,
+        state_dir: Path,
+        run_key: str,
+        worker: str,
+        freeze_threshold: float,
+        *,
+        dry_run: bool = False,
+        sample: Sampler | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.key = run_key
@@ -45,7 +57,7 @@ class RunRecord:
         self.interrupted = self.store.reap_interrupted(pid_alive, freeze_threshold)
         self.run_id = self.store.begin_run(run_key)
         interval = max(0.5, min(30.0, freeze_threshold / 4))
-        self._heartbeat = _Heartbeat(state_dir, self.run_id, worker, interval)
+        self._heartbeat = _Heartbeat(state_dir, self.run_id, worker, interval, sample)
         self._heartbeat.start()
 
     @property
@@ -77,11 +89,23 @@ class RunRecord:
 
 
 class _Heartbeat(threading.Thread):
-    def __init__(self, state_dir: Path, run_id: int, worker: str, interval: float) -> None:
+    def __init__(
+        self, state_dir: Path, run_id: int, worker: str, interval: float, sample: Sampler | None = None
+    ) -> None:
         super().__init__(name="orchestrator-heartbeat", daemon=True)
         self.state_dir, self.run_id, self.worker = state_dir, run_id, worker
         self.interval = interval
+        self.sample = sample
         self.stopped = threading.Event()
+
+    def _sample(self, store: StateStore, force: bool = False) -> None:
+        if self.sample is None:
+            return
+        try:
+            self.sample(store, self.run_id, force)
+        except StateError:
+            # Resource samples are worth less than the beats: a failed write is skipped.
+            return
 
     def run(self) -> None:
         # sqlite3 connections belong to one thread, so the heartbeat has its own.
@@ -90,6 +114,8 @@ class _Heartbeat(threading.Thread):
         except StateError:
             return
         try:
+            # Here, off the task's thread: sampling (a Docker API call) never holds a task up.
+            self._sample(store)
             while not self.stopped.wait(self.interval):
                 try:
                     store.heartbeat(self.run_id, self.worker)
@@ -97,5 +123,8 @@ class _Heartbeat(threading.Thread):
                     # Beat on: a run whose beats stop looks dead to the next run, which would
                     # take its plans and dispatch its task again. The task writes say what failed.
                     continue
+                self._sample(store)
+            # The run's last figures, so that a run shorter than the interval has two readings.
+            self._sample(store, force=True)
         finally:
             store.close()

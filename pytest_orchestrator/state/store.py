@@ -12,9 +12,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .migrations import DB_NAME, MIGRATIONS, SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    from ..result import Usage
 
 
 class StateError(Exception):
@@ -319,6 +322,23 @@ class StateStore:
                     num_turns,
                     session_id,
                     error,
+                    attempt_id,
+                ),
+            )
+
+    @_write
+    def attempt_progress(self, attempt_id: int, num_turns: int, usage: Usage) -> None:
+        """Record a running attempt's turns and tokens so far; an ended attempt keeps its final figures."""
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE attempts SET num_turns = ?, input_tokens = ?, output_tokens = ?, "
+                "cache_read_tokens = ?, cache_creation_tokens = ? WHERE id = ? AND status = 'running'",
+                (
+                    num_turns,
+                    usage.input_tokens,
+                    usage.output_tokens,
+                    usage.cache_read_tokens,
+                    usage.cache_creation_tokens,
                     attempt_id,
                 ),
             )

@@ -9,7 +9,6 @@ exit status never counts crashes: the health check's `critical` is the gate for 
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,38 +19,15 @@ from ..crashes.store import CrashStore
 from ..redact import redact
 from ..state import StateStore
 from .terminal import Style, clock, iso, span
+from .terminal import parse_since as parse_since
 
 DEFAULT_SINCE = "24h"
 # The first schema with crash records; an older state.db has none.
 CRASHES_SCHEMA = 5
-SINCE_HELP = "a time span (90s, 30m, 24h, 7d) or an ISO date/time (2026-11-23, 2026-11-23T14:00)"
-
-_SPAN = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _RULE = "─" * 37
 _HEADINGS = ("COUNT", "LAST SEEN", "FIRST SEEN", "RESPAWNED", "ERROR", "LATEST", "BUG")
 # The right-aligned columns: the counts.
 _NUMERIC = {0, 3}
-
-
-def parse_since(text: str, now: float | None = None) -> float:
-    """The start of the window `text` names, in seconds since the epoch; ValueError names the forms.
-
-    A span counts back from `now`; a date or time without a zone is local time.
-    """
-    now = time.time() if now is None else now
-    raw = text.strip()
-    span_match = _SPAN.fullmatch(raw)
-    if span_match:
-        return now - float(span_match[1]) * _UNITS[span_match[2]]
-    from datetime import datetime
-
-    try:
-        moment = datetime.fromisoformat(raw)
-    except ValueError:
-        raise ValueError(f"expected {SINCE_HELP}, not {text!r}") from None
-    # A naive datetime's timestamp() is local time, as the terminal shows it.
-    return moment.timestamp()
 
 
 def read(state_dir: Path, since: float, limit: int | None = None) -> list[CrashGroup] | None:

@@ -72,16 +72,20 @@ def read(state_dir: Path, now: float | None = None, stale_after: float = STALE_A
     if store is None:
         return None
     try:
-        version = store.conn.execute("PRAGMA user_version").fetchone()[0]
-        if version < WATCHDOG_SCHEMA:
-            return None
-        rows = ComponentStore(store)
-        watchdog, components, probes = rows.watchdog(), rows.components(), rows.probes()
+        return from_store(store, time.time() if now is None else now, stale_after)
     finally:
         store.close()
+
+
+def from_store(store: StateStore, now: float, stale_after: float = STALE_AFTER) -> Snapshot | None:
+    """What `read` gives, from an open store (the dashboard reads it with the rest)."""
+    version = store.conn.execute("PRAGMA user_version").fetchone()[0]
+    if version < WATCHDOG_SCHEMA:
+        return None
+    rows = ComponentStore(store)
+    watchdog, components, probes = rows.watchdog(), rows.components(), rows.probes()
     if watchdog is None and not components:
         return None
-    now = time.time() if now is None else now
     by_component: dict[str, tuple[ProbeRow, ...]] = {}
     order = {role: index for index, role in enumerate(_ROLES)}
     for probe in sorted(probes, key=lambda p: (p.component, order.get(p.role, len(order)), p.role)):
@@ -92,7 +96,7 @@ def read(state_dir: Path, now: float | None = None, stale_after: float = STALE_A
 def _down(watchdog: WatchdogRow | None, now: float, stale_after: float) -> str | None:
     if watchdog is None:
         return "stopped"
-    if watchdog.host == socket.gethostname() and not _pid_exists(watchdog.pid):
+    if watchdog.host == socket.gethostname() and not pid_exists(watchdog.pid):
         return "process gone"
     silent = now - watchdog.heartbeat_at
     # It beats once a period: three missed beats, and never sooner than `stale_after`.
@@ -101,7 +105,8 @@ def _down(watchdog: WatchdogRow | None, now: float, stale_after: float) -> str |
     return None
 
 
-def _pid_exists(pid: int) -> bool:
+def pid_exists(pid: int) -> bool:
+    """Whether process `pid` exists on this host."""
     # What psutil.pid_exists does on POSIX, without the 20 ms its import adds to every `status`.
     if pid <= 0:
         return False

@@ -1,11 +1,15 @@
-"""What the terminal views share: colour only on a terminal, symbols that fit its encoding, times."""
+"""What the terminal views share: colour only on a terminal, symbols that fit its encoding, times, --since."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from typing import TextIO
 
+SINCE_HELP = "a time span (90s, 30m, 24h, 7d) or an ISO date/time (2026-11-23, 2026-11-23T14:00)"
+_SPAN = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _CODES = {"green": "32", "yellow": "33", "red": "31", "bold": "1", "dim": "2"}
 # For a terminal whose encoding lacks them (LANG=C on an old system).
 _ASCII = str.maketrans({"✓": "+", "✗": "x", "⟳": "~", "◐": "o", "─": "-"})
@@ -70,3 +74,23 @@ def iso(at: float | None) -> str | None:
     from datetime import UTC, datetime
 
     return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """The start of the window `text` names, in seconds since the epoch; ValueError names the forms.
+
+    A span counts back from `now`; a date or time without a zone is local time.
+    """
+    now = time.time() if now is None else now
+    raw = text.strip()
+    span_match = _SPAN.fullmatch(raw)
+    if span_match:
+        return now - float(span_match[1]) * _UNITS[span_match[2]]
+    from datetime import datetime
+
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ValueError(f"expected {SINCE_HELP}, not {text!r}") from None
+    # A naive datetime's timestamp() is local time, as the terminal shows it.
+    return moment.timestamp()

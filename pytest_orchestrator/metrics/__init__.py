@@ -1,0 +1,8 @@
+"""The numbers of the orchestrator: throughput, latency, errors, cost and resource usage of a window."""
+
+from __future__ import annotations
+
+from .resources import Resources, Sample
+from .window import FAILED, FINISHED, Window, window
+
+__all__ = ["FAILED", "FINISHED", "Resources", "Sample", "Window", "window"]

@@ -1,0 +1,160 @@
+"""The numbers of a time window, computed in SQL from the attempts, the crashes and the queue.
+
+What counts (the README's "Metrics" section says the same):
+- An attempt is *finished* in the window when it ended in it (`since <= ended_at < until`) with
+  one of the ended statuses: completed, failed, needs_human, timeout, interrupted.
+- *Failed* attempts are those that ended `failed` or `timeout`: the agent did not do the task.
+  needs_human (the agent asked a question) and interrupted (the orchestrator stopped) are not.
+- `tasks_by_status` counts the finished attempts by status, plus `running`: the attempts running
+  now that started before `until`.
+- *Throughput* is the completed attempts per hour of the window; each completes a task.
+- *Latency* is `ended_at - started_at` of the finished attempts; the percentiles are nearest-rank
+  (p95 of n values is the ceil(0.95 n)-th smallest).
+- *Tokens* are input plus output plus cache tokens of the finished attempts; tokens and cost per
+  task divide by the distinct tasks (plan, task id) with a finished attempt in the window.
+- A *retry* is a finished attempt whose number is above 1: the task's second, third... dispatch.
+- *Crashes* are the crash records (agents and watchdog components) of the window; with a plan,
+  only that plan's task crashes.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .resources import Resources, resources
+
+FINISHED = ("completed", "failed", "needs_human", "timeout", "interrupted")
+FAILED = ("failed", "timeout")
+# The first schema with crash records and the queue; an older state.db has neither.
+_CRASHES_SCHEMA = 5
+_RESOURCES_SCHEMA = 6
+
+
+@dataclass(frozen=True)
+class Window:
+    """The numbers of the attempts that ended in [since, until), of one plan or all of them."""
+
+    since: float
+    until: float
+    plan: str | None
+    tasks_by_status: dict[str, int]
+    finished: int
+    completed: int
+    failed: int
+    tasks: int
+    pending: int
+    throughput_per_hour: float
+    latency_avg: float | None
+    latency_p50: float | None
+    latency_p95: float | None
+    error_rate: float | None
+    tokens_total: int
+    tokens_per_task: float | None
+    cost_usd_total: float
+    cost_usd_per_task: float | None
+    retries: int
+    crashes: int
+    resources: Resources = field(default_factory=Resources)
+
+    @property
+    def hours(self) -> float:
+        """The window's length in hours."""
+        return max(self.until - self.since, 0.0) / 3600
+
+    def as_dict(self) -> dict[str, Any]:
+        """The window as a JSON-ready document (times in ISO 8601, UTC): the data of the text view."""
+        from datetime import UTC, datetime
+
+        data = asdict(self)
+        for key in ("since", "until"):
+            data[key] = datetime.fromtimestamp(data[key], UTC).isoformat(timespec="milliseconds")
+        data["hours"] = round(self.hours, 3)
+        return data
+
+
+def _rank(n: int, fraction: float) -> int:
+    # The zero-based offset of the nearest-rank percentile among n sorted values.
+    return max(math.ceil(fraction * n) - 1, 0)
+
+
+def window(conn: sqlite3.Connection, since: float, until: float, plan: str | None = None) -> Window:
+    """The numbers of the attempts that ended in [since, until), of `plan` or of every plan."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    where = "ended_at >= :since AND ended_at < :until AND status IN ({})".format(
+        ", ".join(f"'{s}'" for s in FINISHED)
+    )
+    if plan is not None:
+        where += " AND plan = :plan"
+    params = {"since": since, "until": until, "plan": plan}
+    by_status = {
+        str(status): int(count)
+        for status, count in conn.execute(
+            f"SELECT status, COUNT(*) FROM attempts WHERE {where} GROUP BY status ORDER BY status", params
+        )
+    }
+    failed_in = ", ".join(f"'{s}'" for s in FAILED)
+    row = conn.execute(
+        "SELECT COUNT(*), COUNT(DISTINCT plan || char(0) || task_id), AVG(ended_at - started_at), "
+        "TOTAL(input_tokens + output_tokens + cache_read_tokens + cache_creation_tokens), "
+        f"TOTAL(cost_usd), TOTAL(attempt > 1), TOTAL(status IN ({failed_in})) "
+        f"FROM attempts WHERE {where}",
+        params,
+    ).fetchone()
+    finished, tasks = int(row[0]), int(row[1])
+    latency_avg = float(row[2]) if row[2] is not None else None
+    tokens, cost, retries, failed = int(row[3]), float(row[4]), int(row[5]), int(row[6])
+    p50 = p95 = None
+    if finished:
+        # Nearest-rank percentiles: SQLite sorts, and only the two rows come back.
+        percentile = f"SELECT ended_at - started_at FROM attempts WHERE {where} ORDER BY 1 LIMIT 1 OFFSET :k"
+        p50 = float(conn.execute(percentile, {**params, "k": _rank(finished, 0.50)}).fetchone()[0])
+        p95 = float(conn.execute(percentile, {**params, "k": _rank(finished, 0.95)}).fetchone()[0])
+    running = conn.execute(
+        "SELECT COUNT(*) FROM attempts WHERE status = 'running' AND started_at < :until"
+        + (" AND plan = :plan" if plan is not None else ""),
+        params,
+    ).fetchone()[0]
+    if running:
+        by_status["running"] = int(running)
+    crashes = pending = 0
+    if version >= _CRASHES_SCHEMA:
+        crashes = int(
+            conn.execute(
+                "SELECT COUNT(*) FROM agent_crashes WHERE at >= :since AND at < :until"
+                + (" AND plan = :plan" if plan is not None else ""),
+                params,
+            ).fetchone()[0]
+        )
+        pending = int(
+            conn.execute(
+                "SELECT COUNT(*) FROM queue" + (" WHERE plan = :plan" if plan is not None else ""), params
+            ).fetchone()[0]
+        )
+    completed = by_status.get("completed", 0)
+    hours = max(until - since, 0.0) / 3600
+    return Window(
+        since=since,
+        until=until,
+        plan=plan,
+        tasks_by_status=by_status,
+        finished=finished,
+        completed=completed,
+        failed=failed,
+        tasks=tasks,
+        pending=pending,
+        throughput_per_hour=completed / hours if hours else 0.0,
+        latency_avg=latency_avg,
+        latency_p50=p50,
+        latency_p95=p95,
+        error_rate=failed / finished if finished else None,
+        tokens_total=tokens,
+        tokens_per_task=tokens / tasks if tasks else None,
+        cost_usd_total=cost,
+        cost_usd_per_task=cost / tasks if tasks else None,
+        retries=retries,
+        crashes=crashes,
+        resources=resources(conn, since, until) if version >= _RESOURCES_SCHEMA else Resources(),
+    )

@@ -1,0 +1,185 @@
+"""Time a dashboard frame over 100,000 attempts of 30 days, with a live run, loop and watchdog.
+
+The state is written through the stores the orchestrator uses: runs of 20 attempts each, every
+attempt started and finished (85 % completed, the rest failed, timed out, errored or
+interrupted), four attempts still running with fresh heartbeats, 50 queued tasks, three
+components, and the watchdog's health history (a row a minute for 30 days, as `record_round`
+keeps it while all is well). Timed:
+
+- a frame in this process, as the live view draws it: open state.db read-only, `snapshot`,
+  render to a string, close; and `snapshot` and the rendering alone;
+- the whole command, `orchestrator dashboard --once` and `--json`, in fresh processes,
+  interleaved with the floor `python -c pass`; byte code cached (in a temporary
+  PYTHONPYCACHEPREFIX) as for an installed package.
+
+    python tests/bench/bench_dashboard.py [--rounds 30] [--attempts 100000] [--days 30]
+
+Target: a median of at most 200 ms for a frame (the specification's goal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from pytest_orchestrator.health.history import HealthRow, record
+from pytest_orchestrator.loop import LoopStore, QueueRow, QueueStore
+from pytest_orchestrator.result import Usage
+from pytest_orchestrator.state import StateStore
+from pytest_orchestrator.state.components import ComponentRow, ComponentStore
+from pytest_orchestrator.views.dashboard import snapshot
+from pytest_orchestrator.views.dashboard_screen import frame, read
+from tests.bench._common import bench_env, timed
+
+REPO = Path(__file__).resolve().parents[2]
+TARGET = 0.200
+DAY = 86400.0
+STATUSES = ["completed"] * 85 + ["failed"] * 8 + ["timeout"] * 3 + ["error"] * 2 + ["interrupted"] * 2
+PER_RUN = 20
+
+
+def build_state(state_dir: Path, attempts: int, days: float, now: float) -> StateStore:
+    """A state database with `attempts` finished attempts over the last `days` days, and a live run."""
+    store = StateStore.open(state_dir)
+    rng = random.Random(11)
+    starts = sorted(now - rng.random() * days * DAY for _ in range(attempts))
+    run = 0
+    for index, started in enumerate(starts):
+        if index % PER_RUN == 0:
+            if run:
+                store.end_run(run, "finished", now=started - 1)
+            run = store.begin_run(f"key{index}", now=started - 1)
+        plan = f"plans/plan{index % 20}.md"
+        task = f"{index % 7 + 1}.{index % 13 + 1}"
+        attempt = store.start_attempt(run, plan, task, f"Task {task} of {plan}", now=started)
+        status = rng.choice(STATUSES)
+        store.finish_attempt(
+            attempt,
+            status,
+            input_tokens=rng.randrange(1000, 200_000),
+            output_tokens=rng.randrange(100, 20_000),
+            cache_read_tokens=rng.randrange(0, 50_000),
+            cost_usd=rng.random() * 2,
+            num_turns=rng.randrange(1, 40),
+            session_id=f"session-{index}",
+            error=None if status == "completed" else f"{status}: something went wrong in step {index % 9}",
+            now=min(now - 1, started + rng.uniform(20, 900)),
+        )
+    store.end_run(run, "finished", now=now - 1)
+    live = store.begin_run("live")
+    for worker in range(4):
+        attempt = store.start_attempt(
+            live, "plans/live.md", f"9.{worker}", f"Live task {worker}", worker=f"gw{worker}", now=now - 60
+        )
+        store.attempt_progress(attempt, 5 + worker, Usage(input_tokens=10_000 * (worker + 1)))
+        store.heartbeat(live, f"gw{worker}")
+    QueueStore(store).replace(
+        ["plans/queued.md"],
+        [
+            QueueRow("plans/queued.md", f"5.{n}", f"Queued {n}", "P2", n, now, "not yet reached")
+            for n in range(50)
+        ],
+    )
+    LoopStore(store).started(poll_interval=30)
+    components = ComponentStore(store)
+    components.started("orchestrator.yaml", period=10)
+    for name in ("sandbox", "mcp", "proxy"):
+        components.save(ComponentRow(name, "process", "RUNNING", "healthy", pid=1, started_at=now - DAY))
+    checks = {"sandbox": "ok", "disk_space": "ok", "credentials": "ok", "orchestrator": "ok"}
+    for n in range(int(days * DAY / 60), 0, -1):
+        record(store, HealthRow(at=now - n * 60, source="watchdog", status="healthy", checks=checks))
+    return store
+
+
+def median_ms(run: Callable[[], object], rounds: int) -> tuple[float, float]:
+    """The median and minimum wall time of `run`, in milliseconds, after one warm-up."""
+    run()
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000, min(times) * 1000
+
+
+def main() -> int:
+    """Build the state, run the benchmark and print medians against the target."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--attempts", type=int, default=100_000)
+    parser.add_argument("--days", type=float, default=30.0)
+    options = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as project_dir, tempfile.TemporaryDirectory() as pycache:
+        project = Path(project_dir)
+        (project / "pytest.ini").write_text("[pytest]\norchestrator_state_dir = state\n")
+        state_dir = project / "state"
+        now = time.time()
+        started = time.perf_counter()
+        store = build_state(state_dir, options.attempts, options.days, now)
+        built = time.perf_counter() - started
+        store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        size = (state_dir / "state.db").stat().st_size
+
+        def whole_frame() -> str:
+            return frame(read(state_dir))
+
+        reader = StateStore.read(state_dir)
+        assert reader is not None
+        taken = snapshot(reader, time.time())
+        text = frame(taken)
+        assert "Orchestrator: RUNNING" in text and "Latest 10 attempts" in text, text
+        assert len(taken.active) == 4 and taken.queue_depth == 50, taken
+        queries = {
+            "frame (read + snapshot + render)": median_ms(whole_frame, options.rounds),
+            "snapshot() alone": median_ms(lambda: snapshot(reader, time.time()), options.rounds),
+            "render to a string alone": median_ms(lambda: frame(taken), options.rounds),
+        }
+        reader.close()
+
+        env = bench_env()
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env.update(PYTHONPATH=str(REPO), PYTHONPYCACHEPREFIX=pycache, COLUMNS="160")
+        command = [sys.executable, "-m", "pytest_orchestrator", "dashboard"]
+        commands = {
+            "floor   (python -c pass)": [sys.executable, "-c", "pass"],
+            "command (dashboard --once)": [*command, "--once"],
+            "command (dashboard --json)": [*command, "--json"],
+        }
+        for args in commands.values():
+            timed(args, project, env)
+        times: dict[str, list[float]] = {label: [] for label in commands}
+        for _ in range(min(options.rounds, 15)):
+            for label, args in commands.items():
+                times[label].append(timed(args, project, env))
+        store.close()
+
+    print(
+        f"rounds: {options.rounds}; {options.attempts} attempts over {options.days:g} days, "
+        f"state.db {size / 2**20:.0f} MiB (written in {built:.0f} s)"
+    )
+    for label, (median, least) in queries.items():
+        print(f"{label:<40} median {median:6.1f} ms, min {least:6.1f} ms")
+    for label, values in times.items():
+        print(
+            f"{label:<40} median {statistics.median(values) * 1000:6.0f} ms, min {min(values) * 1000:6.0f} ms"
+        )
+    floor = statistics.median(times["floor   (python -c pass)"])
+    once = statistics.median(times["command (dashboard --once)"])
+    print(f"dashboard --once over the floor (median): {(once - floor) * 1000:.0f} ms")
+    median = queries["frame (read + snapshot + render)"][0] / 1000
+    verdict = "met" if median <= TARGET else "MISSED"
+    print(f"target: a frame's median <= {TARGET * 1000:.0f} ms: {verdict}")
+    return 0 if median <= TARGET else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
