@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 WATCHDOG_COMMANDS = ("watch", "up", "down", "restart")
-VIEW_COMMANDS = ("status", "logs", "crashes", "metrics", "dashboard")
+VIEW_COMMANDS = ("status", "logs", "crashes", "metrics", "dashboard", "queue")
 
 
 def _watchdog_command(options: argparse.Namespace) -> int:
@@ -205,6 +205,24 @@ def _add_views(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     dashboard.add_argument("--once", action="store_true", help="print one frame and exit")
     dashboard.add_argument("--json", action="store_true", help="print the frame's data as a JSON document")
     dashboard.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+    queue = commands.add_parser(
+        "queue",
+        help="the pending tasks in dispatch order, with score, wait, reason and estimated start",
+        description="Show the pending tasks in the order the next run dispatches them: the plan holding "
+        "the highest-scored task first (priority plus age boost), each plan's tasks in plan order. "
+        "Exit 0 (also when no state exists yet), 2 for bad input.",
+    )
+    queue.add_argument("-v", "--verbose", action="store_true", help="add each task's description and files")
+    queue.add_argument("--json", action="store_true", help="print a JSON document instead")
+    queue.add_argument("--watch", action="store_true", help="refresh in place until Ctrl-C")
+    queue.add_argument(
+        "--interval",
+        type=_interval,
+        default=2.0,
+        metavar="SECONDS",
+        help="seconds between refreshes with --watch (default 2)",
+    )
+    queue.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
 
 
 def _since(raw: str) -> float:
@@ -244,6 +262,8 @@ def _view(options: argparse.Namespace) -> int:
     try:
         if options.command == "dashboard":
             return _dashboard(options)
+        if options.command == "queue":
+            return _queue(options)
         settings = settings_for_project(Path.cwd(), config=options.config)
         if options.command == "status":
             from .views import status
@@ -300,7 +320,30 @@ def _view(options: argparse.Namespace) -> int:
         return _os_error(exc)
     except KeyboardInterrupt:
         # Ctrl-C is how `logs -f` ends: quietly, and successfully.
-        return 0 if getattr(options, "follow", False) else 130
+        return 0 if getattr(options, "follow", False) or getattr(options, "watch", False) else 130
+
+
+def _queue(options: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .loop import queue_spec
+    from .project import find_project, sources_for_project
+    from .settings import resolve
+    from .views import queue
+
+    cwd = Path.cwd()
+    sources = sources_for_project(cwd, {}, os.environ, options.config)
+    return queue.show(
+        resolve(sources).state_dir,
+        sys.stdout,
+        sys.stderr,
+        os.environ,
+        spec=queue_spec(sources.file),
+        root=find_project(cwd).root,
+        verbose=options.verbose,
+        as_json=options.json,
+        watch=options.interval if options.watch else None,
+    )
 
 
 def _dashboard(options: argparse.Namespace) -> int:
@@ -503,6 +546,13 @@ def _seconds(raw: str) -> float:
         value = -1.0
     if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, not {raw!r}")
+    return value
+
+
+def _interval(raw: str) -> float:
+    value = _seconds(raw)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, not {raw!r}")
     return value
 
 

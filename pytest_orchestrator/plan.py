@@ -56,10 +56,13 @@ names work only for the items right under it, since ``# Milestone 3`` titles mos
 
 Each task says whether the plan already ticks it (`Task.checked`): a checked box (``- [x]``), a
 title ending in ``✅`` or ``✅ COMPLETED``/``DONE`` (the marker is stripped from the title), a
-``**Status:** Done`` label, or a ``Completed``/``Done`` heading above it. `Task.priority` is
-``"high"``, ``"medium"`` or ``"low"``: from a ``**Priority:**`` label, else the nearest heading
-naming one (``## High Priority``, ``(Priority: P2)``). Words map as written (critical and urgent
-are high, normal is medium, minor is low); numbers as P0 and P1 high, P2 medium, P3 and beyond low.
+``**Status:** Done`` label, or a ``Completed``/``Done`` heading above it. `Task.priority` is a
+level, ``"P1"`` (highest) to ``"P4"``, or None: from the task's ``**Priority:**`` label, else the
+nearest heading naming one (``## High Priority``, ``(Priority: P2)``), else the plan's own
+``**Priority:**`` label (one before the first task; `Plan.priority`). A label's value is P1 to P4
+or high, medium or low (high is P1, medium P2, low P3; `pytest_orchestrator.priority`), in any
+case, and anything else in a label is a `PlanError` naming its line. Headings are read leniently:
+critical and urgent are P1, normal P2, minor P3, P0 is P1 and P5 and beyond P4.
 
 Verification: a task may carry one shell script that runs in the sandbox after the agent reports the
 task complete. Write it as a fenced block whose info string is ``bash verify`` or ``sh verify``::
@@ -88,6 +91,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .priority import ACCEPTED, LEVELS, level
 
 __all__ = [
     "CodeBlock",
@@ -147,7 +152,7 @@ class Task:
     verification: CodeBlock | None = None
     checked: bool = False  # the plan already ticks the task as done
     optional: bool = False  # Kiro's "- [ ]*"
-    priority: str | None = None  # "high", "medium" or "low"
+    priority: str | None = None  # "P1" (highest) to "P4"; `pytest_orchestrator.priority`
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-safe dict."""
@@ -180,10 +185,17 @@ class Plan:
     path: str
     title: str
     tasks: tuple[Task, ...]
+    # The plan's own **Priority:** label, for the tasks that name none.
+    priority: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-safe dict."""
-        return {"path": self.path, "title": self.title, "tasks": [t.to_dict() for t in self.tasks]}
+        return {
+            "path": self.path,
+            "title": self.title,
+            "priority": self.priority,
+            "tasks": [t.to_dict() for t in self.tasks],
+        }
 
 
 NO_TASKS = "no tasks found"
@@ -277,7 +289,7 @@ def _parse(lines: list[str], path: str) -> Plan:
     stray = doc.stray_verification({b.line - 1 for t in tasks for b in t.code_blocks})
     if stray is not None:
         raise PlanError(path, stray, "verification block outside any task: move it into a task")
-    return Plan(path=path, title=doc.title, tasks=tuple(tasks))
+    return Plan(path=path, title=doc.title, tasks=tuple(tasks), priority=doc.priority)
 
 
 # ---- line patterns ----
@@ -362,23 +374,10 @@ _PRIORITY_VALUE = re.compile(
     r"|p(?P<p>\d+)|priority\s*[:#=-]?\s*(?P<n>\d+))\b",
     re.IGNORECASE,
 )
-_PRIORITY_WORDS = {
-    "critical": "high",
-    "urgent": "high",
-    "blocker": "high",
-    "highest": "high",
-    "high": "high",
-    "medium": "medium",
-    "normal": "medium",
-    "moderate": "medium",
-    "lowest": "low",
-    "low": "low",
-    "minor": "low",
-}
 
 
 def _priority(value: str) -> str | None:
-    """``high``, ``medium`` or ``low`` from ``P1``, ``Priority 2``, ``High`` or a bare number."""
+    """The level a heading names: ``P1`` from ``P1``, ``Priority 2``, ``High`` or ``Critical``."""
     value = value.strip().strip("*_`")
     if value.isdigit():
         number = int(value)
@@ -387,9 +386,9 @@ def _priority(value: str) -> str | None:
         if match is None:
             return None
         if match["word"]:
-            return _PRIORITY_WORDS[match["word"].lower()]
+            return level(match["word"])
         number = int(match["p"] or match["n"])
-    return "high" if number <= 1 else "medium" if number == 2 else "low"
+    return LEVELS[min(max(number, 1), len(LEVELS)) - 1]
 
 
 @dataclass(slots=True)
@@ -688,6 +687,8 @@ class _Document:
         self.event_kinds: list[int] = []
         self.starts: list[_Start] = []
         self.title = ""
+        self.priority: str | None = None  # the plan's own **Priority:** label
+        self._priority_line = 0
         self._scan(self._front_matter_end())
         self._start_list = [start.index for start in self.starts]
         self._resolve_groups()
@@ -812,6 +813,8 @@ class _Document:
                 elif stripped.startswith("**"):
                     self.events.append(index)
                     self.event_kinds.append(_LABEL_LINE)
+                    if not self.starts:
+                        self._plan_label(index)
                     if frame.lists_tasks and (label := _LABEL.match(line)):
                         review_label = _REVIEW_HEADING.search(label["name"].lower()) is not None
                 elif "[" in stripped[1:6] and (frame.lists_tasks or _may_hold_id(stripped)):
@@ -819,6 +822,25 @@ class _Document:
                     if start is not None:
                         self.starts.append(start)
                         owner = start
+
+    def _plan_label(self, index: int) -> None:
+        """Before the first task, a **Priority:** label is the plan's."""
+        label = _LABEL.match(self.lines[index])
+        if label is None or " ".join(label["name"].lower().split()) not in _PRIORITY:
+            return
+        if self.priority is not None:
+            raise PlanError(
+                self.path,
+                index + 1,
+                f"the plan's priority is given twice (first at line {self._priority_line}): keep one",
+            )
+        value = label["value"].strip()
+        if not value and index + 1 < len(self.lines):
+            value = self.lines[index + 1].strip()
+        found = level(value)
+        if found is None:
+            raise PlanError(self.path, index + 1, f"the plan's priority {value!r} must be {ACCEPTED}")
+        self.priority, self._priority_line = found, index + 1
 
     def _task_heading(self, index: int, text: str) -> tuple[str, str, bool, bool, str | None] | None:
         """Id, title, ticked, parallel and story of a task heading's text; None if not a task."""
@@ -1119,7 +1141,7 @@ class _Document:
         for block in named.get("tests", ()):
             tests += [block.inline] if block.inline else []
             tests += [text for text, _ in self._items(block)]
-        priorities = [p for b in named.get("priority", ()) if (p := _priority(self._text(b)))]
+        priorities = [self._label_level(b, f"task {task_id}") for b in named.get("priority", ())]
         done = any(_DONE_STATUS.match(b.inline.strip("`*_ ")) for b in named.get("status", ()))
         return Task(
             id=task_id,
@@ -1145,8 +1167,17 @@ class _Document:
             verification=self._verification(task_id, fences),
             checked=start.checked or done,
             optional=start.optional,
-            priority=priorities[0] if priorities else start.priority,
+            priority=priorities[0] if priorities else start.priority or self.priority,
         )
+
+    def _label_level(self, block: _Block, whose: str) -> str:
+        """The level a **Priority:** label names; a PlanError at its line when it names none."""
+        value = self._text(block)
+        found = level(value)
+        if found is None:
+            shown = value.splitlines()[0] if value else ""
+            raise PlanError(self.path, block.first, f"{whose}: priority {shown!r} must be {ACCEPTED}")
+        return found
 
     def _xml(self, start: _Start, task_id: str) -> Task:
         """Build a task from a ``<task>`` element (get-shit-done)."""
@@ -1201,5 +1232,5 @@ class _Document:
             acceptance_criteria=tuple(Criterion(text) for text in criteria),
             code_blocks=(verification,) if verification else (),
             verification=verification,
-            priority=start.priority,
+            priority=start.priority or self.priority,
         )

@@ -677,8 +677,8 @@ def test_new_fields_have_defaults_and_the_task_stays_frozen_and_hashable() -> No
     with pytest.raises(AttributeError):
         task.checked = True  # type: ignore[misc]
     assert pickle.loads(pickle.dumps(task)) == task
-    data = Task("1", "A", checked=True, optional=True, priority="high").to_dict()
-    assert (data["checked"], data["optional"], data["priority"]) == (True, True, "high")
+    data = Task("1", "A", checked=True, optional=True, priority="P1").to_dict()
+    assert (data["checked"], data["optional"], data["priority"]) == (True, True, "P1")
 
 
 def test_parse_plan_can_name_the_plan(tmp_path: Path) -> None:
@@ -711,8 +711,8 @@ def test_speckit_plan() -> None:
     assert (tasks["T005b"].parallel, tasks["T005b"].checked) == (True, False)
     # "(Priority: P1)" in the phase heading.
     assert {t.id: t.priority for t in plan.tasks if t.priority} == {
-        **{f"T0{n:02}": "high" for n in range(7, 12)},
-        **{f"T0{n:02}": "medium" for n in range(12, 15)},
+        **{f"T0{n:02}": "P1" for n in range(7, 12)},
+        **{f"T0{n:02}": "P2" for n in range(12, 15)},
     }
     t009 = tasks["T009"]
     assert (t009.story, t009.files) == ("US1", ("src/export/csv.py",))
@@ -836,10 +836,10 @@ def test_ralph_plan() -> None:
     plan = parse_plan(PLANS / "ralph_fix_plan.md")
     assert [t.id for t in plan.tasks] == RALPH_IDS
     assert [t.priority for t in plan.tasks] == [
-        *["high"] * 3,
-        *["medium"] * 3,
-        *["low"] * 2,
-        "high",  # **Priority:** P1 under "In Progress"
+        *["P1"] * 3,  # high
+        *["P2"] * 3,  # medium
+        *["P3"] * 2,  # low
+        "P1",  # **Priority:** P1 under "In Progress"
         None,
         None,
     ]
@@ -966,22 +966,78 @@ def test_criteria_of_a_task_under_a_tasks_heading_stay_criteria() -> None:
 @pytest.mark.parametrize(
     ("value", "priority"),
     [
-        ("P0", "high"),
-        ("P1", "high"),
-        ("P2", "medium"),
-        ("P3", "low"),
-        ("P4", "low"),
-        ("High", "high"),
-        ("critical", "high"),
-        ("Medium", "medium"),
-        ("low", "low"),
-        ("2", "medium"),
-        ("`P1` (blocks the release)", "high"),
-        ("soon", None),
+        ("P0", "P1"),
+        ("P1", "P1"),
+        ("p2", "P2"),
+        ("P3", "P3"),
+        ("P4", "P4"),
+        ("High", "P1"),
+        ("HIGH", "P1"),
+        ("critical", "P1"),
+        ("Medium", "P2"),
+        ("low", "P3"),
+        ("lowest", "P4"),
+        ("2", "P2"),
+        ("`P1` (blocks the release)", "P1"),
+        ("**low**", "P3"),
     ],
 )
-def test_priority_label(value: str, priority: str | None) -> None:
+def test_priority_label(value: str, priority: str) -> None:
     assert only(f"## Task 1: A\n**Priority:** {value}\n").priority == priority
+
+
+@pytest.mark.parametrize("value", ["soon", "P5", "P-1", "very high", "urgent-ish"])
+def test_priority_label_bad_value_is_one_line_naming_the_line(value: str) -> None:
+    with pytest.raises(PlanError) as caught:
+        parse_plan_text(f"# M\n## Task 1: A\nDo it.\n\n**Priority:** {value}\n", "plans/m.md")
+    message = str(caught.value)
+    assert message.startswith("plans/m.md:5: task 1: priority ")
+    assert "must be P1, P2, P3, P4, high, medium or low" in message and "\n" not in message
+
+
+def test_plan_priority_applies_to_tasks_without_their_own() -> None:
+    plan = parse(
+        """\
+        # Milestone
+        **Priority:** low
+
+        ## Task 1: Inherits the plan's
+        Do it.
+        ## Task 2: Its own
+        **Priority:** P1
+        ## High priority
+        - [ ] A heading is nearer than the plan
+        """
+    )
+    assert plan.priority == "P3"
+    assert [(t.title, t.priority) for t in plan.tasks] == [
+        ("Inherits the plan's", "P3"),
+        ("Its own", "P1"),
+        ("A heading is nearer than the plan", "P1"),
+    ]
+    assert plan.to_dict()["priority"] == "P3"
+
+
+def test_plan_without_priority_leaves_tasks_without_one() -> None:
+    plan = parse("# M\n## Task 1: A\nDo it.\n")
+    assert (plan.priority, plan.tasks[0].priority) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("# M\n**Priority:** whenever\n## Task 1: A\n", 2, "the plan's priority 'whenever' must be"),
+        (
+            "# M\n**Priority:** P1\n\n**Priority:** P2\n## Task 1: A\n",
+            4,
+            "the plan's priority is given twice (first at line 2): keep one",
+        ),
+    ],
+)
+def test_plan_priority_bad_label(text: str, line: int, message: str) -> None:
+    with pytest.raises(PlanError) as caught:
+        parse_plan_text(text, "plans/m.md")
+    assert str(caught.value).startswith(f"plans/m.md:{line}: {message}")
 
 
 def test_priority_from_headings_the_nearest_wins() -> None:
@@ -997,10 +1053,10 @@ def test_priority_from_headings_the_nearest_wins() -> None:
         """
     )
     assert [(t.title, t.priority) for t in plan.tasks] == [
-        ("Tidy up", "low"),
-        ("Urgent fix (P1)", "high"),
-        ("Inherits", "low"),
-        ("Core work", "medium"),
+        ("Tidy up", "P3"),
+        ("Urgent fix (P1)", "P1"),
+        ("Inherits", "P3"),
+        ("Core work", "P2"),
     ]
 
 

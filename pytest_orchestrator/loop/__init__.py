@@ -7,7 +7,7 @@ for the stop file and signals.
 
 from __future__ import annotations
 
-from .config import LoopSpec, loop_spec
+from .config import LoopSpec, loop_spec, queue_spec
 from .store import RUNNING, LoopRow, LoopStore, QueueRow, QueueStore
 
-__all__ = ["RUNNING", "LoopRow", "LoopSpec", "LoopStore", "QueueRow", "QueueStore", "loop_spec"]
+__all__ = ["RUNNING", "LoopRow", "LoopSpec", "LoopStore", "QueueRow", "QueueStore", "loop_spec", "queue_spec"]

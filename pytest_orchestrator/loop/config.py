@@ -1,4 +1,5 @@
-"""The loop's part of orchestrator.yaml: how often it polls, the stop file, its concurrency."""
+"""The loop's and the queue's parts of orchestrator.yaml: the loop's polls, stop file and concurrency;
+the queue's age boost."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config_file import ConfigFile, Reader
+from ..priority import QueueSpec
 
 LOOP_KEYS = ("poll_interval", "stop_hook_file", "max_concurrent_tasks")
+QUEUE_KEYS = ("age_boost_per_hour", "age_boost_cap")
 
 
 @dataclass(frozen=True)
@@ -39,5 +42,21 @@ def loop_spec(file: ConfigFile | None, root: Path) -> LoopSpec:
         stop_hook_file=stop_file,
         max_concurrent_tasks=(
             reader.count(("loop", "max_concurrent_tasks"), concurrent) if concurrent is not None else None
+        ),
+    )
+
+
+def queue_spec(file: ConfigFile | None) -> QueueSpec:
+    """The `queue:` section of the config file: the age boost's rate (points an hour) and cap."""
+    reader = Reader(file)
+    data = file.data if file is not None else {}
+    section = reader.mapping(("queue",), data.get("queue"), QUEUE_KEYS)
+    defaults = QueueSpec()
+    return QueueSpec(
+        age_boost_per_hour=reader.number(
+            ("queue", "age_boost_per_hour"), section.get("age_boost_per_hour", defaults.age_boost_per_hour)
+        ),
+        age_boost_cap=reader.number(
+            ("queue", "age_boost_cap"), section.get("age_boost_cap", defaults.age_boost_cap)
         ),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -136,6 +137,14 @@ class QueueStore:
         """The task was dispatched: it leaves the queue."""
         with self.store.writing() as conn:
             conn.execute("DELETE FROM queue WHERE plan = ? AND task_id = ?", (plan, task_id))
+
+    def since(self) -> dict[tuple[str, str], float]:
+        """When each queued task, by (plan, task id), entered the queue."""
+        try:
+            rows = self.store.conn.execute("SELECT plan, task_id, enqueued_at FROM queue").fetchall()
+        except sqlite3.OperationalError:  # an older schema, read-only
+            return {}
+        return {(r["plan"], r["task_id"]): float(r["enqueued_at"]) for r in rows}
 
     def pending(self) -> list[QueueRow]:
         """The tasks waiting for dispatch, in dispatch order (not those running)."""

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ..config_file import ConfigFileError
-from ..loop import LoopStore, QueueRow, QueueStore, loop_spec
+from ..loop import LoopStore, QueueRow, QueueStore, loop_spec, queue_spec
 from ..loop.due import Decision, TaskHistory, decide, next_due
+from ..priority import Pending, QueueSpec, grouped, plan_order
 from ..state import StateError, StateStore
 from . import xdist
 from .beat import BEAT, RoundBeat, beat, beat_interval
@@ -165,22 +166,35 @@ def pytest_runtest_protocol(item: pytest.Item) -> None:
 WAITING = pytest.StashKey["set[str]"]()
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """Give each xdist worker the controller's start time: they order the plans from the same `now`."""
+    node.workerinput[xdist.START_INPUT] = xdist.run_start(node.config)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Decide on every collected task, before any deselection: the queue, and in a round what waits."""
+    """Before any deselection: order the plans by priority, record the queue, in a round decide what waits."""
     from .items import TaskItem
 
     tasks = [item for item in items if isinstance(item, TaskItem)]
-    if not tasks or config.getoption("orchestrator_dry_run"):
+    if not tasks:
         return
     settings = settings_for(config)
     started = round_start()
+    now = xdist.run_start(config)
+    spec = _queue_spec(config)
+    if config.getoption("orchestrator_dry_run"):
+        # A dry run writes nothing, but shows the order a run would take.
+        _reorder(items, _by_plan(tasks, _queued(settings), now, spec))
+        return
     try:
         store = StateStore.open(settings.state_dir)
     except StateError:
-        return  # the first dispatch says so, and stops the run
+        # The first dispatch says so, and stops the run; the order still follows priority.
+        _reorder(items, _by_plan(tasks, {}, now, spec))
+        return
     try:
-        now = started if started is not None else time.time()
         histories = {key: TaskHistory(*value) for key, value in store.task_histories(before=now).items()}
         # Outside the loop a failed task is dispatched again at once, as the run was asked for.
         interval = _poll_interval(config) if started is not None else 0.0
@@ -192,6 +206,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             rerun=bool(config.getoption("orchestrator_rerun")),
             guided=bool(settings.guidance),
         )
+        # Every worker reads the same rows and `now`: a task new to the queue counts as queued
+        # at `now`, which is what the first worker records for it.
+        queued = QueueStore(store).since()
+        pending = [
+            Pending(d.plan, d.task.id, d.task.priority, queued.get((d.plan, d.task.id), now))
+            for d in decisions
+            if not d.done
+        ]
+        order = plan_order(pending, now, spec)
+        tasks = grouped(tasks, _plan_of, order)
+        decisions = grouped(decisions, lambda d: d.plan, order)
+        _reorder(items, tasks)
         first = xdist.worker_id(config) in ("main", "gw0")
         if started is not None:
             config.stash[WAITING] = {
@@ -201,11 +227,55 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if first:
                 LoopStore(store).due(next_due(decisions))
         if first:
-            _record_queue(store, tasks, decisions)
+            _record_queue(store, tasks, decisions, now)
     except StateError:
         return
     finally:
         store.close()
+
+
+def _queued(settings: Settings) -> dict[tuple[str, str], float]:
+    """When each queued task was queued, read without writing (nothing when there is no state)."""
+    try:
+        reader = StateStore.read(settings.state_dir)
+    except StateError:
+        return {}
+    if reader is None:
+        return {}
+    try:
+        return QueueStore(reader).since()
+    finally:
+        reader.close()
+
+
+def _plan_of(item: TaskItem) -> str:
+    return item.plan_key
+
+
+def _by_plan(
+    tasks: list[TaskItem], queued: dict[tuple[str, str], float], now: float, spec: QueueSpec
+) -> list[TaskItem]:
+    """The task items, plans in dispatch order (every task counted pending), each plan's in its order."""
+    pending = [
+        Pending(t.plan_key, t.task.id, t.task.priority, queued.get((t.plan_key, t.task.id), now))
+        for t in tasks
+    ]
+    return grouped(tasks, _plan_of, plan_order(pending, now, spec))
+
+
+def _reorder(items: list[pytest.Item], tasks: list[TaskItem]) -> None:
+    """Put `tasks`, in their order, in the places task items held; other items keep theirs."""
+    from .items import TaskItem
+
+    ordered = iter(tasks)
+    items[:] = [next(ordered) if isinstance(item, TaskItem) else item for item in items]
+
+
+def _queue_spec(config: pytest.Config) -> QueueSpec:
+    try:
+        return queue_spec(config_file(config))
+    except ConfigFileError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 @pytest.hookimpl(trylast=True, specname="pytest_collection_modifyitems")
@@ -225,10 +295,10 @@ def _poll_interval(config: pytest.Config) -> float:
         raise pytest.UsageError(str(exc)) from None
 
 
-def _record_queue(store: StateStore, tasks: list[TaskItem], decisions: list[Decision]) -> None:
+def _record_queue(store: StateStore, tasks: list[TaskItem], decisions: list[Decision], now: float) -> None:
     rows = [
         QueueRow(d.plan, d.task.id, d.task.title, d.task.priority, position, 0.0, d.reason or "")
         for position, d in enumerate(decisions)
         if not d.done
     ]
-    QueueStore(store).replace({t.plan_key for t in tasks}, rows)
+    QueueStore(store).replace({t.plan_key for t in tasks}, rows, now)

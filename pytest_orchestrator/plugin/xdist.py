@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
 import pytest
 
-from .rounds import loop_key
+from .rounds import loop_key, round_start
 
 RUN_KEY = pytest.StashKey[str]()
+RUN_START = pytest.StashKey[float]()
+# The controller's start time in each worker's input, so that all of them order the plans alike.
+START_INPUT = "orchestrator_start"
 
 
 def workerinput(config: pytest.Config) -> dict[str, Any] | None:
@@ -41,6 +45,14 @@ def run_key(config: pytest.Config) -> str:
     return config.stash[RUN_KEY]
 
 
+def run_start(config: pytest.Config) -> float:
+    """When this invocation started: the same in the controller and its workers, and in a loop round."""
+    if RUN_START not in config.stash:
+        given = round_start() or (workerinput(config) or {}).get(START_INPUT)
+        config.stash[RUN_START] = float(given) if given else time.time()
+    return config.stash[RUN_START]
+
+
 # Modes that would run a plan's tasks on several workers at once, or all of them on each.
 _UNORDERED = ("worksteal", "each")
 
@@ -55,3 +67,6 @@ def group_by_plan(config: pytest.Config) -> None:
             f"--dist {dist} would break the order of a plan's tasks: use --dist loadfile "
             "(the default for plans with -n) or loadgroup"
         )
+    # xdist would hand out the plans with the most tasks first; the plugin ordered them by
+    # priority in the collection, and xdist hands out its units in that order without this.
+    config.option.loadscopereorder = False

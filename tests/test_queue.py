@@ -1,0 +1,429 @@
+"""The queue: priority levels and the age boost, dispatch by plan score (with and without -n), and
+`orchestrator queue` over a state with known rows.
+
+The runs are real pytest sessions with the scripted agent of test_runs (no Docker, no Claude)
+on a real SQLite state; the view runs as the operator runs it, in a subprocess that must never
+import pytest (test_views' runner).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pytest_orchestrator.config_file import ConfigFileError, load
+from pytest_orchestrator.loop import RUNNING, QueueRow, QueueStore, queue_spec
+from pytest_orchestrator.loop.due import NOT_YET
+from pytest_orchestrator.priority import (
+    Pending,
+    QueueSpec,
+    age_boost,
+    base_score,
+    grouped,
+    level,
+    plan_order,
+    score,
+)
+from pytest_orchestrator.state import StateStore
+from tests.test_runs import dispatched, project, script, write_plan
+from tests.test_views import _env, orchestrator
+
+__all__ = ["project"]
+
+HOUR = 3600.0
+
+
+# ---- levels and scores ----
+
+
+def test_one_ordering_p1_highest_and_the_words_map_onto_it() -> None:
+    assert [level(v) for v in ("P1", "high", "p2", "Medium", "P3", "LOW", "P4")] == [
+        "P1", "P1", "P2", "P2", "P3", "P3", "P4",
+    ]  # fmt: skip
+    scores = [base_score(v) for v in ("P1", "P2", "P3", "P4")]
+    assert scores == sorted(scores, reverse=True) and len(set(scores)) == 4
+    # No level counts as medium, the level of ordinary work.
+    assert base_score(None) == base_score("P2")
+    assert [level(v) for v in ("P5", "soon", "", "very high")] == [None] * 4
+
+
+def test_the_age_boost_grows_with_the_wait_at_its_rate_up_to_its_cap() -> None:
+    spec = QueueSpec(age_boost_per_hour=12.0, age_boost_cap=30.0)
+    assert age_boost(0.0, spec) == 0.0
+    assert age_boost(-5.0, spec) == 0.0  # a clock step back never lowers a task
+    assert age_boost(1.5 * HOUR, spec) == pytest.approx(18.0)
+    assert age_boost(2.5 * HOUR, spec) == 30.0
+    assert age_boost(100 * HOUR, spec) == 30.0
+    assert score("P3", 1.5 * HOUR, spec) == pytest.approx(base_score("P3") + 18.0)
+    assert score(None, 0.0, spec) == base_score("P2")
+
+
+def test_an_old_task_rises_above_a_fresh_one_of_the_level_above_only_past_the_gap() -> None:
+    now = 1_000_000.0
+    step = base_score("P1") - base_score("P2")
+    fresh_p1 = Pending("plans/new.md", "1", "P1", now)
+    spec = QueueSpec(age_boost_per_hour=step / 10, age_boost_cap=step * 2)
+    # Nine hours: still below; eleven hours: above.
+    assert plan_order([fresh_p1, Pending("plans/old.md", "1", "P2", now - 9 * HOUR)], now, spec) == [
+        "plans/new.md",
+        "plans/old.md",
+    ]
+    assert plan_order([fresh_p1, Pending("plans/old.md", "1", "P2", now - 11 * HOUR)], now, spec) == [
+        "plans/old.md",
+        "plans/new.md",
+    ]
+    # With the default cap of one level, an old P2 task only ties with a fresh P1 one, and the
+    # tie goes to the task that waited longer.
+    assert plan_order([fresh_p1, Pending("plans/old.md", "1", "P2", now - 50 * HOUR)], now, QueueSpec()) == [
+        "plans/old.md",
+        "plans/new.md",
+    ]
+
+
+def test_the_plan_holding_the_best_task_goes_first_and_keeps_its_own_order() -> None:
+    now = 5_000.0
+    tasks = [
+        Pending("plans/a.md", "1", "P3", now),
+        Pending("plans/a.md", "2", "P1", now),
+        Pending("plans/b.md", "1", "P2", now),
+        Pending("plans/c.md", "1", "P2", now),
+    ]
+    order = plan_order(tasks, now, QueueSpec())
+    # b and c tie: the plan met first goes first.
+    assert order == ["plans/a.md", "plans/b.md", "plans/c.md"]
+    items = [("plans/c.md", "1"), ("plans/a.md", "1"), ("plans/b.md", "1"), ("plans/a.md", "2")]
+    assert grouped(items, lambda item: item[0], ["plans/b.md", "plans/a.md"]) == [
+        ("plans/b.md", "1"),
+        ("plans/a.md", "1"),
+        ("plans/a.md", "2"),
+        ("plans/c.md", "1"),  # a plan not in the order keeps its place after the others
+    ]
+
+
+# ---- the config section ----
+
+
+def _spec(tmp_path: Path, text: str) -> QueueSpec:
+    path = tmp_path / "orchestrator.yaml"
+    path.write_text(text, encoding="utf-8")
+    return queue_spec(load(path, {}))
+
+
+def test_the_queue_section_sets_the_rate_and_cap(tmp_path: Path) -> None:
+    assert _spec(tmp_path, "queue:\n  age_boost_per_hour: 2.5\n  age_boost_cap: 40\n") == QueueSpec(2.5, 40.0)
+    assert _spec(tmp_path, "freeze_threshold: 10\n") == QueueSpec()
+    assert queue_spec(None) == QueueSpec()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "queue:\n  age_boost_per_hour: 1\n  age_boost_cap: -3\n",
+            "orchestrator.yaml:3: age_boost_cap must be a finite number >= 0, not -3",
+        ),
+        (
+            "queue:\n  age_boost_per_hour: fast\n",
+            "orchestrator.yaml:2: age_boost_per_hour must be a number, not 'fast'",
+        ),
+        (
+            "queue:\n  age_boost_rate: 1\n",
+            "orchestrator.yaml:2: unknown key 'age_boost_rate' (did you mean 'age_boost_cap'?)",
+        ),
+        ("queue: 3\n", "orchestrator.yaml:1: queue must be a mapping"),
+    ],
+)
+def test_a_bad_queue_section_is_one_line_with_its_line(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigFileError) as caught:
+        _spec(tmp_path, text)
+    assert str(caught.value) == message
+
+
+# ---- dispatch follows the score, on real runs ----
+
+
+def _plan(name: str, tasks: int, plan_label: str | None = None, labels: dict[int, str] | None = None) -> str:
+    head = f"# {name}\n\n" + (f"**Priority:** {plan_label}\n\n" if plan_label else "")
+    body = ""
+    for n in range(1, tasks + 1):
+        label = (labels or {}).get(n)
+        body += f"## Task {n}: {name} {n}\n\nDo it.\n\n" + (f"**Priority:** {label}\n\n" if label else "")
+    return head + body
+
+
+def _plans(project: pytest.Pytester) -> None:
+    """a: no level (P2); b: the plan says P4; c: its first task low, its second P1."""
+    (project.path / "plans" / "x.md").unlink()
+    write_plan(project, "a.md", _plan("a", 2))
+    write_plan(project, "b.md", _plan("b", 1, "P4"))
+    write_plan(project, "c.md", _plan("c", 2, labels={1: "low", 2: "P1"}))
+
+
+def test_without_n_the_plan_holding_the_best_task_runs_first_in_its_own_order(
+    project: pytest.Pytester,
+) -> None:
+    _plans(project)
+    result = project.runpytest("plans")
+    result.assert_outcomes(passed=5)
+    assert [key for key, _ in dispatched(project)] == [
+        "plans/c.md::1",  # its P1 task lifts the plan; the plan's order keeps its low task first
+        "plans/c.md::2",
+        "plans/a.md::1",
+        "plans/a.md::2",
+        "plans/b.md::1",
+    ]
+
+
+def test_an_old_queued_task_rises_by_its_age_boost(project: pytest.Pytester) -> None:
+    _plans(project)
+    (project.path / "orchestrator.yaml").write_text(
+        "queue:\n  age_boost_per_hour: 10\n  age_boost_cap: 250\n", encoding="utf-8"
+    )
+    # b's task has waited 30 hours: P4 (100) + 250 (capped) = 350, above a's 300, below c's 400.
+    store = StateStore.open(project.path / ".orchestrator")
+    QueueStore(store).replace(
+        ["plans/b.md"],
+        [QueueRow("plans/b.md", "1", "b 1", "P4", 0, 0.0, NOT_YET)],
+        now=time.time() - 30 * HOUR,
+    )
+    store.close()
+    project.runpytest("plans").assert_outcomes(passed=5)
+    assert [key for key, _ in dispatched(project)] == [
+        "plans/c.md::1",
+        "plans/c.md::2",
+        "plans/b.md::1",
+        "plans/a.md::1",
+        "plans/a.md::2",
+    ]
+
+
+def test_with_n_higher_priority_plans_are_handed_to_the_workers_first(project: pytest.Pytester) -> None:
+    (project.path / "plans" / "x.md").unlink()
+    # Collected a, b, c, d; by level d, c, b, a. The largest plan is the lowest one: xdist's own
+    # reordering (largest scope first) would hand it out first.
+    write_plan(project, "a.md", _plan("a", 4, "P4"))
+    write_plan(project, "b.md", _plan("b", 2, "P3"))
+    write_plan(project, "c.md", _plan("c", 3, "P2"))
+    write_plan(project, "d.md", _plan("d", 2, "P1"))
+    script(
+        project,
+        {
+            **{f"plans/d.md::{n}": [{"sleep": 0.1}] for n in (1, 2)},
+            **{f"plans/c.md::{n}": [{"sleep": 1.0}] for n in (1, 2, 3)},
+            "plans/a.md::4": [{"status": "failed", "error": "tests fail"}],
+        },
+    )
+    result = project.runpytest_subprocess("plans", "-n", "2", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=10, failed=1)
+    order = [key for key, _ in dispatched(project)]
+    workers = dict(dispatched(project))
+    assert set(order[:2]) == {"plans/d.md::1", "plans/c.md::1"}
+    assert workers["plans/d.md::1"] != workers["plans/c.md::1"]
+    # b is handed out before a, to the worker that finished d while c still ran.
+    assert order.index("plans/b.md::1") < order.index("plans/a.md::1")
+    for plan, count in (("a", 4), ("b", 2), ("c", 3), ("d", 2)):
+        mine = [key for key in order if key.startswith(f"plans/{plan}.md")]
+        assert mine == [f"plans/{plan}.md::{n}" for n in range(1, count + 1)]
+        assert len({workers[key] for key in mine}) == 1
+    # The run recorded the queue (no loop needed) and took each task out when it completed.
+    store = StateStore.read(project.path / ".orchestrator")
+    assert store is not None
+    pending = QueueStore(store).pending()
+    store.close()
+    assert [(r.plan, r.task_id, r.priority, r.reason) for r in pending] == [
+        ("plans/a.md", "4", "P4", "failed: tests fail")
+    ]
+
+
+# ---- `orchestrator queue` ----
+
+
+def _seed(project: Path) -> float:
+    """Queue rows, finished attempts (in and out of the 24h window) and one running; the seeding time."""
+    now = time.time()
+    store = StateStore.open(project / "state")
+    queue = QueueStore(store)
+    rows = [
+        # plan, task, priority, waited, reason
+        ("plans/a.md", "1", "P3", 5 * HOUR, NOT_YET),
+        ("plans/a.md", "2", "P1", 5 * HOUR, NOT_YET),
+        ("plans/b.md", "1", "P2", 10 * HOUR, NOT_YET),
+        ("plans/c.md", "1", None, 1 * HOUR, "budget reached: $5.00 of $5.00"),
+        ("plans/c.md", "2", "P1", 0.5 * HOUR, "blocked by 1"),
+        ("plans/d.md", "1", "P4", 2 * HOUR, RUNNING),
+    ]
+    # Plans recorded in another order than the view's (it orders them by score), each plan's tasks
+    # in plan order.
+    recorded = sorted(rows, key=lambda row: (-ord(row[0][-4]), row[1]))
+    for position, (plan, task, priority, waited, reason) in enumerate(recorded):
+        queue.replace(
+            [], [QueueRow(plan, task, f"{plan} {task}", priority, position, 0.0, reason)], now - waited
+        )
+    with store.writing() as conn:
+        conn.execute(
+            "INSERT INTO runs (id, started_at, status, run_key) VALUES (1, ?, 'finished', 'k1')",
+            (now - 9000,),
+        )
+        conn.execute(
+            "INSERT INTO runs (id, started_at, status, run_key) VALUES (2, ?, 'running', 'k2')", (now - 60,)
+        )
+        attempts = [
+            # run, plan, task, started, ended, worker
+            (1, "plans/z.md", "1", now - 3000, now - 2900, "gw0"),  # 100 s
+            (1, "plans/z.md", "2", now - 3000, now - 2800, "gw1"),  # 200 s
+            (1, "plans/y.md", "1", now - 2000, now - 1700, "gw0"),  # 300 s
+            (1, "plans/w.md", "1", now - 30 * HOUR, now - 30 * HOUR + 5000, "gw2"),  # outside 24h
+            (2, "plans/d.md", "1", now - 50, None, "main"),  # running
+        ]
+        conn.executemany(
+            "INSERT INTO attempts (run_id, plan, task_id, started_at, ended_at, status, worker) "
+            "VALUES (?, ?, ?, ?, ?, CASE WHEN ? IS NULL THEN 'running' ELSE 'completed' END, ?)",
+            [(r, p, t, s, e, e, w) for r, p, t, s, e, w in attempts],
+        )
+    store.close()
+    return now
+
+
+@pytest.fixture
+def state_project(tmp_path: Path) -> Path:
+    (tmp_path / "pytest.ini").write_text("[pytest]\norchestrator_state_dir = state\n")
+    (tmp_path / "orchestrator.yaml").write_text("queue:\n  age_boost_per_hour: 20\n  age_boost_cap: 150\n")
+    (tmp_path / "plans").mkdir()
+    (tmp_path / "plans" / "a.md").write_text(
+        "# A\n\n## Task 1: a one\n\nParse the input.\n\n**Files:** `src/parse.py`\n\n"
+        "## Task 2: a two\n\nStore it.\n\n**Priority:** P1\n"
+    )
+    return tmp_path
+
+
+def test_queue_json_gives_the_dispatch_order_scores_waits_and_etas(state_project: Path) -> None:
+    seeded = _seed(state_project)
+    ran = orchestrator(state_project, "queue", "--json")
+    assert (ran.code, ran.err) == (0, "")
+    doc = json.loads(ran.out)
+    now = doc["now"]
+    assert seeded <= now <= seeded + 60
+    # Attempts that ended in the last 24 hours: (100 + 200 + 300) / 3; the busiest run used 2 workers.
+    latency = 200.0
+    assert doc["average_latency"] == pytest.approx(latency)
+    assert doc["workers"] == 2
+    tasks = doc["tasks"]
+    # Scores: base (P1 400, P2 300, P3 200, P4 100) + min(150, 20 an hour).
+    # a: max(200 + 100, 400 + 100) = 500; b: 300 + min(150, 200) = 450; c: max(300 + 20, 400 + 10) = 410.
+    assert [(t["plan"], t["task_id"]) for t in tasks] == [
+        ("plans/a.md", "1"),
+        ("plans/a.md", "2"),
+        ("plans/b.md", "1"),
+        ("plans/c.md", "1"),
+        ("plans/c.md", "2"),
+    ]
+    waited = [now - seeded + w for w in (5 * HOUR, 5 * HOUR, 10 * HOUR, 1 * HOUR, 0.5 * HOUR)]
+    assert [t["waited"] for t in tasks] == pytest.approx(waited, abs=1e-3)
+    expected_scores = [200 + 20 * waited[0] / HOUR, 400 + 20 * waited[1] / HOUR, 450.0]
+    expected_scores += [300 + 20 * waited[3] / HOUR, 400 + 20 * waited[4] / HOUR]
+    assert [t["score"] for t in tasks] == pytest.approx(expected_scores, abs=1e-3)
+    assert [t["priority"] for t in tasks] == ["P3", "P1", "P2", None, "P1"]
+    assert [t["reason"] for t in tasks] == [
+        NOT_YET,
+        NOT_YET,
+        NOT_YET,
+        "budget reached: $5.00 of $5.00",
+        "blocked by 1",
+    ]
+    # d's task runs on one worker since 50 s: it ends at its start + 200. a takes the free worker
+    # now, its two tasks one after the other; b the worker d frees; c is held back (budget, blocked).
+    d_done = seeded - 50 + latency
+    etas = [(t["eta_start"], t["eta_done"]) for t in tasks]
+    assert etas[0] == pytest.approx((now, now + latency), abs=1e-3)
+    assert etas[1] == pytest.approx((now + latency, now + 2 * latency), abs=1e-3)
+    assert etas[2] == pytest.approx((d_done, d_done + latency), abs=1e-3)
+    assert etas[3:] == [(None, None), (None, None)]
+    assert [(t["plan"], t["task_id"], t["eta_done"]) for t in doc["running"]] == [
+        ("plans/d.md", "1", pytest.approx(d_done, abs=1e-3))
+    ]
+    assert "description" not in tasks[0]
+
+
+def test_queue_verbose_adds_description_and_files_and_tolerates_a_vanished_plan(state_project: Path) -> None:
+    _seed(state_project)
+    doc = json.loads(orchestrator(state_project, "queue", "--json", "--verbose").out)
+    details = {(t["plan"], t["task_id"]): (t["description"], t["files"]) for t in doc["tasks"]}
+    assert details[("plans/a.md", "1")] == ("Parse the input.", ["src/parse.py"])
+    assert details[("plans/a.md", "2")] == ("Store it.", [])
+    assert details[("plans/b.md", "1")] == (None, [])  # no such plan file any more
+    ran = orchestrator(state_project, "queue", "--verbose")
+    assert ran.code == 0
+    assert "files: src/parse.py" in ran.out and "| Parse the input." in ran.out
+    assert "plan file not found or unreadable" in ran.out
+
+
+def test_queue_text_lists_the_tasks_in_dispatch_order(state_project: Path) -> None:
+    _seed(state_project)
+    ran = orchestrator(state_project, "queue")
+    assert (ran.code, ran.err) == (0, "")
+    lines = ran.out.splitlines()
+    assert lines[0].startswith("5 pending, 1 running  (estimate: 3m a task on 2 workers)")
+    assert "plans/d.md 1" in lines[1] and "running" in lines[1]
+    assert lines[2].split()[:9] == ["#", "PLAN", "TASK", "PRI", "SCORE", "WAITED", "START", "DONE", "REASON"]
+    table = [line.split() for line in lines[3:]]
+    assert [(cells[1], cells[2], cells[3]) for cells in table] == [
+        ("plans/a.md", "1", "P3"),
+        ("plans/a.md", "2", "P1"),
+        ("plans/b.md", "1", "P2"),
+        ("plans/c.md", "1", "-"),
+        ("plans/c.md", "2", "P1"),
+    ]
+    assert table[2][4] == "450.0" and table[2][5] == "10h" and " ".join(table[4][8:]) == "blocked by 1"
+
+
+def test_queue_without_state_says_so_and_a_bad_section_is_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "pytest.ini").write_text("[pytest]\norchestrator_state_dir = state\n")
+    ran = orchestrator(tmp_path, "queue")
+    assert (ran.code, ran.out) == (0, "")
+    assert ran.err.strip().startswith("orchestrator: no state here yet")
+    assert len(ran.err.strip().splitlines()) == 1
+    ran = orchestrator(tmp_path, "queue", "--json")
+    assert ran.code == 0 and ran.err.strip().startswith("orchestrator: no state here yet")
+    empty = json.loads(ran.out)
+    assert (empty["tasks"], empty["running"], empty["depth"], empty["average_latency"]) == ([], [], 0, None)
+    (tmp_path / "orchestrator.yaml").write_text("queue:\n  age_boost_cap: lots\n")
+    ran = orchestrator(tmp_path, "queue", "--json")
+    assert ran.code == 2
+    assert ran.err.strip() == "orchestrator: orchestrator.yaml:2: age_boost_cap must be a number, not 'lots'"
+
+
+def test_queue_watch_refreshes_in_place_and_ctrl_c_exits_0(state_project: Path) -> None:
+    _seed(state_project)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest_orchestrator", "queue", "--watch", "--interval", "0.2"],
+        cwd=state_project,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        time.sleep(1.5)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    frames = out.decode().split("\033[H\033[2J")
+    assert frames[0] == "" and len(frames) >= 3
+    assert all(frame.startswith("5 pending, 1 running") for frame in frames[1:-1])
+    assert b"Traceback" not in err
+
+
+def test_a_dry_run_shows_the_order_a_run_would_take(project: pytest.Pytester) -> None:
+    _plans(project)
+    result = project.runpytest("plans", "--orchestrator-dry-run", "-v")
+    shown = [line.split()[0] for line in result.outlines if line.startswith("plans/") and "SKIPPED" in line]
+    assert shown == ["plans/c.md::1", "plans/c.md::2", "plans/a.md::1", "plans/a.md::2", "plans/b.md::1"]
+    assert dispatched(project) == []
