@@ -403,8 +403,9 @@ def _serve_command(options: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .config_file import ConfigFileError
+    from .loop import queue_spec
     from .project import sources_for_project
-    from .server import HealthCache, run_checks, serve, serve_spec
+    from .server import App, HealthCache, run_checks, serve, serve_spec
     from .settings import ConfigError, resolve
 
     cwd = Path.cwd()
@@ -412,6 +413,7 @@ def _serve_command(options: argparse.Namespace) -> int:
         sources = sources_for_project(cwd, {}, os.environ, options.config)
         settings = resolve(sources)
         spec = serve_spec(sources.file)
+        queue_spec(sources.file)
     except (ConfigError, ConfigFileError) as exc:
         print(f"orchestrator: {exc}", file=sys.stderr)
         return 2
@@ -419,16 +421,21 @@ def _serve_command(options: argparse.Namespace) -> int:
     port = options.port if options.port is not None else spec.port
     config = str(Path(options.config).resolve()) if options.config else None
     health = HealthCache(run_checks(sources.root, config, spec.health_timeout), spec.health_cache)
+    app = App(
+        settings.state_dir,
+        health,
+        settings.serve_token,
+        stale_after=settings.freeze_threshold,
+        queue_spec=queue_spec(sources.file),
+        root=sources.root,
+    )
     try:
         serve(
-            settings.state_dir,
-            health,
+            app,
             host,
             port,
-            settings.serve_token,
             lambda line: print(line, flush=True),
             lambda line: print(f"orchestrator: {line}", file=sys.stderr, flush=True),
-            stale_after=settings.freeze_threshold,
         )
     except socket.gaierror as exc:
         print(f"orchestrator: cannot listen on {host}:{port}: unknown host ({exc.strerror})", file=sys.stderr)

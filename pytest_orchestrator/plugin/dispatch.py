@@ -45,6 +45,10 @@ def run_record(config: pytest.Config, settings: Settings) -> RunRecord:
         worker = xdist.worker_id(config)
         # One process samples the sandbox container, so its figures are not counted twice.
         container = settings.sandbox if worker in ("main", "gw0") else None
+        if container is not None:
+            # The heartbeat thread samples the container through the Docker SDK while this one
+            # attaches the sandbox: two threads importing it at once deadlock on its module locks.
+            import docker  # noqa: F401
         run = RunRecord(
             settings.state_dir,
             xdist.run_key(config),

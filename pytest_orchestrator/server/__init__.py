@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from pathlib import Path
 
 from .app import App, make_server
 from .config import ServeSpec, serve_spec
@@ -53,24 +52,21 @@ def warning(host: str, port: int, token: bool) -> str | None:
 
 
 def serve(
-    state_dir: Path,
-    health: HealthCache,
+    app: App,
     host: str,
     port: int,
-    token: str,
     say: Callable[[str], None],
     warn: Callable[[str], None],
-    stale_after: float | None = None,
 ) -> None:
-    """Serve until interrupted; OSError when host:port cannot be bound."""
-    server = make_server(App(state_dir, health, token, stale_after), host, port)
+    """Serve `app` until interrupted; OSError when host:port cannot be bound."""
+    server = make_server(app, host, port)
     try:
         bound = server.server_address[1]
-        caution = warning(host, bound, bool(token))
+        caution = warning(host, bound, bool(app.token))
         if caution:
             warn(caution)
         shown = f"[{host}]" if ":" in host else host
-        say(f"serving {state_dir} on http://{shown}:{bound}/ (/healthz, /metrics, /api/...)")
+        say(f"serving {app.state_dir} on http://{shown}:{bound}/ (/healthz, /metrics, /api/...)")
         server.serve_forever(poll_interval=0.5)
     finally:
         server.server_close()

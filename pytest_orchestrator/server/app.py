@@ -27,6 +27,7 @@ from .healthz import HealthCache
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
+    from ..priority import QueueSpec
     from ..state import StateStore
 
 JSON = "application/json"
@@ -62,13 +63,23 @@ class App:
     """Answers requests from the state database under `state_dir` and the health cache."""
 
     def __init__(
-        self, state_dir: Path, health: HealthCache, token: str = "", stale_after: float | None = None
+        self,
+        state_dir: Path,
+        health: HealthCache,
+        token: str = "",
+        *,
+        stale_after: float | None = None,
+        queue_spec: QueueSpec | None = None,
+        root: Path | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.health = health
         self.token = token
         # The freeze threshold: a loop, run or attempt silent for longer counts as dead.
         self.stale_after = stale_after
+        # As `orchestrator queue` reads the queue: the age boost, and where the plans are.
+        self.queue_spec = queue_spec
+        self.root = root
         self._registry: Any = None
 
     # ---- dispatch ----
@@ -250,7 +261,8 @@ class App:
             from ..views.queue import snapshot as queue_snapshot
 
             with self.state() as store:
-                return queue_snapshot(store, now, verbose=query.get("verbose") in ("1", "true")).as_dict()
+                verbose = query.get("verbose") in ("1", "true")
+                return queue_snapshot(store, now, verbose, spec=self.queue_spec, root=self.root).as_dict()
         if path == "/metrics":
             since = _since(query.get("since", "24h"), now)
             from ..metrics import window

@@ -47,6 +47,10 @@ margin:4px 0;max-height:360px;overflow:auto}
 .event{border-left:3px solid #c9cfdb;padding:2px 10px;margin:8px 0}
 .event.assistant{border-color:#4b6bfb}.event.user{border-color:#18813a}.event.result{border-color:#a06800}
 .muted{color:#7a8497}nav.windows a{margin-right:10px}.now{font-weight:700}
+.headline{display:flex;flex-wrap:wrap;gap:6px 22px;font-size:15px;margin-bottom:10px}
+.cards{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}
+.card{border:1px solid #eef0f4;border-radius:5px;padding:4px 10px 8px;margin-bottom:12px;min-width:220px}
+.card h3{text-transform:capitalize}.card.wide{display:block}
 """
 
 # The same table rules as `render`, for each poll of /api/status.
@@ -65,8 +69,17 @@ function draw(v){
  if(v&&typeof v==='object')return '<table>'+Object.entries(v).map(([k,x])=>
   `<tr><td class="k">${esc(k)}</td><td>${draw(x)}</td></tr>`).join('')+'</table>';
  return scalar(v)}
+function flat(v){return v===null||typeof v!=='object'||
+ (Array.isArray(v)&&v.every(x=>x===null||typeof x!=='object'))}
+function wide(v){return Array.isArray(v)||Object.values(v).some(x=>Array.isArray(x)&&x.length)}
+function part(k,v,c){return `<div class="${c}"><h3>${esc(k)}</h3>${draw(v)}</div>`}
+function board(d){const e=Object.entries(d);
+ return '<div class="headline">'+e.filter(([k,v])=>flat(v)).map(([k,v])=>
+  `<span><span class="muted">${esc(k)}</span> ${draw(v)}</span>`).join('')+'</div><div class="cards">'+
+  e.filter(([k,v])=>!flat(v)&&!wide(v)).map(([k,v])=>part(k,v,'card')).join('')+'</div>'+
+  e.filter(([k,v])=>!flat(v)&&wide(v)).map(([k,v])=>part(k,v,'card wide')).join('')}
 async function poll(){try{const r=await fetch('/api/status',{headers:{Accept:'application/json'}});
- if(r.ok){document.getElementById('status').innerHTML=draw(await r.json());
+ if(r.ok){document.getElementById('status').innerHTML=board(await r.json());
  document.getElementById('updated').textContent='updated '+new Date().toLocaleTimeString()}}catch(e){}}
 setInterval(poll,%(poll)d*1000);poll();
 """
@@ -110,6 +123,39 @@ def render(value: Any) -> str:
     return _scalar(value)
 
 
+def _flat(value: Any) -> bool:
+    if isinstance(value, list):
+        return all(not isinstance(item, Mapping | list) for item in value)
+    return not isinstance(value, Mapping)
+
+
+def _wide(value: Any) -> bool:
+    return isinstance(value, list) or any(isinstance(v, list) and v for v in value.values())
+
+
+def board(status: Any) -> str:
+    """The dashboard document laid out: its scalars in one line, small parts as cards, lists wide."""
+    if not isinstance(status, Mapping):
+        return render(status)
+    items = list(status.items())
+    line = "".join(
+        f'<span><span class="muted">{html.escape(str(k))}</span> {render(v)}</span>'
+        for k, v in items
+        if _flat(v)
+    )
+    cards = "".join(
+        f'<div class="card"><h3>{html.escape(str(k))}</h3>{render(v)}</div>'
+        for k, v in items
+        if not _flat(v) and not _wide(v)
+    )
+    wide = "".join(
+        f'<div class="card wide"><h3>{html.escape(str(k))}</h3>{render(v)}</div>'
+        for k, v in items
+        if not _flat(v) and _wide(v)
+    )
+    return f'<div class="headline">{line}</div><div class="cards">{cards}</div>{wide}'
+
+
 def _layout(title: str, body: str, script: str = "") -> str:
     tail = f"<script>{script}</script>" if script else ""
     return (
@@ -142,7 +188,7 @@ def dashboard_page(
     cost = sum(float(h["cost_usd"]) for h in hours)
     body = (
         '<section><h2>Status <span id="updated" class="muted"></span></h2>'
-        f'<div id="status">{render(status)}</div></section>'
+        f'<div id="status">{board(status)}</div></section>'
         f"<section><h2>Tasks and cost per hour</h2><nav class=windows>window: {links}</nav>"
         f'<p class="muted">{tasks} attempts ended, ${cost:.2f} in the last {html.escape(chosen)}</p>'
         f"{chart(hours)}</section>"
@@ -161,7 +207,7 @@ def chart(hours: Sequence[Mapping[str, Any]], width: int = 1200, height: int = 2
     """Inline SVG: completed and failed attempts per hour as stacked bars, the cost as a line."""
     if not hours:
         return '<p class="muted">no hours in the window</p>'
-    left, right, top, bottom = 44, 56, 10, 24
+    left, right, top, bottom = 44, 56, 26, 24
     plot_w, plot_h = width - left - right, height - top - bottom
     most = max(1, max(int(h["tasks"]) for h in hours))
     dearest = max(float(h["cost_usd"]) for h in hours) or 1.0
@@ -207,9 +253,9 @@ def chart(hours: Sequence[Mapping[str, Any]], width: int = 1200, height: int = 2
             f'fill="#4a5468">{html.escape(label)}</text>'
         )
     parts.append(
-        f'<text x="{left + 4}" y="{top + 10}" fill="#34a853">■ completed</text>'
-        f'<text x="{left + 90}" y="{top + 10}" fill="#d93025">■ not completed</text>'
-        f'<text x="{left + 210}" y="{top + 10}" fill="#4b6bfb">— cost (USD)</text></svg>'
+        f'<text x="{left}" y="12" fill="#34a853">■ completed</text>'
+        f'<text x="{left + 86}" y="12" fill="#d93025">■ not completed</text>'
+        f'<text x="{left + 200}" y="12" fill="#4b6bfb">— cost (USD)</text></svg>'
     )
     return "".join(parts)
 
@@ -361,8 +407,14 @@ def _event(event: Mapping[str, Any]) -> str:
                 parts.append(f"<span class=muted>thinking</span>{_pre(str(block.get('thinking', '')))}")
     elif kind == "result":
         parts.append(
-            f"{_scalar('failed' if event.get('is_error') else 'ok')} · {event.get('num_turns')} turns · "
-            f"${float(event.get('total_cost_usd') or 0):.4f} · {event.get('duration_ms')} ms"
+            " · ".join(
+                [
+                    _scalar("failed" if event.get("is_error") else "ok"),
+                    f"{event.get('num_turns', '?')} turns",
+                    f"${float(event.get('total_cost_usd') or 0):.4f}",
+                    *([f"{event['duration_ms']} ms"] if event.get("duration_ms") is not None else []),
+                ]
+            )
             + _pre(str(event.get("result") or ""))
         )
     elif kind == "transcript_truncated":
@@ -372,7 +424,7 @@ def _event(event: Mapping[str, Any]) -> str:
         )
     else:
         parts.append(_pre(json.dumps(event, indent=1, ensure_ascii=False)[:_SHOWN]))
-    return f'<div class="event {html.escape(kind)}">{head}{"".join(parts)}</div>'
+    return f'<div class="event {html.escape(kind)}">{head}<div>{"".join(parts)}</div></div>'
 
 
 def not_found(message: str) -> str:
