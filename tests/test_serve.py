@@ -8,6 +8,7 @@ a real sandbox container.
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
 import re
 import shutil
@@ -266,6 +267,59 @@ def test_the_api_serves_runs_tasks_and_redacted_transcripts(tmp_path: Path, clea
     assert bad.status_code == 400 and bad.json()["error"].startswith("since: expected a time span")
     assert sum(h["tasks"] for h in hourly["hours"]) == 60
     assert page.status_code == 200 and "my key is ***" in page.text and AGENT_API_KEY not in page.text
+
+
+def test_the_api_gives_the_terminal_views_json(tmp_path: Path, clean_env: None) -> None:
+    root = project(tmp_path / "p")
+    state_dir = root / ".orchestrator"
+    seed(state_dir, 300, days=3, runs=3)
+    add_queue(state_dir, pending=4, running=1)
+
+    def cli(*args: str) -> Any:
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest_orchestrator", *args, "--json"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    with serving(root) as served:
+        api = {
+            "status": get(served.url + "/api/status").json(),
+            "queue": get(served.url + "/api/queue").json(),
+            "metrics": get(served.url + "/api/metrics", params={"since": "7d"}).json(),
+            "plan": get(served.url + "/api/metrics", params={"since": "7d", "plan": "plans/plan2.md"}).json(),
+        }
+        unknown = get(served.url + "/api/metrics", params={"plan": "plans/nope.md"})
+    terminal = {
+        "status": cli("dashboard"),
+        "queue": cli("queue"),
+        "metrics": cli("metrics", "--since", "7d"),
+        "plan": cli("metrics", "--since", "7d", "--plan", "plans/plan2.md"),
+    }
+    # The moment each was read differs; everything else is the same document.
+    moments = {"at", "now", "since", "until", "waited", "score", "age", "elapsed", "last_poll_age"}
+    moments |= {"throughput_per_hour"}  # over a window ending a moment later
+
+    def timeless(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: timeless(v) for k, v in value.items() if k not in moments and not k.startswith("eta")}
+        if isinstance(value, list):
+            return [timeless(v) for v in value]
+        return value
+
+    for name in terminal:
+        assert timeless(api[name]) == timeless(terminal[name]), name
+    assert api["metrics"]["throughput_per_hour"] == pytest.approx(
+        terminal["metrics"]["throughput_per_hour"], rel=1e-3
+    )
+    assert api["queue"]["depth"] == 4
+    assert api["plan"]["plan"] == "plans/plan2.md"
+    assert 0 < api["plan"]["finished"] < api["metrics"]["finished"]
+    assert unknown.status_code == 400 and "plans/nope.md" in unknown.json()["error"]
 
 
 # ---- transcripts ----

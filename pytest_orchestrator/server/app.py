@@ -266,9 +266,16 @@ class App:
         if path == "/metrics":
             since = _since(query.get("since", "24h"), now)
             from ..metrics import window
+            from ..views.metrics import UnknownPlan, document, read
 
-            with self.state() as store:
-                return window(store.conn, since, now, plan=query.get("plan") or None).as_dict()
+            try:
+                numbers = read(self.state_dir, since, now, query.get("plan") or None)
+            except UnknownPlan as exc:
+                raise BadRequest(str(exc)) from None
+            if numbers is None:
+                with self.state() as store:
+                    numbers = window(store.conn, since, now, query.get("plan") or None)
+            return document(numbers)
         if path == "/hourly":
             from ..views.runs import hourly
 
