@@ -64,7 +64,11 @@ def level(value: str) -> str | None:
 
 def base_score(label: str | None) -> float:
     """The score of a priority level before any age boost; no level counts as DEFAULT_LEVEL."""
-    return _BASE.get(label or DEFAULT_LEVEL, _BASE[DEFAULT_LEVEL])
+    # A queue recorded by an older version holds words (high, medium, low), not levels.
+    found = _BASE.get(label) if label else None
+    if found is None:
+        found = _BASE[(level(label) if label else None) or DEFAULT_LEVEL]
+    return found
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,8 @@ def test_one_ordering_p1_highest_and_the_words_map_onto_it() -> None:
     assert scores == sorted(scores, reverse=True) and len(set(scores)) == 4
     # No level counts as medium, the level of ordinary work.
     assert base_score(None) == base_score("P2")
+    # A queue recorded before levels holds words.
+    assert [base_score(w) for w in ("high", "medium", "low")] == scores[:3]
     assert [level(v) for v in ("P5", "soon", "", "very high")] == [None] * 4
 
 
