@@ -24,7 +24,7 @@ CONFIG_NAME = "orchestrator.yaml"
 CONFIG_ENV = "ORCHESTRATOR_CONFIG"
 
 # Sections with their own structure; every other top-level key is a setting (`settings.SETTINGS`).
-SECTIONS = ("watchdog", "components", "monitor", "loop", "dashboard", "queue", "serve")
+SECTIONS = ("watchdog", "components", "monitor", "loop", "dashboard", "queue", "health", "serve")
 
 Key = tuple[str | int, ...]
 

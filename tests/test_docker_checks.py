@@ -49,7 +49,18 @@ def test_seed_e2e_scenario_healthy_stopped_started(
     result, doc = health(pytester, sandbox.name)
     assert (result.ret, doc["status"]) == (0, "healthy")
     assert statuses(doc) == dict.fromkeys(
-        ("sandbox", "claude_code", "claude_auth", "github_token", "orchestrator", "zombies"), "ok"
+        (
+            "sandbox",
+            "claude_code",
+            "claude_auth",
+            "github_token",
+            "orchestrator",
+            "zombies",
+            "task_backlog",
+            "error_rate",
+            "last_completion",
+        ),
+        "ok",
     )
     assert re.fullmatch(
         r"Claude Code 2\.1\.\d+ \(claude\), in the tested range >=2\.1\.0,<2\.2\.0",
@@ -72,6 +83,9 @@ def test_seed_e2e_scenario_healthy_stopped_started(
         "github_token": "skipped",
         "orchestrator": "ok",
         "zombies": "skipped",
+        "task_backlog": "ok",
+        "error_rate": "ok",
+        "last_completion": "ok",
     }
     assert doc["checks"]["claude_auth"]["message"] == "sandbox not running"
     assert f"sandbox container '{sandbox.name}' exited with code" in doc["checks"]["sandbox"]["message"]

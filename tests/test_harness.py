@@ -50,6 +50,9 @@ def test_daemon_down_fails_sandbox_and_skips_the_gated_checks(
         "github_token",
         "orchestrator",
         "zombies",
+        "task_backlog",
+        "error_rate",
+        "last_completion",
     ]
     sandbox = doc["checks"]["sandbox"]
     assert sandbox["status"] == "failed"
@@ -63,9 +66,12 @@ def test_daemon_down_fails_sandbox_and_skips_the_gated_checks(
         }
     assert doc["checks"]["orchestrator"]["status"] == "ok"
     assert doc["checks"]["orchestrator"]["message"] == "idle"
+    # The checks from the numbers read the state alone: the sandbox does not gate them.
+    for numbers in ("task_backlog", "error_rate", "last_completion"):
+        assert doc["checks"][numbers]["status"] == "ok"
     assert all(entry["duration"] >= 0 for entry in doc["checks"].values())
     # pytest's own report went to stderr, so stdout stayed parseable.
-    result.stderr.fnmatch_lines(["*1 failed, 1 passed, 4 skipped*"])
+    result.stderr.fnmatch_lines(["*1 failed, 4 passed, 4 skipped*"])
     assert "Traceback" not in result.stderr.str()
 
 
@@ -90,7 +96,16 @@ def test_gate_holds_when_the_sandbox_check_is_deselected(pytester: pytest.Pytest
         (["-m", "github_token"], ["github_token"]),
         (
             ["-m", "check and not sandbox"],
-            ["claude_code", "claude_auth", "github_token", "orchestrator", "zombies"],
+            [
+                "claude_code",
+                "claude_auth",
+                "github_token",
+                "orchestrator",
+                "zombies",
+                "task_backlog",
+                "error_rate",
+                "last_completion",
+            ],
         ),
         (["--orchestrator-check", "zombies"], ["zombies"]),
         (
@@ -281,6 +296,9 @@ def test_the_document_is_embedded_in_the_json_report(pytester: pytest.Pytester) 
         "checks/check_github_token.py::check_github_token",
         "checks/check_orchestrator.py::check_orchestrator",
         "checks/check_zombies.py::check_zombies",
+        "checks/check_task_backlog.py::check_task_backlog",
+        "checks/check_error_rate.py::check_error_rate",
+        "checks/check_last_completion.py::check_last_completion",
     }
 
 
@@ -295,6 +313,9 @@ def test_checks_run_under_xdist(pytester: pytest.Pytester) -> None:
         "github_token": "skipped",
         "orchestrator": "ok",
         "zombies": "skipped",
+        "task_backlog": "ok",
+        "error_rate": "ok",
+        "last_completion": "ok",
     }
 
 
@@ -426,6 +447,9 @@ def test_a_dist_mode_without_workers_still_runs_the_checks(pytester: pytest.Pyte
         "github_token",
         "orchestrator",
         "zombies",
+        "task_backlog",
+        "error_rate",
+        "last_completion",
     ]
     assert result.ret == 1
 

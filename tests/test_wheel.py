@@ -93,6 +93,9 @@ def test_installed_wheel_finds_the_builtin_checks_from_an_empty_directory(tmp_pa
         "github_token",
         "orchestrator",
         "zombies",
+        "task_backlog",
+        "error_rate",
+        "last_completion",
     ]
     assert doc["checks"]["orchestrator"]["message"] == "idle"
     assert result.returncode == 1

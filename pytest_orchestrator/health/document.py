@@ -14,7 +14,17 @@ CheckStatus = Literal["ok", "failed", "skipped"]
 OverallStatus = Literal["healthy", "degraded", "unhealthy", "critical"]
 Level = Literal["error", "warning"]
 
-BUILTIN_CHECKS = ("sandbox", "claude_code", "claude_auth", "github_token", "orchestrator", "zombies")
+BUILTIN_CHECKS = (
+    "sandbox",
+    "claude_code",
+    "claude_auth",
+    "github_token",
+    "orchestrator",
+    "zombies",
+    "task_backlog",
+    "error_rate",
+    "last_completion",
+)
 # The statuses a run exits 1 on (pytest's TESTS_FAILED); healthy and degraded exit 0.
 FAILING = ("unhealthy", "critical")
 SANDBOX_DOWN = "sandbox not running"

@@ -5,13 +5,14 @@ What counts (the README's "Metrics" section says the same):
   one of the ended statuses: completed, failed, needs_human, timeout, interrupted.
 - *Failed* attempts are those that ended `failed` or `timeout`: the agent did not do the task.
   needs_human (the agent asked a question) and interrupted (the orchestrator stopped) are not.
-- `tasks_by_status` counts the finished attempts by status, plus `running`: the attempts running
-  now that started before `until`.
+- `tasks_by_status` counts the finished attempts by status (statuses with none are left out),
+  plus `running`: the attempts running now that started before `until`. `pending` counts the
+  queue's tasks now.
 - *Throughput* is the completed attempts per hour of the window; each completes a task.
 - *Latency* is `ended_at - started_at` of the finished attempts; the percentiles are nearest-rank
   (p95 of n values is the ceil(0.95 n)-th smallest).
-- *Tokens* are input plus output plus cache tokens of the finished attempts; tokens and cost per
-  task divide by the distinct tasks (plan, task id) with a finished attempt in the window.
+- A *task* here is one dispatch of a task: an attempt. *Tokens* are input plus output plus cache
+  tokens of the finished attempts; tokens and cost per task divide by the finished attempts.
 - A *retry* is a finished attempt whose number is above 1: the task's second, third... dispatch.
 - *Crashes* are the crash records (agents and watchdog components) of the window; with a plan,
   only that plan's task crashes.
@@ -44,7 +45,6 @@ class Window:
     finished: int
     completed: int
     failed: int
-    tasks: int
     pending: int
     throughput_per_hour: float
     latency_avg: float | None
@@ -83,35 +83,40 @@ def _rank(n: int, fraction: float) -> int:
 def window(conn: sqlite3.Connection, since: float, until: float, plan: str | None = None) -> Window:
     """The numbers of the attempts that ended in [since, until), of `plan` or of every plan."""
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    where = "ended_at >= :since AND ended_at < :until AND status IN ({})".format(
+    # `+status`: the index on status alone would read every attempt ever made; the range on
+    # ended_at (of one plan, with --plan) reads the window's.
+    where = "ended_at >= :since AND ended_at < :until AND +status IN ({})".format(
         ", ".join(f"'{s}'" for s in FINISHED)
     )
     if plan is not None:
         where += " AND plan = :plan"
     params = {"since": since, "until": until, "plan": plan}
-    by_status = {
-        str(status): int(count)
-        for status, count in conn.execute(
-            f"SELECT status, COUNT(*) FROM attempts WHERE {where} GROUP BY status ORDER BY status", params
-        )
-    }
+    per_status = ", ".join(f"TOTAL(status = '{s}')" for s in FINISHED)
     failed_in = ", ".join(f"'{s}'" for s in FAILED)
+    # One pass over the window's attempts for everything but the percentiles.
     row = conn.execute(
-        "SELECT COUNT(*), COUNT(DISTINCT plan || char(0) || task_id), AVG(ended_at - started_at), "
+        f"SELECT COUNT(*), AVG(ended_at - started_at), "
         "TOTAL(input_tokens + output_tokens + cache_read_tokens + cache_creation_tokens), "
-        f"TOTAL(cost_usd), TOTAL(attempt > 1), TOTAL(status IN ({failed_in})) "
+        f"TOTAL(cost_usd), TOTAL(attempt > 1), TOTAL(status IN ({failed_in})), {per_status} "
         f"FROM attempts WHERE {where}",
         params,
     ).fetchone()
-    finished, tasks = int(row[0]), int(row[1])
-    latency_avg = float(row[2]) if row[2] is not None else None
-    tokens, cost, retries, failed = int(row[3]), float(row[4]), int(row[5]), int(row[6])
+    finished = int(row[0])
+    latency_avg = float(row[1]) if row[1] is not None else None
+    tokens, cost, retries, failed = int(row[2]), float(row[3]), int(row[4]), int(row[5])
+    by_status = {status: int(count) for status, count in zip(FINISHED, row[6:], strict=True) if count}
     p50 = p95 = None
     if finished:
-        # Nearest-rank percentiles: SQLite sorts, and only the two rows come back.
-        percentile = f"SELECT ended_at - started_at FROM attempts WHERE {where} ORDER BY 1 LIMIT 1 OFFSET :k"
-        p50 = float(conn.execute(percentile, {**params, "k": _rank(finished, 0.50)}).fetchone()[0])
-        p95 = float(conn.execute(percentile, {**params, "k": _rank(finished, 0.95)}).fetchone()[0])
+        # Nearest-rank percentiles: SQLite sorts and only one row comes back. With LIMIT, its
+        # sorter keeps only OFFSET + 1 rows, so p95 is found from the top: 5 % of them, not 95 %.
+        ascending = f"SELECT ended_at - started_at FROM attempts WHERE {where} ORDER BY 1 LIMIT 1 OFFSET :k"
+        rank50, rank95 = _rank(finished, 0.50), _rank(finished, 0.95)
+        p50 = float(conn.execute(ascending, {**params, "k": rank50}).fetchone()[0])
+        p95 = float(
+            conn.execute(
+                ascending.replace("ORDER BY 1", "ORDER BY 1 DESC"), {**params, "k": finished - 1 - rank95}
+            ).fetchone()[0]
+        )
     running = conn.execute(
         "SELECT COUNT(*) FROM attempts WHERE status = 'running' AND started_at < :until"
         + (" AND plan = :plan" if plan is not None else ""),
@@ -143,7 +148,6 @@ def window(conn: sqlite3.Connection, since: float, until: float, plan: str | Non
         finished=finished,
         completed=completed,
         failed=failed,
-        tasks=tasks,
         pending=pending,
         throughput_per_hour=completed / hours if hours else 0.0,
         latency_avg=latency_avg,
@@ -151,9 +155,9 @@ def window(conn: sqlite3.Connection, since: float, until: float, plan: str | Non
         latency_p95=p95,
         error_rate=failed / finished if finished else None,
         tokens_total=tokens,
-        tokens_per_task=tokens / tasks if tasks else None,
+        tokens_per_task=tokens / finished if finished else None,
         cost_usd_total=cost,
-        cost_usd_per_task=cost / tasks if tasks else None,
+        cost_usd_per_task=cost / finished if finished else None,
         retries=retries,
         crashes=crashes,
         resources=resources(conn, since, until) if version >= _RESOURCES_SCHEMA else Resources(),

@@ -10,11 +10,27 @@ import pytest
 from ..health import SANDBOX_DOWN
 from ..settings import Settings
 from .checks import CHECK_NAME, CHECK_RECORD, CheckRecord
-from .options import settings_for
+from .options import config_file, settings_for
 
 if TYPE_CHECKING:
+    from ..metrics.health import HealthThresholds
     from ..sandbox import Sandbox, SandboxProbe
     from ..state import StateStore
+
+THRESHOLDS = pytest.StashKey["HealthThresholds"]()
+
+
+def health_thresholds_for(config: pytest.Config) -> HealthThresholds:
+    """The `health:` section of the config file; a bad one is a usage error."""
+    if THRESHOLDS not in config.stash:
+        from ..config_file import ConfigFileError
+        from ..metrics.health import health_thresholds
+
+        try:
+            config.stash[THRESHOLDS] = health_thresholds(config_file(config))
+        except ConfigFileError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    return config.stash[THRESHOLDS]
 
 
 @pytest.fixture(scope="session")
@@ -53,6 +69,12 @@ def orchestrator_state(orchestrator_settings: Settings) -> Iterator[StateStore |
     yield store
     if store is not None:
         store.close()
+
+
+@pytest.fixture(scope="session")
+def health_thresholds(pytestconfig: pytest.Config) -> HealthThresholds:
+    """When the numbers degrade the health: the `health:` section of the config file."""
+    return health_thresholds_for(pytestconfig)
 
 
 @pytest.fixture

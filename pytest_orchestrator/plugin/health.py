@@ -43,9 +43,12 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("orchestrator_health"):
         return
     from .bugs import monitor_for
+    from .fixtures import health_thresholds_for
 
     harness = HealthHarness(config, settings_for(config), config.getoption("orchestrator_check"), sys.stdout)
     harness.monitor_spec = monitor_for(config)
+    # Resolved now: a bad threshold is one usage error, not a failure of each check.
+    health_thresholds_for(config)
     config.pluginmanager.register(harness, "orchestrator-health")
     sys.stdout = sys.stderr
 

@@ -85,8 +85,7 @@ def render(w: Window, style: Style, now: float) -> str:
     statuses = ", ".join(f"{count} {status}" for status, count in ended.items())
     finished = f"{w.finished} finished" + (f" ({statuses})" if statuses else "")
     lines.append(
-        f"Tasks        {finished} in {w.tasks} tasks; "
-        f"{w.tasks_by_status.get('running', 0)} running; {w.pending} pending"
+        f"Tasks        {finished}; {w.tasks_by_status.get('running', 0)} running; {w.pending} pending"
     )
     lines.append(f"Throughput   {w.throughput_per_hour:.2f} completed per hour")
     lines.append(
