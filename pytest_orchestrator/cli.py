@@ -350,6 +350,7 @@ def _dashboard(options: argparse.Namespace) -> int:
     """`orchestrator dashboard`; errors are _view's to tell."""
     from pathlib import Path
 
+    from .loop import queue_spec
     from .project import sources_for_project
     from .settings import resolve
     from .views.dashboard_config import dashboard_spec
@@ -368,6 +369,7 @@ def _dashboard(options: argparse.Namespace) -> int:
         once=options.once,
         as_json=options.json,
         stale_after=settings.freeze_threshold,
+        queue_spec=queue_spec(sources.file),
     )
 
 

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,12 @@ import pytest
 
 from pytest_orchestrator.health.history import HealthRow, record
 from pytest_orchestrator.loop import RUNNING, LoopStore, QueueRow, QueueStore
+from pytest_orchestrator.priority import QueueSpec, score
 from pytest_orchestrator.result import Usage
 from pytest_orchestrator.state import StateStore
 from pytest_orchestrator.state.components import ComponentRow, ComponentStore
 from pytest_orchestrator.views.dashboard import snapshot
-from tests.test_views import SECRET, Ran, _dead_pid, _env, orchestrator
+from tests.test_views import SECRET, Ran, _dead_pid, _env, _imported, orchestrator
 
 # Finished attempts, oldest first: (plan, task, status, ended this long ago, duration, cost).
 FINISHED = [
@@ -44,7 +46,7 @@ FINISHED = [
     ("plans/beta.md", "1.4", "interrupted", 600, 12, 0.01),
     ("plans/alpha.md", "1.6", "completed", 300, 150, 0.52),
 ]
-# In the last hour: ten finished, three of them not completed.
+# In the last hour: ten finished, seven completed, one failed and one timed out (failures), one interrupted.
 LAST_HOUR = FINISHED[2:]
 QUEUED = [f"3.{n}" for n in range(1, 8)]
 
@@ -138,6 +140,11 @@ def test_one_frame_shows_the_known_state(project: Path) -> None:
     assert re.search(r"^Loop\s+waiting, last poll [3-9]s ago, round 7$", text, re.M)
     assert re.search(r"^Health\s+degraded \(watchdog, 3\ds ago, not ok: disk\)$", text, re.M)
     assert re.search(rf"^Watchdog\s+running \(pid {seeded['pid']}, up \d+s\)$", text, re.M)
+    # The last hour, in the metrics' terms: throughput counts completions, the error rate failures
+    # (failed or timed out) among the finished attempts.
+    assert re.search(
+        r"^Last hour\s+10 finished \(7 completed, 2 failed\), 7\.0 tasks/h, error rate 20\.0%$", text, re.M
+    )
     # The components, as `orchestrator status` reads them.
     _row(lines, "mcp", "BACKOFF", "unknown", "1", "exit 3")
     _row(lines, "sandbox", "RUNNING", "healthy", "2")
@@ -147,9 +154,15 @@ def test_one_frame_shows_the_known_state(project: Path) -> None:
     _row(lines, "plans/gamma.md", "2.2", "Write the docs", "gw1", "40s", "1", "800", "$0.00")
     # The head of the queue, in dispatch order; the running task is not pending.
     assert "Queue (first 5 of 7 pending)" in ran.out
-    _row(lines, "1", "plans/delta.md", "3.1", "Queued 3.1", "P2", "10m", "blocked by 2.1 (running)")
+    # Its score, the level's points and the age boost of ten minutes (`orchestrator queue`'s).
+    points = f"P2 ({score('P2', 600, QueueSpec()):.0f})"
+    blocked = _row(
+        lines, "1", "plans/delta.md", "3.1", "Queued 3.1", points, "10m", "blocked by 2.1 (running)"
+    )
+    assert blocked.endswith("│ -                   │")  # a blocked task has no estimate
     for n, task in enumerate(QUEUED[1:5], 2):
-        _row(lines, str(n), "plans/delta.md", task, f"Queued {task}", "P2", "10m", "not yet reached")
+        line = _row(lines, str(n), "plans/delta.md", task, f"Queued {task}", points, "10m", "not yet reached")
+        assert re.search(r"\d\d:\d\d:\d\d - \d\d:\d\d:\d\d", line)
     assert "3.6" not in ran.out and "3.7" not in ran.out
     # The last ten attempts, newest first, with status, duration, tokens and cost.
     assert "Latest 10 attempts" in ran.out
@@ -160,6 +173,10 @@ def test_one_frame_shows_the_known_state(project: Path) -> None:
             rf"{plan}\W+{re.escape(task)}\W+{status}\W+{_span(duration)}\W+.*\${cost:.2f}\W*$", line
         )
     assert "plans/old.md" not in ran.out
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.fromisoformat(stamp).timestamp()
 
 
 def _span(seconds: int) -> str:
@@ -184,9 +201,27 @@ def test_json_gives_the_frames_data(project: Path) -> None:
     ]
     assert active[0]["elapsed"] == pytest.approx(125, abs=5)
     assert active[0]["run_id"] == seeded["run"] and not active[0]["stale"]
+    assert document["last_hour"] == {
+        "window": 3600.0,
+        "finished": 10,
+        "completed": 7,
+        "failed": 2,
+        "throughput_per_hour": pytest.approx(7.0),
+        "error_rate": pytest.approx(0.2),
+    }
     assert document["queue"]["depth"] == 7
-    assert [q["task_id"] for q in document["queue"]["head"]] == QUEUED[:5]
-    assert document["queue"]["head"][0]["waited"] == pytest.approx(600, abs=5)
+    head = document["queue"]["head"]
+    assert [q["task_id"] for q in head] == QUEUED[:5]
+    assert head[0]["waited"] == pytest.approx(600, abs=5)
+    assert [q["score"] for q in head] == pytest.approx([score("P2", 600, QueueSpec())] * 5, abs=0.1)
+    # The estimate: the average latency of the last 24 hours, one task after another in the plan
+    # (`orchestrator queue`'s); the blocked task has none.
+    latency = sum(d for *_, d, _ in FINISHED) / len(FINISHED)
+    assert head[0]["eta_start"] is None and head[0]["eta_done"] is None
+    starts = [_epoch(q["eta_start"]) for q in head[1:]]
+    dones = [_epoch(q["eta_done"]) for q in head[1:]]
+    assert [d - s for s, d in zip(starts, dones, strict=True)] == pytest.approx([latency] * 4, abs=0.01)
+    assert starts[1:] == pytest.approx(dones[:-1], abs=0.01)
     finished = document["finished"]
     assert [(f["task_id"], f["status"]) for f in finished] == [(t, s) for _, t, s, *_ in reversed(LAST_HOUR)]
     assert [f["duration"] for f in finished] == pytest.approx([d for *_, d, _ in reversed(LAST_HOUR)])
@@ -360,10 +395,59 @@ def test_without_a_terminal_it_prints_a_frame_per_refresh_from_the_config_file(p
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    time.sleep(2)
+    assert process.stdout is not None
+    frames: list[float] = []
+    for line in process.stdout:
+        if line.startswith(b"Orchestrator: RUNNING"):
+            frames.append(time.monotonic())
+        if len(frames) == 4:
+            break
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=10)
     assert (process.returncode, err) == (0, b"")
-    # About ten frames in 2 s (the default 5 s would give one).
-    assert out.count(b"Orchestrator: RUNNING") >= 4
+    assert len(frames) == 4
+    # Three refreshes of 0.2 s and their frames: far less than one of the default 5 s.
+    assert frames[-1] - frames[0] < 4.5
     assert b"\033[" not in out
+
+
+SNAPSHOT = """
+import json, time
+from pathlib import Path
+from pytest_orchestrator.state import StateStore
+from pytest_orchestrator.views.dashboard import snapshot
+print(json.dumps(snapshot(StateStore.read(Path("state")), time.time()).as_dict()))
+"""
+
+
+def test_rich_is_imported_by_the_dashboard_command_only(project: Path) -> None:
+    seed(project / "state")
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", SNAPSHOT],
+        cwd=project,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    modules, _ = _imported(done.stderr)
+    assert json.loads(done.stdout)["state"] == "running"
+    assert "pytest_orchestrator.views.dashboard" in modules and "pytest_orchestrator.metrics" in modules
+    # The web page renders the same snapshot: it pays for neither rich nor pytest.
+    assert not [m for m in modules if m.split(".")[0] in ("rich", "pytest", "_pytest", "pluggy")]
+    assert "rich" not in _modules(project, "status")
+    assert "rich" in _modules(project, "dashboard", "--once")
+
+
+def _modules(project: Path, *args: str) -> set[str]:
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "pytest_orchestrator", *args],
+        cwd=project,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    modules, _ = _imported(done.stderr)
+    assert modules
+    return {m.split(".")[0] for m in modules}

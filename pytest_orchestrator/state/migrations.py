@@ -210,6 +210,9 @@ MIGRATIONS: tuple[str, ...] = (
     -- A window's summary reads only this index.
     CREATE INDEX resource_samples_by_time ON resource_samples (at, kind, subject, cpu_seconds, memory_bytes);
     CREATE INDEX resource_samples_by_subject ON resource_samples (subject, at);
+    -- The queue's estimate (and a dashboard frame, which shows it) counts the workers of the
+    -- runs that started attempts in the last day: without it, a walk through every attempt.
+    CREATE INDEX attempts_by_start ON attempts (started_at);
     -- The web dashboard's runs browser sums each run's attempts.
     CREATE INDEX attempts_by_run ON attempts (run_id);
     """,

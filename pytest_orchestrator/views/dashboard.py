@@ -17,6 +17,7 @@ from .terminal import iso
 if TYPE_CHECKING:
     from ..health.history import HealthRow
     from ..loop.store import LoopRow
+    from ..priority import QueueSpec
     from ..state import StateStore
 
 # The settings' default freeze threshold: a loop, run or attempt silent for longer is dead or stuck.
@@ -112,7 +113,7 @@ class QueuedTask:
     task_id: str
     title: str
     priority: str | None
-    # The dispatch score (plan priority with the age boost), when the queue view computes it.
+    # The dispatch score: the priority level's points plus the age boost (views.queue).
     score: float | None
     waited: float
     reason: str
@@ -136,17 +137,23 @@ class QueuedTask:
 
 @dataclass(frozen=True)
 class Rates:
-    """Throughput and error rate over the last hour; None when the state cannot tell."""
+    """Throughput and error rate over the last hour; None when there is no state."""
 
+    # Attempts that ended in the hour; throughput counts the completed ones per hour, the error
+    # rate the failed ones (failed or timed out) among those finished (metrics.window's terms).
     finished: int | None = None
     throughput_per_hour: float | None = None
     error_rate: float | None = None
+    completed: int | None = None
+    failed: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready."""
         return {
             "window": HOUR,
             "finished": self.finished,
+            "completed": self.completed,
+            "failed": self.failed,
             "throughput_per_hour": self.throughput_per_hour,
             "error_rate": self.error_rate,
         }
@@ -214,10 +221,17 @@ class DashboardSnapshot:
 NO_STATE = "no orchestrator state here yet: run a plan (`pytest plans/`) or start the loop"
 
 
-def snapshot(store: StateStore | None, now: float, *, stale_after: float = STALE_AFTER) -> DashboardSnapshot:
+def snapshot(
+    store: StateStore | None,
+    now: float,
+    *,
+    stale_after: float = STALE_AFTER,
+    queue_spec: QueueSpec | None = None,
+) -> DashboardSnapshot:
     """Read the dashboard's data from `store` (None: no state yet) at `now`.
 
     `stale_after` is the freeze threshold: a loop, run or attempt silent for longer is dead.
+    `queue_spec` is the config file's age boost, which orders the queue (its defaults without).
     """
     if store is None:
         return DashboardSnapshot(now, STOPPED, (NO_STATE,), has_state=False)
@@ -232,7 +246,7 @@ def snapshot(store: StateStore | None, now: float, *, stale_after: float = STALE
 
         loop = LoopStore(store).row()
         health = latest(store)
-        queue, depth = _queue(store, now)
+        queue, depth = _queue(store, now, queue_spec)
     active = _active(store, now, stale_after)
     state, notes = _state(store, now, stale_after, loop, watchdog, active)
     return DashboardSnapshot(
@@ -305,19 +319,21 @@ def _finished(store: StateStore) -> tuple[FinishedAttempt, ...]:
     )
 
 
-def _queue(store: StateStore, now: float) -> tuple[tuple[QueuedTask, ...], int]:
-    from ..loop.store import QueueStore
+def _queue(store: StateStore, now: float, spec: QueueSpec | None) -> tuple[tuple[QueuedTask, ...], int]:
+    from . import queue
 
-    pending = QueueStore(store).pending()
+    pending = queue.snapshot(store, now, spec=spec).tasks
     head = tuple(
         QueuedTask(
             plan=q.plan,
             task_id=q.task_id,
             title=q.title,
             priority=q.priority,
-            score=None,
-            waited=max(0.0, now - q.enqueued_at),
+            score=q.score,
+            waited=q.waited,
             reason=q.reason,
+            eta_start=q.eta_start,
+            eta_done=q.eta_done,
         )
         for q in pending[:QUEUE_HEAD]
     )
@@ -325,7 +341,16 @@ def _queue(store: StateStore, now: float) -> tuple[tuple[QueuedTask, ...], int]:
 
 
 def _rates(store: StateStore, now: float) -> Rates:
-    return Rates()
+    from ..metrics import window
+
+    numbers = window(store.conn, now - HOUR, now)
+    return Rates(
+        finished=numbers.finished,
+        throughput_per_hour=numbers.throughput_per_hour,
+        error_rate=numbers.error_rate,
+        completed=numbers.completed,
+        failed=numbers.failed,
+    )
 
 
 def _state(

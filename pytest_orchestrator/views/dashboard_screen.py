@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -17,7 +18,8 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ..state import StateError, StateStore
+from ..priority import QueueSpec
+from ..state import DB_NAME, StateError, StateStore
 from .dashboard import ERROR, RUNNING, STALE_AFTER, DashboardSnapshot, snapshot
 from .terminal import Style, clock, span
 
@@ -101,12 +103,16 @@ def _overview(snap: DashboardSnapshot) -> Table:
     if rates.finished is None:
         grid.add_row("Last hour", Text("no figures", style="dim"))
     else:
-        error_rate = rates.error_rate or 0.0
+        if rates.error_rate is None:
+            error_rate = Text("none finished", style="dim")
+        else:
+            error_rate = Text(f"{rates.error_rate:.1%}", style="red" if rates.error_rate > 0 else "green")
         grid.add_row(
             "Last hour",
             Text.assemble(
-                f"{rates.finished} finished, {rates.throughput_per_hour or 0:.1f} tasks/h, error rate ",
-                (f"{error_rate:.1%}", "red" if error_rate > 0 else "green"),
+                f"{rates.finished} finished ({rates.completed} completed, {rates.failed} failed), "
+                f"{rates.throughput_per_hour or 0:.1f} tasks/h, error rate ",
+                error_rate,
             ),
         )
     return grid
@@ -167,13 +173,15 @@ def _queue(snap: DashboardSnapshot) -> RenderableType:
         else (f"Queue (first {shown} of {snap.queue_depth} pending)")
     )
     table = _table(title)
-    for name in ("#", "Plan", "Task", "Title", "Priority", "Waiting", "Reason", "Starts"):
+    for name in ("#", "Plan", "Task", "Title", "Priority", "Waiting", "Reason", "Estimated"):
         table.add_column(name, justify="right" if name in ("#", "Waiting") else "left")
     for n, q in enumerate(snap.queue, 1):
         priority = q.priority or "-"
         if q.score is not None:
-            priority += f" ({q.score:g})"
+            priority += f" ({q.score:.0f})"
         starts = clock(q.eta_start, snap.now) if q.eta_start is not None else "-"
+        if q.eta_done is not None:
+            starts += f" - {clock(q.eta_done, snap.now)}"
         table.add_row(
             str(n),
             q.plan,
@@ -226,11 +234,15 @@ def _console(out: TextIO, *, colour: bool, width: int | None, terminal: bool) ->
     )
 
 
-def read(state_dir: Path, stale_after: float = STALE_AFTER) -> DashboardSnapshot:
+def read(
+    state_dir: Path, stale_after: float = STALE_AFTER, queue_spec: QueueSpec | None = None
+) -> DashboardSnapshot:
     """A snapshot of the state now, on a connection of its own, closed before drawing."""
     store = StateStore.read(state_dir)
     try:
-        return snapshot(store, time.time(), stale_after=stale_after)
+        return snapshot(store, time.time(), stale_after=stale_after, queue_spec=queue_spec)
+    except sqlite3.Error as exc:  # a table this version expects is missing, the file is damaged
+        raise StateError(f"cannot read state database {state_dir / DB_NAME}: {exc}") from None
     finally:
         if store is not None:
             store.close()
@@ -245,10 +257,11 @@ def show(
     once: bool = False,
     as_json: bool = False,
     stale_after: float = STALE_AFTER,
+    queue_spec: QueueSpec | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
     """Print one frame (`once`, or the JSON document), or redraw the screen every `refresh` s until Ctrl-C."""
-    first = read(state_dir, stale_after)  # a StateError here is the caller's one line
+    first = read(state_dir, stale_after, queue_spec)  # a StateError here is the caller's one line
     if as_json:
         out.write(json.dumps(first.as_dict(), indent=2) + "\n")
         return 0
@@ -264,7 +277,7 @@ def show(
             while not once:
                 sleep(refresh)
                 console.print()
-                console.print(render(_next(state_dir, stale_after)))
+                console.print(render(_next(state_dir, stale_after, queue_spec)))
             return 0
         from rich.live import Live
 
@@ -272,15 +285,15 @@ def show(
         with Live(render(first, refresh), console=console, screen=True, auto_refresh=False) as live:
             while True:
                 sleep(refresh)
-                live.update(render(_next(state_dir, stale_after), refresh), refresh=True)
+                live.update(render(_next(state_dir, stale_after, queue_spec), refresh), refresh=True)
     except KeyboardInterrupt:
         return 0
 
 
-def _next(state_dir: Path, stale_after: float) -> DashboardSnapshot:
+def _next(state_dir: Path, stale_after: float, queue_spec: QueueSpec | None) -> DashboardSnapshot:
     # A state that cannot be read mid-watch (replaced, permissions changed) is a frame, not an exit.
     try:
-        return read(state_dir, stale_after)
+        return read(state_dir, stale_after, queue_spec)
     except StateError as exc:
         return DashboardSnapshot(time.time(), ERROR, (str(exc),), has_state=False)
 
