@@ -267,6 +267,8 @@ def test_the_api_serves_runs_tasks_and_redacted_transcripts(tmp_path: Path, clea
     assert bad.status_code == 400 and bad.json()["error"].startswith("since: expected a time span")
     assert sum(h["tasks"] for h in hourly["hours"]) == 60
     assert page.status_code == 200 and "my key is ***" in page.text and AGENT_API_KEY not in page.text
+    # The browser is told the page loads nothing from elsewhere.
+    assert page.headers["Content-Security-Policy"].startswith("default-src 'none'; connect-src 'self'")
 
 
 def test_the_api_gives_the_terminal_views_json(tmp_path: Path, clean_env: None) -> None:
@@ -569,9 +571,15 @@ def test_chromium_shows_the_dashboard_of_a_state_with_runs(tmp_path: Path, clean
         assert shot.exists() and shot.stat().st_size > 10_000, done.stderr[-2000:]
         dom = chromium("--dump-dom", "--virtual-time-budget=5000", served.url + "/", profile=tmp_path / "c2")
         attempt = chromium("--dump-dom", served.url + "/attempts/400", profile=tmp_path / "c3")
-    page = re.sub(r"<[^>]+>", " ", dom.stdout)
+    page = " ".join(re.sub(r"<[^>]+>", " ", dom.stdout).split())
     assert "Tasks and cost per hour" in page
-    assert "400 attempts ended" in page.replace("  ", " ") or "attempts ended" in page
+    # The chart's window is the whole hours of the last 24 hours.
+    store = StateStore.read(state_dir)
+    assert store is not None
+    since = (time.time() - 86400) // 3600 * 3600
+    ended = store.conn.execute("SELECT COUNT(*) FROM attempts WHERE ended_at >= ?", (since,)).fetchone()[0]
+    store.close()
+    assert 0 < ended < 400 and f"{ended} attempts ended" in page
     for run in (1, 2, 3, 4):
         assert f"run {run}" in page
     # The script ran: it polled /api/status and stamped the time.

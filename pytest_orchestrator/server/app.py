@@ -33,6 +33,11 @@ if TYPE_CHECKING:
 JSON = "application/json"
 HTML = "text/html; charset=utf-8"
 TOKEN_COOKIE = "orchestrator_token"
+# The pages load nothing from elsewhere, and the browser is told so.
+PAGE_POLICY = (
+    "default-src 'none'; connect-src 'self'; img-src 'self' data:; style-src 'unsafe-inline'; "
+    "script-src 'unsafe-inline'; base-uri 'none'; form-action 'self'"
+)
 # The chart's windows, as the page offers them.
 WINDOWS = ("24h", "7d", "30d")
 
@@ -161,7 +166,7 @@ class App:
 
     @staticmethod
     def _html(text: str) -> Response:
-        return Response(200, HTML, text.encode("utf-8"))
+        return Response(200, HTML, text.encode("utf-8"), {"Content-Security-Policy": PAGE_POLICY})
 
     @contextmanager
     def state(self) -> Iterator[StateStore]:

@@ -27,7 +27,6 @@ RED = (
     "EXITED",
     "STOPPED",
     "interrupted",
-    "stopped",
 )
 POLL_SECONDS = 5
 
@@ -59,6 +58,7 @@ const G=%(green)s,Y=%(yellow)s,R=%(red)s;
 function esc(s){return String(s).replace(/[&<>"]/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}[c]))}
 function cls(v){return G.includes(v)?'green':Y.includes(v)?'yellow':R.includes(v)?'red':''}
 function scalar(v){if(v===null||v===undefined)return '<span class="muted">&ndash;</span>';
+ if(typeof v==='number'&&!Number.isInteger(v))v=+v.toFixed(3);
  const c=cls(String(v));return c?`<span class="${c}">${esc(v)}</span>`:esc(v)}
 function draw(v){
  if(Array.isArray(v)){if(!v.length)return '<span class="muted">none</span>';
@@ -96,6 +96,11 @@ def _colour(value: str) -> str:
 def _scalar(value: Any) -> str:
     if value is None:
         return '<span class="muted">&ndash;</span>'
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    elif isinstance(value, float):
+        # As the script shows a JSON number: 300.0 is 300, and three decimals at most.
+        value = int(value) if value.is_integer() else round(value, 3)
     text = html.escape(str(value))
     colour = _colour(str(value))
     return f'<span class="{colour}">{text}</span>' if colour else text
@@ -190,7 +195,7 @@ def dashboard_page(
         '<section><h2>Status <span id="updated" class="muted"></span></h2>'
         f'<div id="status">{board(status)}</div></section>'
         f"<section><h2>Tasks and cost per hour</h2><nav class=windows>window: {links}</nav>"
-        f'<p class="muted">{tasks} attempts ended, ${cost:.2f} in the last {html.escape(chosen)}</p>'
+        f'<p class="muted">{tasks} attempts ended, {_usd(cost)} in the last {html.escape(chosen)}</p>'
         f"{chart(hours)}</section>"
         f"<section><h2>Runs</h2>{runs_table(runs)}</section>"
     )
@@ -201,6 +206,11 @@ def dashboard_page(
         "poll": POLL_SECONDS,
     }
     return _layout("dashboard", body, script)
+
+
+def _usd(amount: float) -> str:
+    # Cents hide a scripted or cheap run's cost.
+    return f"${amount:.2f}" if amount >= 1 or amount == 0 else f"${amount:.4f}"
 
 
 def chart(hours: Sequence[Mapping[str, Any]], width: int = 1200, height: int = 220) -> str:
@@ -219,7 +229,7 @@ def chart(hours: Sequence[Mapping[str, Any]], width: int = 1200, height: int = 2
         f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#c9cfdb"/>',
         f'<text x="{left - 6}" y="{top + 8}" text-anchor="end" fill="#4a5468">{most}</text>',
         f'<text x="{left - 6}" y="{top + plot_h}" text-anchor="end" fill="#4a5468">0</text>',
-        f'<text x="{left + plot_w + 6}" y="{top + 8}" fill="#4b6bfb">${dearest:.2f}</text>',
+        f'<text x="{left + plot_w + 6}" y="{top + 8}" fill="#4b6bfb">{_usd(dearest)}</text>',
     ]
     points = []
     for index, hour in enumerate(hours):
