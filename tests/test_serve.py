@@ -180,6 +180,32 @@ def test_a_hundred_requests_on_a_cold_cache_run_the_checks_once(tmp_path: Path, 
     assert health_rows(state_dir) == 1
 
 
+def test_the_health_cache_keeps_a_document_for_its_time_and_tells_a_failed_run() -> None:
+    from pytest_orchestrator.server import HealthCache
+
+    calls: list[float] = []
+
+    def check() -> dict[str, Any]:
+        calls.append(time.monotonic())
+        time.sleep(0.2)
+        if len(calls) == 3:
+            raise OSError("no python")
+        return {"status": "degraded", "run": len(calls)}
+
+    cache = HealthCache(check, ttl=0.5)
+    with concurrent.futures.ThreadPoolExecutor(20) as pool:
+        first = list(pool.map(lambda _: cache.get(), range(20)))
+    assert len(calls) == 1 and {h.document["run"] for h in first} == {1}
+    assert (first[0].http_status, cache.get().document["run"]) == (200, 1)
+    time.sleep(0.6)
+    assert cache.get().document["run"] == 2
+    time.sleep(0.6)
+    failed = cache.get()
+    assert (failed.http_status, failed.status) == (503, "unhealthy")
+    assert failed.document["error"] == "the health checks failed to run: OSError: no python"
+    assert cache.runs == 3
+
+
 # ---- /metrics, the API ----
 
 

@@ -40,7 +40,7 @@ class Health:
     @property
     def http_status(self) -> int:
         """200 for healthy or degraded, 503 for unhealthy or critical."""
-        return 503 if self.status in FAILING or self.status not in ("healthy", "degraded") else 200
+        return 200 if self.status in ("healthy", "degraded") and self.status not in FAILING else 503
 
 
 class HealthCache:
@@ -71,16 +71,19 @@ class HealthCache:
             self._running = True
             self.runs += 1
         started = time.monotonic()
+        # What the waiters get should the run itself be interrupted (Ctrl-C): never a hang.
+        document: Mapping[str, Any] = unhealthy("the health checks were interrupted")
         try:
             document = self._check()
         except Exception as exc:  # the endpoint answers 503 with the reason, never a traceback
             document = unhealthy(f"the health checks failed to run: {type(exc).__name__}: {exc}")
-        health = Health(document, time.monotonic() - started)
-        with self._lock:
-            self._latest = health
-            self._expires = time.monotonic() + self.ttl
-            self._running = False
-            self._finished.notify_all()
+        finally:
+            health = Health(document, time.monotonic() - started)
+            with self._lock:
+                self._latest = health
+                self._expires = time.monotonic() + self.ttl
+                self._running = False
+                self._finished.notify_all()
         return health
 
     @property
