@@ -377,6 +377,24 @@ def test_a_transcript_is_redacted_and_capped_and_pruned(tmp_path: Path) -> None:
     assert not path.exists() and fresh.exists()
 
 
+def test_the_watchdogs_daily_prune_deletes_old_transcripts(tmp_path: Path) -> None:
+    from pytest_orchestrator.crashes.config import MonitorSpec
+    from pytest_orchestrator.monitor.crashes import Monitor
+
+    state_dir = tmp_path / ".orchestrator"
+    StateStore.open(state_dir).close()
+    for attempt_id, days in ((1, 9), (2, 8), (3, 1)):
+        writer = TranscriptWriter(transcript_path(state_dir, attempt_id), 1000)
+        writer.write({"type": "system", "subtype": "init"})
+        writer.close()
+        old = time.time() - days * 86400
+        os.utime(transcript_path(state_dir, attempt_id), (old, old))
+    lines: list[str] = []
+    Monitor(state_dir, MonitorSpec(retention_days=7), lines.append).prune()
+    assert sorted(p.name for p in (state_dir / "transcripts").iterdir()) == ["3.jsonl"]
+    assert lines == ["monitor: deleted 2 crash, health and resource rows and transcripts older than 7 days"]
+
+
 # ---- authentication, addresses ----
 
 
