@@ -59,11 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     restart.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     _add_views(commands)
     _add_sandbox(commands)
+    _add_serve(commands)
     return parser
 
 
 WATCHDOG_COMMANDS = ("watch", "up", "down", "restart")
-VIEW_COMMANDS = ("status", "logs", "crashes", "metrics", "queue", "dashboard")
+VIEW_COMMANDS = ("status", "logs", "crashes", "metrics", "dashboard", "queue")
 
 
 def _watchdog_command(options: argparse.Namespace) -> int:
@@ -372,6 +373,86 @@ def _dashboard(options: argparse.Namespace) -> int:
     )
 
 
+# ---- orchestrator serve ----
+
+
+def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="serve /healthz, /metrics (Prometheus), a JSON API and the web dashboard",
+        description="Serve the state database over HTTP: /healthz (200 or 503), /metrics for "
+        "Prometheus, /api/... as JSON, and the web dashboard at /. Binds to loopback unless --host "
+        "says otherwise. Runs until interrupted; exit 2 for bad input, 1 when the address cannot be used.",
+    )
+    serve.add_argument(
+        "--host", metavar="HOST", help="the address to listen on (default: serve.host, 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--port", type=_port, metavar="PORT", help="the port (default: serve.port, 8080; 0 picks a free one)"
+    )
+    serve.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+
+
+def _port(raw: str) -> int:
+    if not raw.isdigit() or int(raw) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, not {raw!r}")
+    return int(raw)
+
+
+def _serve_command(options: argparse.Namespace) -> int:
+    """`orchestrator serve`: plain Python on the standard library's HTTP server, no pytest."""
+    import socket
+    from pathlib import Path
+
+    from .config_file import ConfigFileError
+    from .loop import queue_spec
+    from .project import sources_for_project
+    from .server import App, HealthCache, run_checks, serve, serve_spec
+    from .settings import ConfigError, resolve
+
+    cwd = Path.cwd()
+    try:
+        sources = sources_for_project(cwd, {}, os.environ, options.config)
+        settings = resolve(sources)
+        spec = serve_spec(sources.file)
+        queue_spec(sources.file)
+    except (ConfigError, ConfigFileError) as exc:
+        print(f"orchestrator: {exc}", file=sys.stderr)
+        return 2
+    host = options.host if options.host is not None else spec.host
+    port = options.port if options.port is not None else spec.port
+    config = str(Path(options.config).resolve()) if options.config else None
+    health = HealthCache(run_checks(sources.root, config, spec.health_timeout), spec.health_cache)
+    app = App(
+        settings.state_dir,
+        health,
+        settings.serve_token,
+        stale_after=settings.freeze_threshold,
+        queue_spec=queue_spec(sources.file),
+        root=sources.root,
+    )
+    try:
+        serve(
+            app,
+            host,
+            port,
+            lambda line: print(line, flush=True),
+            lambda line: print(f"orchestrator: {line}", file=sys.stderr, flush=True),
+        )
+    except socket.gaierror as exc:
+        print(f"orchestrator: cannot listen on {host}:{port}: unknown host ({exc.strerror})", file=sys.stderr)
+        return 2
+    except OverflowError as exc:
+        print(f"orchestrator: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"orchestrator: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
 # ---- orchestrator sandbox ----
 
 
@@ -625,6 +706,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         return _view(options)
+    if options.command == "serve":
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        return _serve_command(options)
     if options.command == "sandbox":
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -24,7 +24,17 @@ CONFIG_NAME = "orchestrator.yaml"
 CONFIG_ENV = "ORCHESTRATOR_CONFIG"
 
 # Sections with their own structure; every other top-level key is a setting (`settings.SETTINGS`).
-SECTIONS = ("watchdog", "components", "monitor", "loop", "queue", "health", "dashboard", "notifications")
+SECTIONS = (
+    "watchdog",
+    "components",
+    "monitor",
+    "loop",
+    "queue",
+    "health",
+    "dashboard",
+    "notifications",
+    "serve",
+)
 
 Key = tuple[str | int, ...]
 

@@ -167,6 +167,14 @@ def _attempt(
         context.on_event = progress.wrap(context.on_event)
     bound = sandbox.for_dispatch(context.dispatch_id)
     status, error, result = "error", None, None
+    transcript = None
+    if run.writes and context.settings.transcript_max_bytes:
+        from .transcripts import TranscriptWriter, transcript_path
+
+        transcript = TranscriptWriter(
+            transcript_path(run.state_dir, attempt), context.settings.transcript_max_bytes
+        )
+        context.on_event = transcript.tee(context.on_event)
     try:
         try:
             if per_plan(context.settings.workspace):
@@ -210,6 +218,8 @@ def _attempt(
             )
         raise
     finally:
+        if transcript is not None:
+            transcript.close()
         try:
             _record(run.store, attempt, status, result, error)
         except StateError as exc:

@@ -296,6 +296,22 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_float,
         metavar="SECONDS",
     ),
+    Setting(
+        "transcript_max_bytes",
+        "bytes of each attempt's agent transcript kept under the state directory; at the cap the "
+        "transcript ends with a truncation marker (0: keep no transcripts)",
+        str(4 * 1024 * 1024),
+        _count,
+        metavar="BYTES",
+    ),
+    Setting(
+        "serve_token",
+        "bearer token `orchestrator serve` requires on everything but /healthz (empty: none); "
+        "best given as ORCHESTRATOR_SERVE_TOKEN, never printed",
+        "",
+        str.strip,
+        metavar="TOKEN",
+    ),
 )
 
 
@@ -326,6 +342,9 @@ class Settings:
     guidance: str
     otlp_endpoint: str
     otlp_timeout: float
+    transcript_max_bytes: int
+    # A secret: kept out of the dataclass's repr, so no log line or traceback shows it.
+    serve_token: str = field(repr=False)
     origin: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property

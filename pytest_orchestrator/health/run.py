@@ -25,6 +25,8 @@ class HealthRun:
     status: str
     checks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     error: str = ""
+    # The whole health document as the run printed it; empty when there was none.
+    document: Mapping[str, Any] = field(default_factory=dict)
 
     def failed(self) -> list[str]:
         """The names of the checks that failed, in the document's order."""
@@ -68,4 +70,4 @@ def run_health(
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         said = next((line for line in lines if line.startswith("ERROR")), lines[-1] if lines else "")
         return HealthRun("unhealthy", error=f"the health checks exited {done.returncode}: {said.strip()}")
-    return HealthRun(str(document.get("status")), dict(document.get("checks") or {}))
+    return HealthRun(str(document.get("status")), dict(document.get("checks") or {}), document=document)

@@ -83,8 +83,8 @@ def _rank(n: int, fraction: float) -> int:
 def window(conn: sqlite3.Connection, since: float, until: float, plan: str | None = None) -> Window:
     """The numbers of the attempts that ended in [since, until), of `plan` or of every plan."""
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    # `+status`: the index on status alone would read every attempt ever made; the range on
-    # ended_at (of one plan, with --plan) reads the window's.
+    # `+status`: without it SQLite walks attempts_by_status through nearly every row, not the
+    # window's few through attempts_by_end (over 100,000 attempts, the last hour took 130 ms).
     where = "ended_at >= :since AND ended_at < :until AND +status IN ({})".format(
         ", ".join(f"'{s}'" for s in FINISHED)
     )

@@ -139,11 +139,14 @@ class Monitor:
             self.pruned_at = now
         with self._store() as store:
             if store is not None:
+                from ..transcripts import prune as prune_transcripts
+
                 deleted = CrashStore(store).prune(now - self.spec.retention_days * DAY)
+                deleted += prune_transcripts(self.state_dir, now - self.spec.retention_days * DAY)
                 if deleted:
                     self.log(
-                        f"monitor: deleted {deleted} crash, health and resource rows older than "
-                        f"{self.spec.retention_days:g} days"
+                        f"monitor: deleted {deleted} crash, health and resource rows and transcripts "
+                        f"older than {self.spec.retention_days:g} days"
                     )
 
     def _report(self, store: StateStore, make: Callable[[BugDesk], Bug | None]) -> None:

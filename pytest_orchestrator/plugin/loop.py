@@ -111,9 +111,12 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
 
     def prune(store: StateStore) -> None:
         from ..crashes.store import CrashStore
+        from ..transcripts import prune as prune_transcripts
 
-        # Crash, health and resource rows past their retention, in bounded batches.
+        # Crash, health and resource rows past their retention, in bounded batches; the agents'
+        # transcripts too.
         CrashStore(store).prune(time.time() - retention)
+        prune_transcripts(settings.state_dir, time.time() - retention)
 
     notifier = None
     if notifications.enabled:

@@ -185,7 +185,8 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # Version 6: the operator views. Which Docker engine ran each attempt (several engines
     # through xdist's --tx); finished attempts found by their end time, for the metrics; the
-    # resource samples of the runs and the sandbox; and the state last notified per subject (`health:<checks>`, `watchdog`, `component:<name>`),
+    # resource samples of the runs and the sandbox; a run's attempts found by the run; and
+    # the state last notified per subject (`health:<checks>`, `watchdog`, `component:<name>`),
     # so a webhook tells each entry into degraded, unhealthy or FATAL once, across processes.
     """
     ALTER TABLE attempts ADD COLUMN engine TEXT;
@@ -219,5 +220,7 @@ MIGRATIONS: tuple[str, ...] = (
         state       TEXT NOT NULL,
         changed_at  REAL NOT NULL
     );
+    -- The web dashboard's runs browser sums each run's attempts.
+    CREATE INDEX attempts_by_run ON attempts (run_id);
     """,
 )
