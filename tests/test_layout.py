@@ -12,6 +12,9 @@ DOMAIN = (
     "pytest_orchestrator.agents.claude_code",
     "pytest_orchestrator.dispatch",
     "pytest_orchestrator.health",
+    "pytest_orchestrator.metrics",
+    "pytest_orchestrator.metrics.health",
+    "pytest_orchestrator.metrics.sampler",
     "pytest_orchestrator.plan",
     "pytest_orchestrator.project",
     "pytest_orchestrator.prompt",
@@ -33,6 +36,7 @@ DOMAIN = (
     "pytest_orchestrator.state",
     "pytest_orchestrator.telemetry.otlp",
     "pytest_orchestrator.views.logs",
+    "pytest_orchestrator.views.metrics",
     "pytest_orchestrator.views.status",
 )
 

@@ -100,6 +100,28 @@ def test_the_loop_picks_up_a_task_appended_to_a_plan_and_ends_on_the_stop_file(
     assert row.status == "stopped" and row.round >= 2
 
 
+def test_the_loop_and_its_rounds_sample_their_resources(
+    project: pytest.Pytester, start_loop: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    loop = start_loop(0.5)
+    wait_for(lambda: len(keys(project)) == 3, what="the first round")
+    (project.path / ".orchestrator" / "stop").touch()
+    loop.communicate(timeout=60)
+    store = state(project)
+    rows = store.conn.execute(
+        "SELECT kind, name, subject, run_id, cpu_seconds FROM resource_samples"
+    ).fetchall()
+    runs = [r[0] for r in store.conn.execute("SELECT id FROM runs")]
+    store.close()
+    # The loop's own process, and each round's run (the engine is unreachable: no container).
+    looping = [r for r in rows if r["name"] == "loop"]
+    assert looping and all(f" pid {loop.pid} @ " in r["subject"] and r["run_id"] is None for r in looping)
+    rounds = [r for r in rows if r["name"] == "main"]
+    assert {r["run_id"] for r in rounds} == set(runs)
+    assert {r["kind"] for r in rows} == {"process"}
+    assert all(r["cpu_seconds"] > 0 for r in rows)
+
+
 def test_an_idle_loop_starts_no_round_until_a_plan_changes(
     project: pytest.Pytester, start_loop: Callable[..., subprocess.Popen[bytes]]
 ) -> None:

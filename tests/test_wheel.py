@@ -69,9 +69,12 @@ def test_installed_wheel_finds_the_builtin_checks_from_an_empty_directory(tmp_pa
     assert sorted(p.name for p in Path(where).glob("check_*.py")) == [
         "check_claude_auth.py",
         "check_claude_code.py",
+        "check_error_rate.py",
         "check_github_token.py",
+        "check_last_completion.py",
         "check_orchestrator.py",
         "check_sandbox.py",
+        "check_task_backlog.py",
         "check_zombies.py",
     ]
     result = subprocess.run(
