@@ -39,6 +39,8 @@ class Interrupted:
     plan: str
     task_id: str
     dispatch_id: str | None
+    # The engine its agent ran on (None: recorded before engines were).
+    engine: str | None = None
 
 
 @dataclass(frozen=True)
@@ -269,14 +271,15 @@ class StateStore:
         worker: str = "main",
         now: float | None = None,
         dispatch_id: str | None = None,
+        engine: str | None = None,
     ) -> int:
-        """Record that a task attempt started; returns the attempt's row id."""
+        """Record that a task attempt started, on which engine; returns the attempt's row id."""
         now = time.time() if now is None else now
         with self._transaction() as conn:
             cur = conn.execute(
                 "INSERT INTO attempts (run_id, plan, task_id, title, attempt, started_at, worker, "
-                "dispatch_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, plan, task_id, title, attempt, now, worker, dispatch_id),
+                "dispatch_id, engine) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, plan, task_id, title, attempt, now, worker, dispatch_id, engine),
             )
             conn.execute(
                 "INSERT INTO heartbeats (run_id, worker, at) VALUES (?, ?, ?) "
@@ -383,7 +386,7 @@ class StateStore:
         """
         now = time.time()
         rows = self.conn.execute(
-            "SELECT a.id, a.plan, a.task_id, a.dispatch_id, a.run_id, r.pid, r.host, "
+            "SELECT a.id, a.plan, a.task_id, a.dispatch_id, a.engine, a.run_id, r.pid, r.host, "
             "COALESCE(h.at, a.started_at) AS beat "
             "FROM attempts a JOIN runs r ON r.id = a.run_id "
             "LEFT JOIN heartbeats h ON h.run_id = a.run_id AND h.worker = a.worker "
@@ -409,7 +412,7 @@ class StateStore:
                     "WHERE id = ? AND status = 'running'",
                     (now, r["run_id"]),
                 )
-        return [Interrupted(r["plan"], r["task_id"], r["dispatch_id"]) for r in dead]
+        return [Interrupted(r["plan"], r["task_id"], r["dispatch_id"], r["engine"]) for r in dead]
 
     # ---- reads: used by resume, budgets and the health check ----
 
