@@ -30,6 +30,8 @@ class ActiveAttempt:
     title: str
     started_at: float
     heartbeat_at: float | None
+    # The Docker engine its agent runs on (None: not recorded).
+    engine: str | None = None
 
 
 @dataclass(frozen=True)
@@ -437,13 +439,15 @@ class StateStore:
     def active_attempts(self) -> list[ActiveAttempt]:
         """Attempts recorded as running, oldest first, with their worker's last heartbeat."""
         rows = self.conn.execute(
-            "SELECT a.plan, a.task_id, a.title, a.started_at, h.at AS heartbeat_at "
+            "SELECT a.plan, a.task_id, a.title, a.started_at, h.at AS heartbeat_at, a.engine "
             "FROM attempts a LEFT JOIN heartbeats h "
             "ON h.run_id = a.run_id AND h.worker = a.worker "
             "WHERE a.status = 'running' ORDER BY a.started_at, a.id"
         ).fetchall()
         return [
-            ActiveAttempt(r["plan"], r["task_id"], r["title"], r["started_at"], r["heartbeat_at"])
+            ActiveAttempt(
+                r["plan"], r["task_id"], r["title"], r["started_at"], r["heartbeat_at"], r["engine"]
+            )
             for r in rows
         ]
 
