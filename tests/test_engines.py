@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import psutil
 import pytest
 
 from pytest_orchestrator.sandbox.docker import engine_id
@@ -207,9 +208,12 @@ def test_a_resumed_run_stops_the_orphan_on_the_engine_that_ran_it(
         wait_for(lambda: len(server.requests) >= 2)
         wait_for(lambda: bool(claude_processes(first) and claude_processes(second)))
     finally:
+        workers = psutil.Process(run.pid).children(recursive=True)
         # The controller and its workers, killed at once: nothing of theirs stops the agents.
         os.killpg(run.pid, signal.SIGKILL)
         run.wait(timeout=30)
+    # Until a dead worker is reaped its pid exists, and its run looks alive to the next one.
+    wait_for(lambda: not any(psutil.pid_exists(w.pid) for w in workers), timeout=30)
     assert claude_processes(second), "the killed run should have left its agent behind on the second engine"
 
     # The next run has only the first engine: it must still reach the second to stop the orphan.
@@ -227,3 +231,31 @@ def test_a_resumed_run_stops_the_orphan_on_the_engine_that_ran_it(
         ("plans/a.md", engine_id({})),
         ("plans/b.md", engine_id({})),
     ]
+
+
+def test_sigterm_stops_each_workers_agent_on_its_own_engine(
+    pytester: pytest.Pytester,
+    messages_server: Callable[..., Any],
+    two_sandboxes: Callable[[Any], tuple[Any, Any]],
+    second_engine: Any,
+) -> None:
+    server = messages_server(*[reply("STATUS: complete", delay=120) for _ in range(2)])
+    first, second = two_sandboxes(server)
+    write_plans(pytester)
+    run = subprocess.Popen(
+        pytest_argv(first, "plans", *tx_args(second_engine)),
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    wait_for(lambda: bool(claude_processes(first) and claude_processes(second)))
+    run.send_signal(signal.SIGTERM)
+    output, _ = run.communicate(timeout=60)
+    assert run.returncode == pytest.ExitCode.INTERRUPTED, output[-2000:]
+    assert claude_processes(first) == ""
+    assert claude_processes(second) == ""
+    rows = attempt_rows(pytester.path, "status, engine")
+    assert sorted(rows) == sorted(
+        [("interrupted", engine_id({})), ("interrupted", engine_id({"DOCKER_HOST": second_engine.host}))]
+    )
