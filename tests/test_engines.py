@@ -53,6 +53,15 @@ def test_an_engine_is_recorded_by_its_endpoint_without_credentials() -> None:
     assert engine_id({"DOCKER_HOST": "ssh://deploy:s3cret@host-b"}) == "ssh://deploy@host-b"
 
 
+def test_an_unreachable_engine_is_named_without_its_password() -> None:
+    from pytest_orchestrator.sandbox.docker import probe
+
+    found = probe("sandbox", 2.0, {"DOCKER_HOST": "tcp://deploy:s3cret@127.0.0.1:9"})
+    assert not found.running
+    assert found.message.startswith("docker daemon not reachable at tcp://deploy@127.0.0.1:9: ")
+    assert "s3cret" not in found.message
+
+
 def test_a_tx_spec_whose_docker_host_execnet_cuts_is_refused(pytester: pytest.Pytester) -> None:
     (pytester.path / "plans").mkdir()
     (pytester.path / "plans" / "a.md").write_text(PLAN.format(name="a", number=1))

@@ -69,9 +69,9 @@ def engine_id(environ: Mapping[str, str] | None = None) -> str:
         parsed = str(parse_host(endpoint))
     except DockerException:
         parsed = endpoint
-    for sdk, docker in (("http+unix://", "unix://"), ("http://", "tcp://"), ("https://", "tcp://")):
+    for sdk, usual in (("http+unix://", "unix://"), ("http://", "tcp://"), ("https://", "tcp://")):
         if parsed.startswith(sdk):
-            parsed = docker + parsed[len(sdk) :]
+            parsed = usual + parsed[len(sdk) :]
             break
     parts = urllib.parse.urlsplit(parsed)
     if parts.password is None:
@@ -108,7 +108,8 @@ def _is_timeout(exc: BaseException) -> bool:
 
 
 def _transport_error(exc: BaseException, timeout: float | None, environ: Mapping[str, str]) -> SandboxError:
-    endpoint = docker_endpoint(environ)
+    # The engine's id: a password in DOCKER_HOST stays out of the message.
+    endpoint = engine_id(environ)
     if _is_timeout(exc) and timeout is not None:
         return SandboxTransportError(
             f"docker daemon at {endpoint} did not answer within {timeout:g}s: check it with "
