@@ -34,7 +34,7 @@ PLAN = """\
 Do it.
 
 ```sh verify
-touch /tmp/verified-{name}
+touch verified-{name}
 ```
 """
 
@@ -185,8 +185,8 @@ def test_two_plans_on_two_engines_each_run_on_their_workers_engine(
         assert any(" claude " in f" {c} " or "claude -p" in c for c in commands), commands
         assert any(f"verified-{mine}" in c for c in commands), commands
         assert not any(f"verified-{theirs}" in c for c in commands), commands
-        assert has_file(container, f"/tmp/verified-{mine}")
-        assert not has_file(container, f"/tmp/verified-{theirs}")
+        assert has_file(container, f"/workspace/verified-{mine}")
+        assert not has_file(container, f"/workspace/verified-{theirs}")
 
     # The report says where each task ran.
     report = json.loads((pytester.path / "report.json").read_text())
