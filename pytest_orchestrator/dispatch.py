@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -104,11 +104,31 @@ def skip_reason(task: Task, plan_key: str, run: RunRecord, settings: Settings, *
     return None
 
 
-def stop_left_behind(run: RunRecord, sandbox: Sandbox) -> None:
-    """Stop the agents that the runs found dead when `run` opened left in the sandbox."""
+def stop_left_behind(
+    run: RunRecord, sandbox: Sandbox, engines: Mapping[str, Mapping[str, str]] | None = None
+) -> list[str]:
+    """Stop the agents that the runs found dead when `run` opened left behind, each on the engine
+    that ran it; returns a line for each that could not be stopped.
+
+    `engines` maps an engine to the Docker variables that reach it (the run's `--tx` specs);
+    an engine not in it is reached with this process's settings and its recorded endpoint.
+    """
+    handles: dict[str, Sandbox] = {}
+    failures: list[str] = []
     for stale in run.interrupted:
-        if stale.dispatch_id:
-            sandbox.stop_quietly(stale.dispatch_id)
+        if not stale.dispatch_id:
+            continue
+        engine = stale.engine or sandbox.engine
+        if engine not in handles:
+            handles[engine] = sandbox.on_engine(engine, (engines or {}).get(engine))
+        try:
+            handles[engine].stop_marked(stale.dispatch_id)
+        except SandboxError as exc:
+            failures.append(
+                f"the agent of task {stale.task_id} ({stale.plan}) left running on {engine} "
+                f"could not be stopped: {exc}"
+            )
+    return failures
 
 
 # ---- dispatch ----
@@ -160,6 +180,7 @@ def _attempt(
         attempt=number,
         worker=run.worker,
         dispatch_id=context.dispatch_id,
+        engine=sandbox.engine,
     )
     if run.writes:
         # Turns and tokens so far, for the dashboard, on the beat the loop's heartbeat keeps.
@@ -288,6 +309,7 @@ def run_task(
                 "status": result.status,
                 "duration_seconds": round(took, 3),
                 "reason": result.error or result.status,
+                "engine": sandbox.engine,
             }
             history.append(entry)
             last = why is None or number == policy.attempts
@@ -325,7 +347,13 @@ def run_task(
         spent += took
         if running:
             history.append(
-                {"attempt": number, "status": status, "duration_seconds": round(took, 3), "reason": status}
+                {
+                    "attempt": number,
+                    "status": status,
+                    "duration_seconds": round(took, 3),
+                    "reason": status,
+                    "engine": sandbox.engine,
+                }
             )
         result = TaskResult(task.id, status, error=_stopped(status, exc, spent, running))
     except BaseException as exc:
@@ -333,6 +361,7 @@ def run_task(
             run.blocked.setdefault(plan_key, (task.id, ending(exc)))
         raise
     result.attempts = history
+    result.engine = sandbox.engine
     result.duration_seconds = round(spent, 3)
     result.cost_usd = cost
     result.usage = usage

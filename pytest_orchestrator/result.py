@@ -90,6 +90,8 @@ class TaskResult:
     # The end of the agent's stderr and stray output when it failed, redacted: a crash's log.
     log: str = ""
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    # The Docker engine of the last attempt, as the state database records it.
+    engine: str = ""
 
     @property
     def tokens(self) -> int:

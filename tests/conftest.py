@@ -119,6 +119,29 @@ def agent_image(docker_client: Any) -> str:
         raise
 
 
+@pytest.fixture(scope="session")
+def second_engine(docker_client: Any, agent_image: str, busybox_image: str) -> Iterator[Any]:
+    """A second Docker engine on this machine with the agent image loaded; afterwards the first
+    engine's bridge network must still work."""
+    from tests.support.engines import EngineError, SecondEngine, first_engine_networking
+
+    engine = SecondEngine()
+    try:
+        engine.start()
+        seconds = engine.load_image(docker_client, agent_image)
+        print(f"second engine at {engine.host}: {agent_image} loaded in {seconds:.1f}s")
+    except EngineError as exc:
+        engine.stop()
+        require("a second Docker engine", str(exc))
+    except BaseException:
+        engine.stop()
+        raise
+    yield engine
+    engine.stop()
+    broken = first_engine_networking(docker_client, busybox_image)
+    assert broken is None, f"the second engine broke the first one's network: {broken}"
+
+
 @pytest.fixture
 def messages_server() -> Iterator[Callable[..., Any]]:
     """Start scripted Anthropic Messages API servers on loopback; all are closed afterwards."""

@@ -365,11 +365,11 @@ def test_a_daemon_that_does_not_answer_fails_within_the_timeout(
 # ---- the orchestrator check reads the real state database ----
 
 
-def _state_with_running_task(state_dir: Path, heartbeat_age: float) -> None:
+def _state_with_running_task(state_dir: Path, heartbeat_age: float, engine: str | None = None) -> None:
     store = StateStore.open(state_dir)
     run = store.begin_run()
     now = time.time()
-    store.start_attempt(run, "plans/hello_world.md", "1.1", "Create hello.py", now=now - 125)
+    store.start_attempt(run, "plans/hello_world.md", "1.1", "Create hello.py", now=now - 125, engine=engine)
     store.heartbeat(run, now=now - heartbeat_age)
     store.close()
 
@@ -380,6 +380,15 @@ def test_orchestrator_reports_the_running_task(pytester: pytest.Pytester) -> Non
     check = document(result)["checks"]["orchestrator"]
     assert check["status"] == "ok"
     assert check["message"] == "working on task 1.1 (plans/hello_world.md), started 2m ago"
+
+
+def test_orchestrator_names_the_engine_of_a_task_running_elsewhere(pytester: pytest.Pytester) -> None:
+    _state_with_running_task(pytester.path / ".orchestrator", heartbeat_age=3, engine="tcp://host-b:2375")
+    result = pytester.runpytest("--orchestrator-health", "-k", "orchestrator")
+    check = document(result)["checks"]["orchestrator"]
+    assert (
+        check["message"] == "working on task 1.1 (plans/hello_world.md), started 2m ago on tcp://host-b:2375"
+    )
 
 
 def test_orchestrator_fails_when_the_heartbeat_is_stale(pytester: pytest.Pytester) -> None:

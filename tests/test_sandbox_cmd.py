@@ -274,7 +274,11 @@ def test_down_removes_it_and_the_health_check_says_to_run_sandbox_up(
 
     done = cli.run("down", "--name", name)
 
-    assert (done.returncode, done.stdout.strip()) == (0, f"sandbox container '{name}' stopped and removed")
+    assert (done.returncode, done.stdout.strip()) == (
+        0,
+        f"sandbox container '{name}' stopped and removed; its options go with it: `orchestrator sandbox up "
+        f"--base-image {sandbox_base} --claude-binary {claude_binary}` makes the same one again",
+    )
     with pytest.raises(docker.errors.NotFound):
         docker_client.containers.get(name)
     docker_client.volumes.get(f"{name}-workspace")  # kept without --volumes

@@ -373,6 +373,7 @@ def test_task_telemetry_reaches_an_otlp_receiver(
         assert attributes["claude.cost_usd"] == pytest.approx(data["cost_usd"])
         assert attributes["claude.session_id"] == data["session_id"]
         assert attributes["claude.num_turns"] == 2
+        assert attributes["task.engine"] == data["engine"] == "unix:///var/run/docker.sock"
         assert attributes["gen_ai.system"] == "anthropic"
         assert attributes["gen_ai.usage.input_tokens"] == data["usage"]["input_tokens"]
         assert attributes["gen_ai.usage.output_tokens"] == data["usage"]["output_tokens"]

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
 
 # The loop's states in which it must keep polling; a stopped loop polls no more, by design.
 POLLING = ("running", "waiting")
+# The engine an attempt runs on goes unnamed when it is this one: the one every user has.
+LOCAL_ENGINE = "unix:///var/run/docker.sock"
 
 
 def _ago(seconds: float) -> str:
@@ -62,7 +64,9 @@ def describe_state(
     if not active:
         return True, "idle"
     work = "; ".join(
-        f"working on task {a.task_id} ({a.plan}), started {_ago(now - a.started_at)}" for a in active
+        f"working on task {a.task_id} ({a.plan}), started {_ago(now - a.started_at)}"
+        + (f" on {a.engine}" if a.engine and a.engine != LOCAL_ENGINE else "")
+        for a in active
     )
     stale = [a for a in active if now - (a.heartbeat_at or a.started_at) > freeze_threshold]
     if stale:

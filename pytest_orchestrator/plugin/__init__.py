@@ -79,6 +79,7 @@ def pytest_configure(config: pytest.Config) -> None:
         monitor_for(config)
         notify_spec_for(config)
         xdist.group_by_plan(config)
+        xdist.check_engines(config)
         if xdist.is_controller(config):
             interrupts.on_controller()
         # Everything imported so far lives as long as the process. Freezing it keeps the

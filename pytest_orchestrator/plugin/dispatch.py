@@ -58,7 +58,10 @@ def run_record(config: pytest.Config, settings: Settings) -> RunRecord:
             interrupts = config.stash.get(INTERRUPTS, None)
             if interrupts is not None:
                 interrupts.while_dispatching()
-        stop_left_behind(run, sandbox_for(config, settings))
+        if run.interrupted:
+            engines = xdist.engine_environs(config)
+            for line in stop_left_behind(run, sandbox_for(config, settings), engines):
+                write_now(config, f"orchestrator: warning: {redact(line)}")
     return config.stash[RUN]
 
 

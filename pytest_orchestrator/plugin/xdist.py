@@ -58,9 +58,13 @@ _UNORDERED = ("worksteal", "each")
 
 
 def group_by_plan(config: pytest.Config) -> None:
-    """Under `-n`, hand each plan file to one worker, which runs its tasks in order (`--dist loadfile`)."""
+    """Under `-n` or `--tx`, hand each plan file to one worker, which runs its tasks in order
+    (`--dist loadfile`)."""
     dist = config.getoption("dist", "no")
     if dist == "load":
+        config.option.dist = "loadfile"
+    elif dist == "no" and config.getoption("tx", None) and workerinput(config) is None:
+        # `--tx` alone would start no worker: xdist distributes only with a --dist mode.
         config.option.dist = "loadfile"
     elif dist in _UNORDERED:
         raise pytest.UsageError(
@@ -70,3 +74,42 @@ def group_by_plan(config: pytest.Config) -> None:
     # xdist would hand out the plans with the most tasks first; the plugin ordered them by
     # priority in the collection, and xdist hands out its units in that order without this.
     config.option.loadscopereorder = False
+
+
+def _tx_env(spec: str) -> dict[str, str]:
+    """The `env:` settings of one `--tx` spec (`2*popen//env:NAME=value`), as execnet reads them."""
+    import execnet
+
+    count, star, rest = spec.partition("*")
+    try:
+        env = execnet.XSpec(rest if star and count.isdigit() else spec).env
+        return {str(name): str(value) for name, value in env.items()}
+    except Exception:
+        # xdist itself says what is wrong with a spec.
+        return {}
+
+
+def check_engines(config: pytest.Config) -> None:
+    """Refuse a `--tx` whose DOCKER_HOST execnet cut short: it splits every spec at `//`."""
+    for spec in config.getoption("tx", None) or ():
+        host = _tx_env(spec).get("DOCKER_HOST")
+        if host is not None and (not host or host.endswith(":")):
+            raise pytest.UsageError(
+                f"--tx {spec}: execnet splits a spec at '//', so its worker would get DOCKER_HOST={host!r}; "
+                "write the engine without '//': env:DOCKER_HOST=HOST:PORT (tcp) or "
+                "env:DOCKER_HOST=unix:/path/to/docker.sock"
+            )
+
+
+def engine_environs(config: pytest.Config) -> dict[str, dict[str, str]]:
+    """The Docker engines of this run's `--tx` specs (`popen//env:DOCKER_HOST=...`), each with the
+    Docker variables that reach it: its spec's, over this process's."""
+    from ..sandbox.docker import DOCKER_ENV, docker_env, engine_id
+
+    found: dict[str, dict[str, str]] = {}
+    for spec in config.getoption("tx", None) or ():
+        overrides = {name: value for name, value in _tx_env(spec).items() if name in DOCKER_ENV}
+        if "DOCKER_HOST" in overrides:
+            environ = docker_env({**docker_env(), **overrides})
+            found.setdefault(engine_id(environ), environ)
+    return found

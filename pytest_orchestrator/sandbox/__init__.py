@@ -70,6 +70,12 @@ class Sandbox(Protocol):
 
     name: str
 
+    @property
+    def engine(self) -> str:
+        """The engine the sandbox runs on, as the state database records it: an endpoint without
+        credentials (`unix:///var/run/docker.sock`, `tcp://host-a:2376`)."""
+        ...
+
     def stream(
         self,
         argv: Sequence[str],
@@ -106,18 +112,23 @@ class Sandbox(Protocol):
         """The same sandbox, whose processes all carry `dispatch_id` as their marker."""
         ...
 
+    def on_engine(self, engine: str, environ: Mapping[str, str] | None = None) -> Sandbox:
+        """The sandbox of the same name on another engine (`environ`: how to reach it, TLS and all)."""
+        ...
+
 
 def _backend(kind: str) -> Any:
     return importlib.import_module(BACKENDS[kind])
 
 
 def probe(name: str, timeout: float, kind: str = "docker") -> SandboxProbe:
-    """Find the sandbox container and say whether it runs; never raises."""
+    """Find the sandbox container on this process's engine and say whether it runs; never raises."""
     result: SandboxProbe = _backend(kind).probe(name, timeout)
     return result
 
 
 def attach(name: str, timeout: float, probed: SandboxProbe | None = None, kind: str = "docker") -> Sandbox:
-    """A handle on the sandbox; the container is looked up on first use unless already probed."""
+    """A handle on the sandbox of this process's engine; the container is looked up on first use
+    unless already probed."""
     result: Sandbox = _backend(kind).attach(name, timeout, probed.container if probed else None)
     return result

@@ -7,6 +7,7 @@ import socket
 import ssl
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -27,6 +28,8 @@ from . import (
 )
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+# What the Docker SDK reads from the environment to find an engine and talk to it.
+DOCKER_ENV = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")
 
 # Runs inside the container so that secret values never leave it: only the names of
 # the variables that are set and the paths of the files that exist come back.
@@ -49,6 +52,48 @@ def docker_endpoint(environ: Mapping[str, str] | None = None) -> str:
     return environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
 
 
+def engine_id(environ: Mapping[str, str] | None = None) -> str:
+    """The engine `environ` points at, as recorded with each attempt: its endpoint in Docker's
+    spelling (`tcp://host-a:2375`, `unix:///run/b/docker.sock`), without credentials.
+
+    The endpoint is what a later run needs to reach the engine again (to stop what an
+    interrupted run left there). Spellings of one engine are one id (`host-a:2375` is
+    `tcp://host-a:2375`, `unix:/x.sock` is `unix:///x.sock`); a password in it
+    (`ssh://user:secret@host`) is dropped, and TLS material is never part of it.
+    """
+    from docker.errors import DockerException
+    from docker.utils import parse_host
+
+    endpoint = docker_endpoint(environ)
+    try:
+        parsed = str(parse_host(endpoint))
+    except DockerException:
+        parsed = endpoint
+    for sdk, usual in (("http+unix://", "unix://"), ("http://", "tcp://"), ("https://", "tcp://")):
+        if parsed.startswith(sdk):
+            parsed = usual + parsed[len(sdk) :]
+            break
+    parts = urllib.parse.urlsplit(parsed)
+    if parts.password is None:
+        return parsed
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = (f"{parts.username}@" if parts.username else "") + host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def docker_env(environ: Mapping[str, str] | None = None, engine: str | None = None) -> dict[str, str]:
+    """The Docker SDK's variables of `environ`, pointed at `engine` when given (else at its own)."""
+    environ = os.environ if environ is None else environ
+    found = {name: environ[name] for name in DOCKER_ENV if name in environ}
+    # Always explicit: the SDK reads the process's environment when given an empty one.
+    found["DOCKER_HOST"] = engine or docker_endpoint(environ)
+    return found
+
+
 def _is_timeout(exc: BaseException) -> bool:
     import requests
 
@@ -63,7 +108,8 @@ def _is_timeout(exc: BaseException) -> bool:
 
 
 def _transport_error(exc: BaseException, timeout: float | None, environ: Mapping[str, str]) -> SandboxError:
-    endpoint = docker_endpoint(environ)
+    # The engine's id: a password in DOCKER_HOST stays out of the message.
+    endpoint = engine_id(environ)
     if _is_timeout(exc) and timeout is not None:
         return SandboxTransportError(
             f"docker daemon at {endpoint} did not answer within {timeout:g}s: check it with "
@@ -283,7 +329,12 @@ def _hang_up(connection: Any, raw: Any) -> None:
 
 
 class DockerSandbox:
-    """The sandbox container; found on first use, so agents that never touch it cost nothing."""
+    """The sandbox container; found on first use, so agents that never touch it cost nothing.
+
+    The handle keeps the engine it was made for (the Docker variables of the environment
+    it was attached in: an xdist worker's own `--tx ...//env:DOCKER_HOST=...`), so every
+    call it makes, a stop included, goes to that engine.
+    """
 
     def __init__(
         self,
@@ -292,24 +343,40 @@ class DockerSandbox:
         *,
         name: str | None = None,
         marker: str | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self.name: str = container.name if container is not None else str(name)
         self.timeout = timeout
         self.marker = marker
+        self.environ = docker_env(environ)
         # Shared with the handles bound to each dispatch: one lookup, one streaming client.
         self._shared: dict[str, Any] = {"container": container, "client": None, "facts": {}}
 
+    @property
+    def engine(self) -> str:
+        """The engine this handle talks to, as the state database records it."""
+        return engine_id(self.environ)
+
     def for_dispatch(self, dispatch_id: str) -> DockerSandbox:
         """The same container, whose processes all carry `dispatch_id` as their marker."""
-        bound = DockerSandbox(timeout=self.timeout, name=self.name, marker=dispatch_id)
+        bound = DockerSandbox(timeout=self.timeout, name=self.name, marker=dispatch_id, environ=self.environ)
         bound._shared = self._shared
         return bound
+
+    def on_engine(self, engine: str, environ: Mapping[str, str] | None = None) -> DockerSandbox:
+        """The container of the same name on `engine`; `environ` holds that engine's TLS settings
+        (DOCKER_TLS_VERIFY, DOCKER_CERT_PATH), else this handle's are used."""
+        if engine == self.engine:
+            return self
+        return DockerSandbox(
+            timeout=self.timeout, name=self.name, environ=docker_env(environ or self.environ, engine)
+        )
 
     @property
     def container(self) -> Any:
         """The running container; raises SandboxError saying what to do when it is not running."""
         if self._shared["container"] is None:
-            found = probe(self.name, self.timeout)
+            found = probe(self.name, self.timeout, self.environ)
             if not found.running:
                 raise SandboxError(found.message)
             self._shared["container"] = found.container
@@ -343,7 +410,7 @@ class DockerSandbox:
         marker = self.marker or marker or uuid.uuid4().hex
         container = self.container
         if self._shared["client"] is None:
-            self._shared["client"] = connect(None)
+            self._shared["client"] = connect(None, self.environ)
         api = self._shared["client"].api
         try:
             exec_id = api.exec_create(
@@ -423,7 +490,7 @@ class DockerSandbox:
         # The SDK's APIError is a requests error too: the engine answered, so it is no transport failure.
         if isinstance(exc, docker.errors.APIError):
             return SandboxError(redact(f"cannot {doing} in sandbox '{self.name}': {exc}"))
-        return _transport_error(exc, self.timeout, os.environ)
+        return _transport_error(exc, self.timeout, self.environ)
 
     def stop_quietly(self, marker: str) -> None:
         """Stop the marked processes; a failure to do so must not replace what is being handled."""
@@ -483,6 +550,9 @@ class DockerSandbox:
         return known[key]
 
 
-def attach(name: str, timeout: float, container: Any = None) -> DockerSandbox:
-    """A handle on the named container, looked up on first use unless given."""
-    return DockerSandbox(container, timeout, name=name)
+def attach(
+    name: str, timeout: float, container: Any = None, environ: Mapping[str, str] | None = None
+) -> DockerSandbox:
+    """A handle on the named container of the engine `environ` points at (this process's by
+    default), looked up on first use unless given."""
+    return DockerSandbox(container, timeout, name=name, environ=environ)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -481,8 +482,17 @@ def down(client: Any, name: str, *, volumes: bool = False) -> str:
         lines.append(f"no sandbox container '{name}'")
         source = f"volume:{name}-workspace"
     else:
+        given = json_label(container, OPTIONS_LABEL)
         container.remove(force=True)
         lines.append(f"sandbox container '{name}' stopped and removed")
+        if given:
+            # They lived on the container: a later `up` without them makes another sandbox.
+            flags = " ".join(
+                f"--{key.replace('_', '-')} {shlex.quote(value)}" for key, value in given.items()
+            )
+            lines.append(
+                f"its options go with it: `orchestrator sandbox up {flags}` makes the same one again"
+            )
     kind, _, where = source.partition(":")
     if volumes and kind == "volume" and _remove_volume(client, where, name):
         lines.append(f"workspace volume '{where}' removed")

@@ -33,6 +33,8 @@ class ActiveAttempt:
     title: str
     started_at: float
     heartbeat_at: float | None
+    # The Docker engine its agent runs on (None: not recorded).
+    engine: str | None = None
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class Interrupted:
     plan: str
     task_id: str
     dispatch_id: str | None
+    # The engine its agent ran on (None: recorded before engines were).
+    engine: str | None = None
 
 
 @dataclass(frozen=True)
@@ -272,14 +276,15 @@ class StateStore:
         worker: str = "main",
         now: float | None = None,
         dispatch_id: str | None = None,
+        engine: str | None = None,
     ) -> int:
-        """Record that a task attempt started; returns the attempt's row id."""
+        """Record that a task attempt started, on which engine; returns the attempt's row id."""
         now = time.time() if now is None else now
         with self._transaction() as conn:
             cur = conn.execute(
                 "INSERT INTO attempts (run_id, plan, task_id, title, attempt, started_at, worker, "
-                "dispatch_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, plan, task_id, title, attempt, now, worker, dispatch_id),
+                "dispatch_id, engine) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, plan, task_id, title, attempt, now, worker, dispatch_id, engine),
             )
             conn.execute(
                 "INSERT INTO heartbeats (run_id, worker, at) VALUES (?, ?, ?) "
@@ -403,7 +408,7 @@ class StateStore:
         """
         now = time.time()
         rows = self.conn.execute(
-            "SELECT a.id, a.plan, a.task_id, a.dispatch_id, a.run_id, r.pid, r.host, "
+            "SELECT a.id, a.plan, a.task_id, a.dispatch_id, a.engine, a.run_id, r.pid, r.host, "
             "COALESCE(h.at, a.started_at) AS beat "
             "FROM attempts a JOIN runs r ON r.id = a.run_id "
             "LEFT JOIN heartbeats h ON h.run_id = a.run_id AND h.worker = a.worker "
@@ -429,7 +434,7 @@ class StateStore:
                     "WHERE id = ? AND status = 'running'",
                     (now, r["run_id"]),
                 )
-        return [Interrupted(r["plan"], r["task_id"], r["dispatch_id"]) for r in dead]
+        return [Interrupted(r["plan"], r["task_id"], r["dispatch_id"], r["engine"]) for r in dead]
 
     # ---- reads: used by resume, budgets and the health check ----
 
@@ -454,13 +459,15 @@ class StateStore:
     def active_attempts(self) -> list[ActiveAttempt]:
         """Attempts recorded as running, oldest first, with their worker's last heartbeat."""
         rows = self.conn.execute(
-            "SELECT a.plan, a.task_id, a.title, a.started_at, h.at AS heartbeat_at "
+            "SELECT a.plan, a.task_id, a.title, a.started_at, h.at AS heartbeat_at, a.engine "
             "FROM attempts a LEFT JOIN heartbeats h "
             "ON h.run_id = a.run_id AND h.worker = a.worker "
             "WHERE a.status = 'running' ORDER BY a.started_at, a.id"
         ).fetchall()
         return [
-            ActiveAttempt(r["plan"], r["task_id"], r["title"], r["started_at"], r["heartbeat_at"])
+            ActiveAttempt(
+                r["plan"], r["task_id"], r["title"], r["started_at"], r["heartbeat_at"], r["engine"]
+            )
             for r in rows
         ]
 

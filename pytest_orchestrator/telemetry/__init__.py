@@ -95,6 +95,7 @@ def export_tasks(finished: Sequence[FinishedTask], endpoint: str, timeout: float
                 "gen_ai.usage.input_tokens": result.usage.input_tokens,
                 "gen_ai.usage.output_tokens": result.usage.output_tokens,
                 **({"task.error": result.error} if result.error else {}),
+                **({"task.engine": result.engine} if result.engine else {}),
             },
         )
         tasks_total.add(1, {"status": result.status})

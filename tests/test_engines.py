@@ -1,0 +1,270 @@
+"""Several Docker engines through xdist's `--tx`: two real `dockerd` on this machine.
+
+Each worker is bound to its engine by `--tx popen//env:DOCKER_HOST=...`: its agent, its
+verification and its stops go there, the state database records the engine of every
+attempt, and a later run stops what an interrupted one left on the engine that ran it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psutil
+import pytest
+
+from pytest_orchestrator.sandbox.docker import engine_id
+from tests.conftest import AGENT_API_KEY, AGENT_GH_TOKEN, attempt_rows, task_run_args
+from tests.support.messages_server import reply
+
+FIRST = "unix:/var/run/docker.sock"
+
+PLAN = """\
+# Milestone {name}
+
+## Task {number}.1: Work on {name}
+
+**Description:**
+Do it.
+
+```sh verify
+touch verified-{name}
+```
+"""
+
+
+@pytest.fixture(autouse=True)
+def _env(agent_env: None) -> None:
+    """Every test here runs agents with known secrets in the environment."""
+
+
+def test_an_engine_is_recorded_by_its_endpoint_without_credentials() -> None:
+    assert engine_id({}) == "unix:///var/run/docker.sock"
+    # The spellings a --tx spec can carry are the engine's usual name.
+    assert engine_id({"DOCKER_HOST": "host-a:2375"}) == "tcp://host-a:2375"
+    assert engine_id({"DOCKER_HOST": "unix:/run/b/docker.sock"}) == "unix:///run/b/docker.sock"
+    assert engine_id({"DOCKER_HOST": "tcp://host-a:2376", "DOCKER_TLS_VERIFY": "1"}) == "tcp://host-a:2376"
+    assert engine_id({"DOCKER_HOST": "ssh://deploy:s3cret@host-b"}) == "ssh://deploy@host-b"
+
+
+def test_an_unreachable_engine_is_named_without_its_password() -> None:
+    from pytest_orchestrator.sandbox.docker import probe
+
+    found = probe("sandbox", 2.0, {"DOCKER_HOST": "tcp://deploy:s3cret@127.0.0.1:9"})
+    assert not found.running
+    assert found.message.startswith("docker daemon not reachable at tcp://deploy@127.0.0.1:9: ")
+    assert "s3cret" not in found.message
+
+
+def test_a_tx_spec_whose_docker_host_execnet_cuts_is_refused(pytester: pytest.Pytester) -> None:
+    (pytester.path / "plans").mkdir()
+    (pytester.path / "plans" / "a.md").write_text(PLAN.format(name="a", number=1))
+    result = pytester.runpytest_subprocess("plans", "--tx", "popen//env:DOCKER_HOST=tcp://host-a:2375")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: --tx popen//env:DOCKER_HOST=tcp://host-a:2375: execnet splits a spec at '//', so its "
+            "worker would get DOCKER_HOST='tcp:'; write the engine without '//': env:DOCKER_HOST=HOST:PORT "
+            "(tcp) or env:DOCKER_HOST=unix:/path/to/docker.sock"
+        ]
+    )
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+@pytest.fixture
+def two_sandboxes(
+    agent_sandbox: Callable[..., Any], second_engine: Any
+) -> Iterator[Callable[[Any], tuple[Any, Any]]]:
+    """The same sandbox (name, image, credentials) on the first engine and on the second."""
+    made: list[Any] = []
+
+    def start(server: Any) -> tuple[Any, Any]:
+        first = agent_sandbox(server)
+        other = second_engine.client().containers.run(
+            first.attrs["Config"]["Image"],
+            name=first.name,
+            detach=True,
+            network_mode="host",
+            environment=first.attrs["Config"]["Env"],
+        )
+        made.append(other)
+        return first, other
+
+    yield start
+    for container in made:
+        container.remove(force=True)
+
+
+def write_plans(pytester: pytest.Pytester) -> None:
+    (pytester.path / "plans").mkdir()
+    for number, name in ((1, "a"), (2, "b")):
+        (pytester.path / "plans" / f"{name}.md").write_text(PLAN.format(name=name, number=number))
+
+
+def tx_args(second: Any) -> list[str]:
+    return ["--tx", f"popen//env:DOCKER_HOST={FIRST}", "--tx", f"popen//env:DOCKER_HOST={second.host}"]
+
+
+def pytest_argv(sandbox: Any, *args: str) -> list[str]:
+    return [sys.executable, "-m", "pytest", *args, *task_run_args(sandbox), "-rs"]
+
+
+def execs(client: Any, container: Any, since: float, until: float) -> list[str]:
+    """The commands the engine of `client` started in `container` between two times (its exec_start events)."""
+    events = client.events(
+        since=int(since), until=int(until) + 1, decode=True, filters={"container": container.id}
+    )
+    return [e["Action"] for e in events if str(e.get("Action", "")).startswith("exec_start")]
+
+
+def claude_processes(container: Any) -> str:
+    """Live claude processes in the container; zombies are dead (its PID 1, sleep, never reaps them)."""
+    listing = container.exec_run(["ps", "-eo", "stat=,pid=,args="]).output.decode()
+    return "\n".join(p for p in listing.splitlines() if "claude" in p and not p.strip().startswith("Z"))
+
+
+def has_file(container: Any, path: str) -> bool:
+    return container.exec_run(["test", "-e", path]).exit_code == 0
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.1)
+
+
+def test_two_plans_on_two_engines_each_run_on_their_workers_engine(
+    pytester: pytest.Pytester,
+    messages_server: Callable[..., Any],
+    two_sandboxes: Callable[[Any], tuple[Any, Any]],
+    second_engine: Any,
+    docker_client: Any,
+) -> None:
+    # Each agent thinks for a while, so the two plans' attempts overlap when they run in parallel.
+    server = messages_server(*[reply("STATUS: complete", delay=3) for _ in range(2)])
+    first, second = two_sandboxes(server)
+    write_plans(pytester)
+    since = time.time() - 1
+    result = subprocess.run(
+        pytest_argv(first, "plans", *tx_args(second_engine)),
+        cwd=pytester.path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert AGENT_API_KEY not in result.stdout + result.stderr and AGENT_GH_TOKEN not in result.stdout
+    # The test's own looks into the containers come after this second, and are not counted.
+    time.sleep(max(0.0, int(time.time()) + 1 - time.time()))
+    until = time.time() - 0.5
+
+    rows = attempt_rows(pytester.path, "plan, worker, engine, status, started_at, ended_at")
+    engines = {plan: engine for plan, _, engine, *_ in rows}
+    assert sorted(engines.values()) == sorted([engine_id({}), engine_id({"DOCKER_HOST": second_engine.host})])
+    assert len({worker for _, worker, *_ in rows}) == 2
+    assert all(status == "completed" for *_, status, _, _ in rows)
+    (_, _, _, _, start_a, end_a), (_, _, _, _, start_b, end_b) = rows
+    assert start_a < end_b and start_b < end_a, "the two plans did not run at the same time"
+
+    # Each engine saw its own plan's agent and verification, and nothing of the other plan.
+    on_first = "plans/a.md" if engines["plans/a.md"] == engine_id({}) else "plans/b.md"
+    here, there = ("a", "b") if on_first == "plans/a.md" else ("b", "a")
+    for client, container, mine, theirs in (
+        (docker_client, first, here, there),
+        (second_engine.client(), second, there, here),
+    ):
+        commands = execs(client, container, since, until)
+        assert any(" claude " in f" {c} " or "claude -p" in c for c in commands), commands
+        assert any(f"verified-{mine}" in c for c in commands), commands
+        assert not any(f"verified-{theirs}" in c for c in commands), commands
+        assert has_file(container, f"/workspace/verified-{mine}")
+        assert not has_file(container, f"/workspace/verified-{theirs}")
+
+    # The report says where each task ran.
+    report = json.loads((pytester.path / "report.json").read_text())
+    for test in report["tests"]:
+        data = test["metadata"]["orchestrator_task"]
+        plan = test["nodeid"].split("::")[0]
+        assert data["engine"] == engines[plan]
+        assert [a["engine"] for a in data["attempts"]] == [engines[plan]]
+
+
+def test_a_resumed_run_stops_the_orphan_on_the_engine_that_ran_it(
+    pytester: pytest.Pytester,
+    messages_server: Callable[..., Any],
+    two_sandboxes: Callable[[Any], tuple[Any, Any]],
+    second_engine: Any,
+) -> None:
+    server = messages_server(*[reply("STATUS: complete", delay=120) for _ in range(2)])
+    first, second = two_sandboxes(server)
+    write_plans(pytester)
+    run = subprocess.Popen(
+        pytest_argv(first, "plans", *tx_args(second_engine)),
+        cwd=pytester.path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: len(server.requests) >= 2)
+        wait_for(lambda: bool(claude_processes(first) and claude_processes(second)))
+    finally:
+        workers = psutil.Process(run.pid).children(recursive=True)
+        # The controller and its workers, killed at once: nothing of theirs stops the agents.
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait(timeout=30)
+    # Until a dead worker is reaped its pid exists, and its run looks alive to the next one.
+    wait_for(lambda: not any(psutil.pid_exists(w.pid) for w in workers), timeout=30)
+    assert claude_processes(second), "the killed run should have left its agent behind on the second engine"
+
+    # The next run has only the first engine: it must still reach the second to stop the orphan.
+    server.add(reply("STATUS: complete"), reply("STATUS: complete"))
+    result = subprocess.run(
+        pytest_argv(first, "plans"), cwd=pytester.path, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout[-2000:]
+    wait_for(lambda: claude_processes(second) == "", timeout=10)
+    assert claude_processes(first) == ""
+    rows = attempt_rows(pytester.path, "plan, status, engine")
+    interrupted = {engine for _, status, engine in rows if status == "interrupted"}
+    assert interrupted == {engine_id({}), engine_id({"DOCKER_HOST": second_engine.host})}
+    assert sorted((plan, engine) for plan, status, engine in rows if status == "completed") == [
+        ("plans/a.md", engine_id({})),
+        ("plans/b.md", engine_id({})),
+    ]
+
+
+def test_sigterm_stops_each_workers_agent_on_its_own_engine(
+    pytester: pytest.Pytester,
+    messages_server: Callable[..., Any],
+    two_sandboxes: Callable[[Any], tuple[Any, Any]],
+    second_engine: Any,
+) -> None:
+    server = messages_server(*[reply("STATUS: complete", delay=120) for _ in range(2)])
+    first, second = two_sandboxes(server)
+    write_plans(pytester)
+    run = subprocess.Popen(
+        pytest_argv(first, "plans", *tx_args(second_engine)),
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    wait_for(lambda: bool(claude_processes(first) and claude_processes(second)))
+    run.send_signal(signal.SIGTERM)
+    output, _ = run.communicate(timeout=60)
+    assert run.returncode == pytest.ExitCode.INTERRUPTED, output[-2000:]
+    assert claude_processes(first) == ""
+    assert claude_processes(second) == ""
+    rows = attempt_rows(pytester.path, "status, engine")
+    assert sorted(rows) == sorted(
+        [("interrupted", engine_id({})), ("interrupted", engine_id({"DOCKER_HOST": second_engine.host}))]
+    )
