@@ -185,6 +185,25 @@ def test_a_plan_window_counts_only_that_plan(tmp_path: Path) -> None:
     assert (b.cost_usd_total, b.tokens_total, b.crashes, b.pending) == (pytest.approx(2.5), 2750, 0, 1)
 
 
+def test_an_attempt_that_raised_is_finished_and_failed(tmp_path: Path) -> None:
+    """`error` (the agent raised) is an ended status: the error rate and /metrics count it alike."""
+    from pytest_orchestrator.server.collector import StateCollector
+
+    store = StateStore.open(tmp_path)
+    run = store.begin_run(now=1000)
+    for n, status in enumerate(("completed", "error", "failed", "completed"), start=1):
+        attempt = store.start_attempt(run, PLAN_A, f"1.{n}", now=1000 + 100 * n)
+        store.finish_attempt(attempt, status, now=1000 + 100 * n + 10)
+    found = window(store.conn, 0, 10_000)
+    store.close()
+    assert found.tasks_by_status == {"completed": 2, "error": 1, "failed": 1}
+    assert (found.finished, found.failed, found.error_rate) == (4, 2, 0.5)
+    assert found.latency_avg == pytest.approx(10)
+    families = {m.name: m for m in StateCollector(tmp_path).collect()}
+    ended = sum(s.value for s in families["orchestrator_tasks"].samples if s.name.endswith("_total"))
+    assert ended == found.finished
+
+
 def test_an_empty_window_has_no_rates(tmp_path: Path) -> None:
     seed(tmp_path, time.time() - 10 * HOUR, time.time() - 8 * HOUR)
     store = StateStore.read(tmp_path)

@@ -2,9 +2,10 @@
 
 What counts (the README's "Metrics" section says the same):
 - An attempt is *finished* in the window when it ended in it (`since <= ended_at < until`) with
-  one of the ended statuses: completed, failed, needs_human, timeout, interrupted.
-- *Failed* attempts are those that ended `failed` or `timeout`: the agent did not do the task.
-  needs_human (the agent asked a question) and interrupted (the orchestrator stopped) are not.
+  one of the ended statuses: completed, failed, needs_human, error, timeout, interrupted.
+- *Failed* attempts are those that ended `failed`, `error` (the agent raised) or `timeout`: the
+  agent did not do the task. needs_human (the agent asked a question) and interrupted (the
+  orchestrator stopped) are not.
 - `tasks_by_status` counts the finished attempts by status (statuses with none are left out),
   plus `running`: the attempts running now that started before `until`. `pending` counts the
   queue's tasks now.
@@ -27,8 +28,9 @@ from typing import Any
 
 from .resources import Resources, resources
 
-FINISHED = ("completed", "failed", "needs_human", "timeout", "interrupted")
-FAILED = ("failed", "timeout")
+# Every status an attempt can end with: `error` is an attempt whose agent raised (dispatch.ending).
+FINISHED = ("completed", "failed", "needs_human", "error", "timeout", "interrupted")
+FAILED = ("failed", "error", "timeout")
 # The first schema with crash records and the queue; an older state.db has neither.
 _CRASHES_SCHEMA = 5
 _RESOURCES_SCHEMA = 6
