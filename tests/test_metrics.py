@@ -204,6 +204,29 @@ def test_an_attempt_that_raised_is_finished_and_failed(tmp_path: Path) -> None:
     assert ended == found.finished
 
 
+def test_pending_leaves_out_the_running_task_as_every_view_does(tmp_path: Path) -> None:
+    """The queue keeps a running task's row: metrics, task_backlog, `queue` and /metrics agree."""
+    from pytest_orchestrator.metrics.health import HealthThresholds, last_completion, task_backlog
+    from pytest_orchestrator.server.collector import StateCollector
+    from pytest_orchestrator.views.queue import snapshot
+
+    store = StateStore.open(tmp_path)
+    with store.writing() as conn:
+        conn.executemany(
+            "INSERT INTO queue (plan, task_id, position, enqueued_at, reason) VALUES (?, ?, ?, ?, ?)",
+            [(PLAN_A, "1.1", 0, 100.0, "running"), (PLAN_A, "1.2", 1, 100.0, "pending")],
+        )
+    numbers = window(store.conn, 0, 1000)
+    backlog = task_backlog(store.conn, HealthThresholds(task_backlog=0))
+    silence = last_completion(store.conn, HealthThresholds(last_completion=60), now=10_000)
+    queue = snapshot(store, 1000)
+    store.close()
+    families = {m.name: m for m in StateCollector(tmp_path).collect()}
+    depth = families["orchestrator_queue_depth"].samples[0].value
+    assert (numbers.pending, backlog.value, queue.as_dict()["depth"], depth) == (1, 1, 1, 1)
+    assert silence.message.startswith("1 task pending")
+
+
 def test_an_empty_window_has_no_rates(tmp_path: Path) -> None:
     seed(tmp_path, time.time() - 10 * HOUR, time.time() - 8 * HOUR)
     store = StateStore.read(tmp_path)

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 from ..config_file import ConfigFile, Reader
+from ..loop.store import RUNNING
 from .window import window
 
 HEALTH_KEYS = ("task_backlog", "error_rate", "error_rate_min_tasks", "last_completion")
@@ -71,7 +72,8 @@ class Verdict:
 def _pending(conn: sqlite3.Connection) -> int:
     if conn.execute("PRAGMA user_version").fetchone()[0] < _QUEUE_SCHEMA:
         return 0
-    return int(conn.execute("SELECT COUNT(*) FROM queue").fetchone()[0])
+    # A running task's row stays in the queue until it ends: it no longer waits.
+    return int(conn.execute("SELECT COUNT(*) FROM queue WHERE reason != ?", (RUNNING,)).fetchone()[0])
 
 
 def _tasks(n: int) -> str:

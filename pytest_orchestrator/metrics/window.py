@@ -26,6 +26,7 @@ import sqlite3
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..loop.store import RUNNING
 from .resources import Resources, resources
 
 # Every status an attempt can end with: `error` is an attempt whose agent raised (dispatch.ending).
@@ -135,9 +136,13 @@ def window(conn: sqlite3.Connection, since: float, until: float, plan: str | Non
                 params,
             ).fetchone()[0]
         )
+        # The queue keeps a running task's row too: pending is the others, as `orchestrator queue`
+        # and orchestrator_queue_depth count them.
         pending = int(
             conn.execute(
-                "SELECT COUNT(*) FROM queue" + (" WHERE plan = :plan" if plan is not None else ""), params
+                "SELECT COUNT(*) FROM queue WHERE reason != :running"
+                + (" AND plan = :plan" if plan is not None else ""),
+                {**params, "running": RUNNING},
             ).fetchone()[0]
         )
     completed = by_status.get("completed", 0)
