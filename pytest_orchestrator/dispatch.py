@@ -209,6 +209,7 @@ def _attempt(
             )
         if result is None:
             raise NoAgent(f"no agent took task {task.id}")
+        redact_result(result)
         if result.status == "completed" and task.verification is not None:
             result.verification = verify(bound, task, context.workspace)
             if not result.verification.passed:
@@ -247,6 +248,16 @@ def _attempt(
             # The agent's work is done and paid for: the result still reaches the report.
             run.unrecorded.append(f"task {task.id} ({plan_key}) {status}: {exc}")
     return result, attempt
+
+
+def redact_result(result: TaskResult) -> None:
+    """Mask secrets in what an agent wrote: any dispatch hook's result reaches the database and the report."""
+    result.error = redact(result.error) if result.error else result.error
+    result.question = redact(result.question) if result.question else result.question
+    result.recommendation = redact(result.recommendation) if result.recommendation else result.recommendation
+    result.options = [redact(option) for option in result.options] if result.options else result.options
+    result.output = redact(result.output)
+    result.log = redact(result.log)
 
 
 def is_crash(result: TaskResult) -> bool:

@@ -31,7 +31,7 @@ from pytest_orchestrator.priority import (
     score,
 )
 from pytest_orchestrator.state import StateStore
-from tests.test_runs import dispatched, project, script, write_plan
+from tests.test_runs import dispatched, plan_of, project, script, write_plan
 from tests.test_views import _env, orchestrator
 
 __all__ = ["project"]
@@ -429,3 +429,45 @@ def test_a_dry_run_shows_the_order_a_run_would_take(project: pytest.Pytester) ->
     shown = [line.split()[0] for line in result.outlines if line.startswith("plans/") and "SKIPPED" in line]
     assert shown == ["plans/c.md::1", "plans/c.md::2", "plans/a.md::1", "plans/a.md::2", "plans/b.md::1"]
     assert dispatched(project) == []
+
+
+# ---- what a run leaves in the queue ----
+
+RAISING_AGENT = """
+from pytest_orchestrator.result import TaskResult
+
+
+def pytest_orchestrator_dispatch(task, sandbox, config):
+    if task.id == "1.1":
+        raise RuntimeError("the agent blew up")
+    return TaskResult(task.id, "failed", error="push refused for TOKEN_PLACEHOLDER")
+"""
+
+
+def test_a_dispatch_that_raised_leaves_its_task_pending_and_no_secret_anywhere(
+    project: pytest.Pytester,
+) -> None:
+    # A token-shaped string the agent hook puts in its error: masked without being in our env.
+    token = "ghp_" + "Q7" * 18
+    project.makeconftest(RAISING_AGENT.replace("TOKEN_PLACEHOLDER", token))
+    write_plan(project, "y.md", plan_of(2, ["Push it"]))
+    result = project.runpytest("plans/x.md::1.1", "plans/y.md::2.1")
+    assert result.parseoutcomes()["failed"] == 2
+    assert token not in result.stdout.str()
+    state = project.path / ".orchestrator"
+    store = StateStore.read(state)
+    assert store is not None
+    try:
+        errors = [r[0] for r in store.conn.execute("SELECT error FROM attempts ORDER BY id")]
+        reasons = dict(store.conn.execute("SELECT task_id, reason FROM queue").fetchall())
+    finally:
+        store.close()
+    assert errors == ["RuntimeError: the agent blew up", "push refused for ***"]
+    # The task whose agent raised waits again, with why; nothing is left running.
+    assert reasons["1.1"] == "error: RuntimeError: the agent blew up"
+    assert reasons["2.1"] == "failed: push refused for ***"
+    ran = orchestrator(project.path, "queue", "--json")
+    assert ran.code == 0 and token not in ran.out
+    document = json.loads(ran.out)
+    assert document["running"] == []
+    assert {t["task_id"] for t in document["tasks"]} >= {"1.1", "2.1"}

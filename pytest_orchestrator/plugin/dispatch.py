@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .. import sandbox as sandboxes
-from ..dispatch import DispatchContext, NoAgent, run_task, skip_reason, stop_left_behind
+from ..dispatch import DispatchContext, NoAgent, ending, run_task, skip_reason, stop_left_behind
 from ..loop import RUNNING, QueueStore
 from ..redact import redact
 from ..result import DRY_RUN_PREFIX, TaskResult
@@ -142,6 +142,9 @@ def dispatch_item(item: TaskItem) -> TaskResult:
         )
         return result
 
+    # What the queue says once the dispatch is over: nothing when done, why otherwise; never
+    # RUNNING for an attempt that raised.
+    after: str | None = "error: the dispatch ended without a result"
     try:
         result = run_task(
             task,
@@ -153,14 +156,18 @@ def dispatch_item(item: TaskItem) -> TaskResult:
             progress(config, task.id),
         )
         done = result.status == "completed"
-        queue_wait(run, item, None if done else f"{result.status}: {result.error or 'no details'}"[:200])
+        after = None if done else f"{result.status}: {result.error or 'no details'}"[:200]
         return result
     except NoAgent:
         raise pytest.UsageError("no plugin implements pytest_orchestrator_dispatch") from None
     except StateError as exc:
         run.unrecorded.append(f"task {task.id} ({item.plan_key}) was not dispatched: {exc}")
         raise
+    except BaseException as exc:
+        after = redact(f"{ending(exc)}: {type(exc).__name__}: {exc}".strip())[:200]
+        raise
     finally:
+        queue_wait(run, item, after)
         report_bugs(config, run, lambda line: write_now(config, line))
         stop_if_unrecorded(item.session, run)
 

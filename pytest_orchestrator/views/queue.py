@@ -26,6 +26,7 @@ from ..loop import RUNNING, QueueRow
 from ..loop.due import NOT_YET
 from ..priority import Pending as _Pending
 from ..priority import QueueSpec, grouped, plan_order, score
+from ..redact import redact
 from .terminal import Style, clock, iso, span
 
 if TYPE_CHECKING:
@@ -145,7 +146,8 @@ def snapshot(
             row.priority,
             score(row.priority, waited, spec),
             waited,
-            row.reason,
+            # Written by any dispatch hook's error, and by older versions unmasked.
+            redact(row.reason),
             start,
             done,
             (task.description if task is not None else None),
