@@ -204,6 +204,25 @@ def test_an_attempt_that_raised_is_finished_and_failed(tmp_path: Path) -> None:
     assert ended == found.finished
 
 
+def test_the_run_browser_counts_failed_as_the_metrics_do(tmp_path: Path) -> None:
+    """/api/runs' `failed` is the window's: a question or an interrupted run is no failure."""
+    from pytest_orchestrator.views.runs import run_summary, runs
+
+    store = StateStore.open(tmp_path)
+    run = store.begin_run(now=1000)
+    statuses = ("completed", "failed", "error", "timeout", "needs_human", "interrupted")
+    for n, status in enumerate(statuses, start=1):
+        attempt = store.start_attempt(run, PLAN_A, f"1.{n}", now=1000 + 100 * n)
+        store.finish_attempt(attempt, status, now=1000 + 100 * n + 10)
+    store.start_attempt(run, PLAN_A, "1.9", now=2000)
+    numbers = window(store.conn, 0, 10_000)
+    listed, summary = runs(store)[0], run_summary(store, run)
+    store.close()
+    assert summary is not None
+    assert (listed["attempts"], listed["completed"], listed["running"]) == (7, 1, 1)
+    assert listed["failed"] == summary["failed"] == numbers.failed == 3
+
+
 def test_pending_leaves_out_the_running_task_as_every_view_does(tmp_path: Path) -> None:
     """The queue keeps a running task's row: metrics, task_backlog, `queue` and /metrics agree."""
     from pytest_orchestrator.metrics.health import HealthThresholds, last_completion, task_backlog

@@ -283,7 +283,7 @@ def runs_table(runs: Sequence[Mapping[str, Any]]) -> str:
     )
     return (
         "<table><tr><th>run</th><th>status</th><th>started</th><th>ended</th><th>plans</th>"
-        "<th>attempts</th><th>completed</th><th>not completed</th><th>tokens</th><th>cost</th></tr>"
+        "<th>attempts</th><th>completed</th><th>failed</th><th>tokens</th><th>cost</th></tr>"
         f"{rows}</table>"
     )
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
+from ..metrics import FAILED
 from ..redact import redact
 from .terminal import iso
 
 if TYPE_CHECKING:
     from ..state import StateStore
 
+# Failed as `orchestrator metrics` counts it: a question or an interrupted run is not a failure.
+_FAILED = "(" + ", ".join(f"'{status}'" for status in FAILED) + ")"
 # The attempts' columns every listing shows.
 _ATTEMPT = (
     "a.id, a.run_id, a.plan, a.task_id, a.title, a.attempt, a.status, a.started_at, a.ended_at, "
@@ -55,7 +58,7 @@ def runs(store: StateStore, limit: int = 50) -> list[dict[str, Any]]:
         "SELECT r.id, r.started_at, r.ended_at, r.status, r.pid, r.host, "
         "COUNT(a.id) AS attempts, "
         "COALESCE(SUM(a.status = 'completed'), 0) AS completed, "
-        "COALESCE(SUM(a.status NOT IN ('completed', 'running')), 0) AS failed, "
+        f"COALESCE(SUM(a.status IN {_FAILED}), 0) AS failed, "
         "COALESCE(SUM(a.status = 'running'), 0) AS running, "
         "COALESCE(SUM(a.cost_usd), 0) AS cost_usd, "
         "COALESCE(SUM(a.input_tokens + a.output_tokens + a.cache_read_tokens + a.cache_creation_tokens), 0) "
@@ -101,7 +104,7 @@ def run_summary(store: StateStore, run_id: int) -> dict[str, Any] | None:
         "SELECT r.id, r.started_at, r.ended_at, r.status, r.pid, r.host, "
         "COUNT(a.id) AS attempts, "
         "COALESCE(SUM(a.status = 'completed'), 0) AS completed, "
-        "COALESCE(SUM(a.status NOT IN ('completed', 'running')), 0) AS failed, "
+        f"COALESCE(SUM(a.status IN {_FAILED}), 0) AS failed, "
         "COALESCE(SUM(a.status = 'running'), 0) AS running, "
         "COALESCE(SUM(a.cost_usd), 0) AS cost_usd, "
         "COALESCE(SUM(a.input_tokens + a.output_tokens + a.cache_read_tokens + a.cache_creation_tokens), 0) "
