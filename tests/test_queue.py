@@ -423,6 +423,28 @@ def test_queue_watch_refreshes_in_place_and_ctrl_c_exits_0(state_project: Path) 
     assert b"Traceback" not in err
 
 
+def test_queue_watch_json_prints_one_document_a_line(state_project: Path) -> None:
+    _seed(state_project)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest_orchestrator", "queue", "--watch", "--interval", "0.2", "--json"],
+        cwd=state_project,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        time.sleep(1.5)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    lines = out.decode().splitlines()
+    assert len(lines) >= 2 and b"\033" not in out
+    assert all(json.loads(line)["depth"] == 5 for line in lines)
+
+
 def test_a_dry_run_shows_the_order_a_run_would_take(project: pytest.Pytester) -> None:
     _plans(project)
     result = project.runpytest("plans", "--orchestrator-dry-run", "-v")

@@ -353,7 +353,7 @@ def _show(
                 found = snapshot(store, time.time(), verbose, spec=spec, root=root)
             finally:
                 store.close()
-        if watch is not None:
+        if watch is not None and not as_json:
             # Home and clear: the frame replaces the last one instead of scrolling.
             out.write("\033[H\033[2J")
         if found is None:
@@ -366,7 +366,8 @@ def _show(
         elif as_json:
             import json
 
-            out.write(json.dumps(found.as_dict(), indent=2) + "\n")
+            # Watched, one document a line (JSON Lines) that a script can read as it comes.
+            out.write(json.dumps(found.as_dict(), indent=None if watch is not None else 2) + "\n")
         else:
             render(found, out, style)
         if watch is None:
