@@ -206,6 +206,23 @@ def test_the_health_cache_keeps_a_document_for_its_time_and_tells_a_failed_run()
     assert cache.runs == 3
 
 
+def test_a_health_run_that_raised_is_told_without_its_secrets() -> None:
+    from pytest_orchestrator.server import HealthCache
+
+    token = "ghp_" + "Zx9" * 12
+
+    def check() -> dict[str, Any]:
+        raise OSError(f"cannot start the checks with GH_TOKEN={token}")
+
+    health = HealthCache(check, ttl=5).get()
+    assert health.http_status == 503
+    assert (
+        health.document["error"]
+        == "the health checks failed to run: OSError: cannot start the checks with GH_TOKEN=***"
+    )
+    assert token.encode() not in health.body
+
+
 # ---- /metrics, the API ----
 
 

@@ -76,7 +76,9 @@ class HealthCache:
         try:
             document = self._check()
         except Exception as exc:  # the endpoint answers 503 with the reason, never a traceback
-            document = unhealthy(f"the health checks failed to run: {type(exc).__name__}: {exc}")
+            from ..redact import redact
+
+            document = unhealthy(redact(f"the health checks failed to run: {type(exc).__name__}: {exc}"))
         finally:
             health = Health(document, time.monotonic() - started)
             with self._lock:
