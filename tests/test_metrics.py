@@ -400,3 +400,12 @@ def test_no_state_is_one_line_and_an_empty_document(project: Path) -> None:
     document = json.loads(as_json.out)
     assert (document["finished"], document["tasks_by_status"], document["error_rate"]) == (0, {}, None)
     assert not (project / "state").exists()
+
+
+def test_a_since_in_the_future_is_one_line_and_exit_2(project: Path) -> None:
+    ran = orchestrator(project, "metrics", "--since", "2999-01-01", "--json")
+    assert (ran.code, ran.out) == (2, "")
+    assert ran.err.splitlines()[-1] == (
+        "orchestrator metrics: error: argument --since: '2999-01-01' is in the future: give a time "
+        "before now, or a span such as 24h"
+    )

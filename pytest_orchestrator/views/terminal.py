@@ -93,4 +93,8 @@ def parse_since(text: str, now: float | None = None) -> float:
     except ValueError:
         raise ValueError(f"expected {SINCE_HELP}, not {text!r}") from None
     # A naive datetime's timestamp() is local time, as the terminal shows it.
-    return moment.timestamp()
+    since = moment.timestamp()
+    if since > now:
+        # The window would end before it starts: every figure zero, and no hint why.
+        raise ValueError(f"{text!r} is in the future: give a time before now, or a span such as 24h")
+    return since
