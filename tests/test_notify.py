@@ -240,6 +240,26 @@ def test_task_events_and_the_run_arrive_once_signed_and_redacted(
     assert set(finished["details"]["plans"]) == {"plans/x.md", "plans/y.md"}
 
 
+def test_a_task_whose_agent_raised_is_told_failed_and_counted_in_the_run(project: pytest.Pytester) -> None:
+    project.makeconftest(
+        "def pytest_orchestrator_dispatch(task, sandbox, config):\n"
+        f"    raise RuntimeError('agent died holding {FAKE_TOKEN}')\n"
+    )
+    with Receiver() as receiver:
+        config(project.path, receiver.url)
+        result = project.runpytest("plans/x.md::1.1")
+        assert result.ret == pytest.ExitCode.TESTS_FAILED
+        deliveries = receiver.delivered()
+    by_event = {d.event: d.payload for d in deliveries}
+    assert sorted(by_event) == ["run_finished", "task_failed"]
+    assert by_event["task_failed"]["text"] == (
+        "Task 1.1 of plans/x.md failed: RuntimeError: agent died holding ***"
+    )
+    assert by_event["run_finished"]["details"]["by_status"] == {"failed": 1}
+    assert all(FAKE_TOKEN not in d.body.decode() for d in deliveries)
+    result.stdout.fnmatch_lines(["*Task 1.1: FAILED*"])
+
+
 def test_only_the_configured_events_are_sent(project: pytest.Pytester) -> None:
     plan_with_a_failure(project)
     with Receiver() as receiver:

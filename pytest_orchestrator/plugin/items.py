@@ -193,9 +193,22 @@ class TaskItem(pytest.Item):
 
     def runtest(self) -> None:
         """Dispatch the task; anything but a completed, verified task fails the item."""
+        from ..dispatch import TaskTimeout
+        from ..state import StateError
         from .dispatch import dispatch_item
 
-        result = dispatch_item(self)
+        try:
+            result = dispatch_item(self)
+        except (pytest.UsageError, StateError, SandboxError, TaskTimeout):
+            # Not dispatched: nothing ran that the totals or the webhooks could tell.
+            raise
+        except Exception as exc:
+            # The agent raised: its attempt is recorded as `error`. The run's totals, its status line
+            # and the task_failed webhook count it as a failure; pytest shows the traceback.
+            failed = TaskResult(self.task.id, "failed", error=redact(f"{type(exc).__name__}: {exc}")[:500])
+            self.stash[RESULT] = failed
+            self.ihook.pytest_orchestrator_task_finished(task=self.task, result=failed, config=self.config)
+            raise
         self.stash[RESULT] = result
         self.ihook.pytest_orchestrator_task_finished(task=self.task, result=result, config=self.config)
         if result.status == "interrupted":
