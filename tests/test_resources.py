@@ -174,3 +174,30 @@ def test_an_unreachable_engine_costs_the_container_sample_only(tmp_path: Path, d
     samples = sampler.readings()
     assert time.monotonic() - started < 5
     assert [s.kind for s in samples] == ["process"]
+
+
+def test_a_sampler_that_raises_never_stops_the_heartbeat(tmp_path: Path) -> None:
+    """A run whose beats stopped would look dead to the next run: a failed sample is only skipped."""
+    calls: list[float] = []
+
+    def sampler(store: StateStore, run_id: int, force: bool) -> None:
+        calls.append(time.monotonic())
+        raise TypeError("an engine answered with something unexpected")
+
+    # A heartbeat every 0.5 s.
+    run = RunRecord(tmp_path, uuid.uuid4().hex, "main", 2.0, sample=sampler)
+    try:
+        time.sleep(1.8)
+        store = StateStore.read(tmp_path)
+        assert store is not None
+        try:
+            beat = store.conn.execute(
+                "SELECT MAX(at) FROM heartbeats WHERE run_id = ?", (run.run_id,)
+            ).fetchone()[0]
+        finally:
+            store.close()
+    finally:
+        run.close("finished")
+    # Sampled at the start and at each beat, and each beat written although every sample failed.
+    assert len(calls) >= 3
+    assert beat is not None and time.time() - beat < 1.0

@@ -103,8 +103,9 @@ class _Heartbeat(threading.Thread):
             return
         try:
             self.sample(store, self.run_id, force)
-        except StateError:
-            # Resource samples are worth less than the beats: a failed write is skipped.
+        except Exception:  # a reading or a write that fails, however: never the heartbeat's end
+            # Resource samples are worth less than the beats: a failed one is skipped. A heartbeat
+            # thread that died would make this live run look dead to the next, which takes its plans.
             return
 
     def run(self) -> None:
