@@ -394,6 +394,23 @@ def test_a_transcript_is_redacted_and_capped_and_pruned(tmp_path: Path) -> None:
     assert not path.exists() and fresh.exists()
 
 
+def test_the_transcript_page_escapes_every_value_of_an_event() -> None:
+    """An event's fields are what an agent printed: none reaches the page as markup."""
+    from pytest_orchestrator.server.page import transcript
+
+    script = "<script>alert(1)</script>"
+    shown = transcript(
+        [
+            {"type": "result", "num_turns": script, "total_cost_usd": script, "duration_ms": script},
+            {"type": "transcript_truncated", "max_bytes": script},
+            {"type": "result", "num_turns": 3, "total_cost_usd": 0.0123456, "duration_ms": 1500},
+        ]
+    )
+    assert "<script>" not in shown
+    assert shown.count("&lt;script&gt;") == 4
+    assert "3 turns · $0.0123 · 1500 ms" in shown
+
+
 def test_the_watchdogs_daily_prune_deletes_old_transcripts(tmp_path: Path) -> None:
     from pytest_orchestrator.crashes.config import MonitorSpec
     from pytest_orchestrator.monitor.crashes import Monitor

@@ -420,21 +420,33 @@ def _event(event: Mapping[str, Any]) -> str:
             " · ".join(
                 [
                     _scalar("failed" if event.get("is_error") else "ok"),
-                    f"{event.get('num_turns', '?')} turns",
-                    f"${float(event.get('total_cost_usd') or 0):.4f}",
-                    *([f"{event['duration_ms']} ms"] if event.get("duration_ms") is not None else []),
+                    # The events are what an agent printed: every value is escaped, numbers too.
+                    f"{html.escape(str(event.get('num_turns', '?')))} turns",
+                    _cost(event.get("total_cost_usd")),
+                    *(
+                        [f"{html.escape(str(event['duration_ms']))} ms"]
+                        if event.get("duration_ms") is not None
+                        else []
+                    ),
                 ]
             )
             + _pre(str(event.get("result") or ""))
         )
     elif kind == "transcript_truncated":
         parts.append(
-            f"<span class=yellow>the transcript reached its cap of {event.get('max_bytes')} bytes: "
+            "<span class=yellow>the transcript reached its cap of "
+            f"{html.escape(str(event.get('max_bytes')))} bytes: "
             "later events were not kept</span>"
         )
     else:
         parts.append(_pre(json.dumps(event, indent=1, ensure_ascii=False)[:_SHOWN]))
     return f'<div class="event {html.escape(kind)}">{head}<div>{"".join(parts)}</div></div>'
+
+
+def _cost(value: Any) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"${float(value):.4f}"
+    return "$" + html.escape(str(value or 0))
 
 
 def not_found(message: str) -> str:
