@@ -381,6 +381,21 @@ def test_an_unknown_plan_is_one_line_and_exit_2(project: Path) -> None:
     )
 
 
+def test_a_plan_only_queued_is_known_with_its_pending_tasks(project: Path) -> None:
+    seed_recent(project)
+    store = StateStore.open(project / "state")
+    with store.writing() as conn:
+        conn.execute(
+            "INSERT INTO queue (plan, task_id, position, enqueued_at, reason) VALUES (?, '9.1', 9, 0, 'pending')",
+            ("plans/new.md",),
+        )
+    store.close()
+    ran = orchestrator(project, "metrics", "--plan", "plans/new.md", "--json")
+    assert (ran.code, ran.err) == (0, "")
+    document = json.loads(ran.out)
+    assert (document["plan"], document["finished"], document["pending"]) == ("plans/new.md", 0, 1)
+
+
 @pytest.mark.parametrize("value", ["3x", "24", "yesterday", ""])
 def test_a_bad_since_is_one_line_and_exit_2(project: Path, value: str) -> None:
     ran = orchestrator(project, "metrics", f"--since={value}")

@@ -42,6 +42,10 @@ def _known(store: StateStore, plan: str) -> None:
     conn = store.conn
     if conn.execute("SELECT 1 FROM attempts WHERE plan = ? LIMIT 1", (plan,)).fetchone():
         return
+    # A plan whose tasks wait in the queue, none dispatched yet, has numbers too: its pending.
+    queued = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'queue'").fetchone()
+    if queued and conn.execute("SELECT 1 FROM queue WHERE plan = ? LIMIT 1", (plan,)).fetchone():
+        return
     plans = [str(r[0]) for r in conn.execute(f"SELECT DISTINCT plan FROM attempts LIMIT {_KNOWN_PLANS + 1}")]
     known = ", ".join(plans[:_KNOWN_PLANS]) + (", ..." if len(plans) > _KNOWN_PLANS else "")
     raise UnknownPlan(
