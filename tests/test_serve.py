@@ -394,6 +394,24 @@ def test_a_transcript_is_redacted_and_capped_and_pruned(tmp_path: Path) -> None:
     assert not path.exists() and fresh.exists()
 
 
+def test_an_unreadable_state_is_503_with_the_reason_on_every_path(tmp_path: Path) -> None:
+    from pytest_orchestrator.server import App, HealthCache
+
+    state_dir = tmp_path / ".orchestrator"
+    state_dir.mkdir()
+    (state_dir / "state.db").write_bytes(b"not a database, " * 512)
+    app = App(state_dir, HealthCache(lambda: {"status": "healthy"}, 5))
+    reason = f"cannot read state database {state_dir / 'state.db'}: file is not a database"
+    for path in ("/api/status", "/api/queue", "/api/metrics", "/api/runs"):
+        answer = app.handle(path, {}, {})
+        assert (answer.status, json.loads(answer.body)) == (503, {"error": reason})
+    for path in ("/metrics", "/"):
+        answer = app.handle(path, {}, {})
+        assert (answer.status, answer.body.decode()) == (503, f"orchestrator: {reason}\n")
+    # /healthz is the health run's answer, whatever the state.
+    assert app.handle("/healthz", {}, {}).status == 200
+
+
 def test_the_transcript_page_escapes_every_value_of_an_event() -> None:
     """An event's fields are what an agent printed: none reaches the page as markup."""
     from pytest_orchestrator.server.page import transcript

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..redact import redact
+from ..state import StateError
 from ..transcripts import TRUNCATED
 from . import page
 from .healthz import HealthCache
@@ -107,6 +108,13 @@ class App:
             if path.startswith("/api/"):
                 return _json({"error": str(exc)}, 404)
             return Response(404, HTML, page.not_found(str(exc)).encode("utf-8"))
+        except StateError as exc:
+            # The state database cannot be read (corrupt, unreadable, too new): not a bug of the
+            # server, and not for ever; the message says what to do.
+            message = redact(str(exc))
+            if path.startswith("/api/"):
+                return _json({"error": message}, 503)
+            return Response(503, "text/plain; charset=utf-8", f"orchestrator: {message}\n".encode())
 
     def _authorize(self, path: str, query: Mapping[str, str], headers: Mapping[str, str]) -> Response | None:
         given = ""
