@@ -201,3 +201,25 @@ def test_a_sampler_that_raises_never_stops_the_heartbeat(tmp_path: Path) -> None
     # Sampled at the start and at each beat, and each beat written although every sample failed.
     assert len(calls) >= 3
     assert beat is not None and time.time() - beat < 1.0
+
+
+def test_a_sampler_that_raises_never_stops_the_loop(tmp_path: Path) -> None:
+    from pytest_orchestrator.loop.controller import Loop
+
+    stop = tmp_path / "stop"
+    calls: list[int] = []
+
+    def sampler(store: StateStore) -> None:
+        calls.append(1)
+        raise TypeError("psutil answered with something unexpected")
+
+    def start_round(number: int) -> subprocess.Popen[bytes]:
+        # One round, then the stop file ends the loop as an operator would.
+        stop.touch()
+        return subprocess.Popen([sys.executable, "-c", "pass"])
+
+    lines: list[str] = []
+    loop = Loop(tmp_path, 0.2, stop, 0.2, start_round, lines.append, sample=sampler)
+    assert loop.run() == 0
+    assert calls and loop.round == 1
+    assert lines[-1] == f"orchestrator loop: stopped (stop file {stop}) after 1 rounds"

@@ -191,8 +191,8 @@ class Loop:
             return
         try:
             self.sample(store)
-        except StateError:
-            # Worth less than the beats: a sample that cannot be written is skipped, unsaid.
+        except Exception:  # a reading or a write that fails, however: never the loop's end
+            # Worth less than the beats: a sample that cannot be taken or written is skipped, unsaid.
             return
 
     def _nothing_changed(self, loop: LoopStore) -> bool:
