@@ -7,6 +7,7 @@ Each figure is checked against the kernel's own account of it, read independentl
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -220,6 +221,12 @@ def test_a_sampler_that_raises_never_stops_the_loop(tmp_path: Path) -> None:
 
     lines: list[str] = []
     loop = Loop(tmp_path, 0.2, stop, 0.2, start_round, lines.append, sample=sampler)
-    assert loop.run() == 0
+    # The loop takes SIGTERM and SIGINT in the main thread: this process gets its own back.
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        assert loop.run() == 0
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
     assert calls and loop.round == 1
     assert lines[-1] == f"orchestrator loop: stopped (stop file {stop}) after 1 rounds"
