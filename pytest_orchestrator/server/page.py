@@ -48,7 +48,7 @@ main{padding:16px 24px;max-width:1500px}
 section{background:#fff;border:1px solid #dde1e8;border-radius:6px;padding:12px 16px;margin-bottom:16px}
 h2{font-size:15px;margin:0 0 8px}h3{font-size:13px;margin:10px 0 4px;color:#4a5468}
 table{border-collapse:collapse;width:100%}td,th{padding:3px 8px;border-bottom:1px solid #eef0f4;
-text-align:left;vertical-align:top}th{font-weight:600;color:#4a5468;font-size:12px}
+text-align:left;vertical-align:top}th{font-weight:600;color:#4a5468;font-size:12px;white-space:nowrap}
 td table{width:auto}.k{color:#4a5468;white-space:nowrap;width:1%}
 .green{color:#18813a;font-weight:600}.yellow{color:#a06800;font-weight:600}.red{color:#c0262d;font-weight:600}
 pre{white-space:pre-wrap;word-break:break-word;background:#f3f4f7;padding:6px 8px;border-radius:4px;
