@@ -78,6 +78,8 @@ class ActiveTask:
 class FinishedAttempt:
     """One of the latest attempts to end, whatever their status."""
 
+    # The attempt's row id: the web dashboard links it to its transcript.
+    id: int
     plan: str
     task_id: str
     title: str
@@ -92,6 +94,7 @@ class FinishedAttempt:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready."""
         return {
+            "id": self.id,
             "plan": self.plan,
             "task_id": self.task_id,
             "title": self.title,
@@ -297,13 +300,14 @@ def _active(store: StateStore, now: float, stale_after: float) -> tuple[ActiveTa
 def _finished(store: StateStore) -> tuple[FinishedAttempt, ...]:
     # attempts_by_end (schema 6) makes this a walk down the index, whatever the history's size.
     rows = store.conn.execute(
-        "SELECT a.plan, a.task_id, a.title, a.attempt, a.status, a.started_at, a.ended_at, a.cost_usd, "
+        "SELECT a.id, a.plan, a.task_id, a.title, a.attempt, a.status, a.started_at, a.ended_at, a.cost_usd, "
         f"{_TOKENS} AS tokens, a.error FROM attempts a WHERE a.ended_at IS NOT NULL "
         "ORDER BY a.ended_at DESC, a.id DESC LIMIT ?",
         (RECENT,),
     ).fetchall()
     return tuple(
         FinishedAttempt(
+            id=int(r["id"]),
             plan=r["plan"],
             task_id=r["task_id"],
             title=r["title"],
