@@ -339,3 +339,18 @@ def test_no_state_is_one_line_and_an_empty_document(project: Path) -> None:
     document = json.loads(as_json.out)
     assert (document["finished"], document["tasks_by_status"], document["error_rate"]) == (0, {}, None)
     assert not (project / "state").exists()
+
+
+def test_an_attempt_that_raised_is_finished_and_failed(tmp_path: Path) -> None:
+    # `error` is what an attempt that raised records: its agent died, its sandbox went away.
+    # The operator counts it among the finished and the failed, as the error rate's alarm must.
+    now = time.time()
+    store = StateStore.open(tmp_path)
+    run = store.begin_run(now=now - HOUR)
+    for status in ("completed", "error", "error", "completed"):
+        attempt = store.start_attempt(run, PLAN_A, "1.1", now=now - 120)
+        store.finish_attempt(attempt, status, now=now - 60)
+    found = window(store.conn, now - HOUR, now)
+    store.close()
+    assert found.tasks_by_status == {"completed": 2, "error": 2}
+    assert (found.finished, found.error_rate) == (4, 0.5)

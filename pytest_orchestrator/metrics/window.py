@@ -2,8 +2,9 @@
 
 What counts (the README's "Metrics" section says the same):
 - An attempt is *finished* in the window when it ended in it (`since <= ended_at < until`) with
-  one of the ended statuses: completed, failed, needs_human, timeout, interrupted.
-- *Failed* attempts are those that ended `failed` or `timeout`: the agent did not do the task.
+  one of the ended statuses: completed, failed, needs_human, timeout, interrupted, error.
+- *Failed* attempts are those that ended `failed`, `timeout` or `error` (the attempt raised: the
+  agent died, the sandbox went away): the task was not done.
   needs_human (the agent asked a question) and interrupted (the orchestrator stopped) are not.
 - `tasks_by_status` counts the finished attempts by status (statuses with none are left out),
   plus `running`: the attempts running now that started before `until`. `pending` counts the
@@ -27,8 +28,8 @@ from typing import Any
 
 from .resources import Resources, resources
 
-FINISHED = ("completed", "failed", "needs_human", "timeout", "interrupted")
-FAILED = ("failed", "timeout")
+FINISHED = ("completed", "failed", "needs_human", "timeout", "interrupted", "error")
+FAILED = ("failed", "timeout", "error")
 # The first schema with crash records and the queue; an older state.db has neither.
 _CRASHES_SCHEMA = 5
 _RESOURCES_SCHEMA = 6
