@@ -20,6 +20,7 @@ import psutil
 import pytest
 
 from pytest_orchestrator.sandbox.docker import engine_id
+from pytest_orchestrator.state import StateStore
 from tests.conftest import AGENT_API_KEY, AGENT_GH_TOKEN, attempt_rows, task_run_args
 from tests.support.messages_server import reply
 
@@ -75,6 +76,46 @@ def test_a_tx_spec_whose_docker_host_execnet_cuts_is_refused(pytester: pytest.Py
         ]
     )
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+def test_orphans_on_an_unreachable_engine_are_one_warning_and_the_run_goes_on(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # This run's own engine is a socket nobody listens on: the task is tried, and fails there.
+    here = f"unix://{pytester.path}/dead.sock"
+    monkeypatch.setenv("DOCKER_HOST", here)
+    gone = "tcp://127.0.0.1:9"
+    write_plans(pytester)
+    store = StateStore.open(pytester.path / ".orchestrator")
+    run_id = store.begin_run("killed")
+    for task in ("7.1", "7.2"):
+        store.start_attempt(run_id, "plans/old.md", task, dispatch_id=f"d-{task}", engine=gone)
+    done = subprocess.Popen(["true"])
+    done.wait()
+    with store.writing() as conn:
+        conn.execute("UPDATE runs SET pid = ? WHERE id = ?", (done.pid, run_id))
+    store.close()
+
+    started = time.monotonic()
+    result = pytester.runpytest_subprocess("plans/a.md", "-p", "no:randomly")
+    elapsed = time.monotonic() - started
+    output = result.stdout.str() + result.stderr.str()
+    warnings = [line for line in output.splitlines() if "could not be stopped" in line]
+    assert len(warnings) == 1, output[-3000:]
+    assert warnings[0].startswith(
+        "orchestrator: warning: the agents of tasks 7.1 (plans/old.md), 7.2 (plans/old.md) left running "
+        f"on {gone} could not be stopped: docker daemon not reachable at {gone}: "
+    ), warnings
+    # The run went on: its task was dispatched, and failed on this run's own (dead) engine.
+    result.stdout.fnmatch_lines([f"*Task 1.1 *docker daemon not reachable at {here}*"])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert "Traceback" not in output
+    assert elapsed < 60
+    assert sorted(attempt_rows(pytester.path, "task_id, status")) == [
+        ("1.1", "failed"),
+        ("7.1", "interrupted"),
+        ("7.2", "interrupted"),
+    ]
 
 
 @pytest.fixture
