@@ -118,6 +118,19 @@ def test_orphans_on_an_unreachable_engine_are_one_warning_and_the_run_goes_on(
     ]
 
 
+def test_a_refused_tx_spec_is_shown_without_its_password(pytester: pytest.Pytester) -> None:
+    (pytester.path / "plans").mkdir()
+    (pytester.path / "plans" / "a.md").write_text(PLAN.format(name="a", number=1))
+    result = pytester.runpytest_subprocess(
+        "plans", "--tx", "popen//env:DOCKER_HOST=ssh://deploy:s3cret@host-b"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: --tx popen//env:DOCKER_HOST=ssh://deploy:***@host-b: execnet splits a spec at '//', *"]
+    )
+    assert "s3cret" not in result.stdout.str() + result.stderr.str()
+
+
 @pytest.fixture
 def two_sandboxes(
     agent_sandbox: Callable[..., Any], second_engine: Any
