@@ -78,8 +78,9 @@ def test_a_tx_spec_whose_docker_host_execnet_cuts_is_refused(pytester: pytest.Py
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
 
 
+@pytest.mark.parametrize("workers", [[], ["-n", "1"]], ids=["no xdist", "xdist"])
 def test_orphans_on_an_unreachable_engine_are_one_warning_and_the_run_goes_on(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, workers: list[str]
 ) -> None:
     # This run's own engine is a socket nobody listens on: the task is tried, and fails there.
     here = f"unix://{pytester.path}/dead.sock"
@@ -97,7 +98,7 @@ def test_orphans_on_an_unreachable_engine_are_one_warning_and_the_run_goes_on(
     store.close()
 
     started = time.monotonic()
-    result = pytester.runpytest_subprocess("plans/a.md", "-p", "no:randomly")
+    result = pytester.runpytest_subprocess("plans/a.md", "-p", "no:randomly", *workers)
     elapsed = time.monotonic() - started
     output = result.stdout.str() + result.stderr.str()
     warnings = [line for line in output.splitlines() if "could not be stopped" in line]
