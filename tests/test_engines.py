@@ -21,7 +21,7 @@ import pytest
 
 from pytest_orchestrator.sandbox.docker import engine_id
 from pytest_orchestrator.state import StateStore
-from tests.conftest import AGENT_API_KEY, AGENT_GH_TOKEN, attempt_rows, task_run_args
+from tests.conftest import AGENT_API_KEY, AGENT_GH_TOKEN, attempt_rows, require, task_run_args
 from tests.support.messages_server import reply
 
 FIRST = "unix:/var/run/docker.sock"
@@ -130,6 +130,47 @@ def test_a_refused_tx_spec_is_shown_without_its_password(pytester: pytest.Pytest
         ["ERROR: --tx popen//env:DOCKER_HOST=ssh://deploy:***@host-b: execnet splits a spec at '//', *"]
     )
     assert "s3cret" not in result.stdout.str() + result.stderr.str()
+
+
+def test_a_second_engine_that_will_not_stop_leaves_nothing_behind(
+    docker_client: Any, busybox_image: str
+) -> None:
+    from tests.support.engines import EngineError, SecondEngine, first_engine_networking
+
+    engine = SecondEngine()
+    try:
+        engine.start()
+    except EngineError as exc:
+        engine.stop()
+        require("a second Docker engine", str(exc))
+    try:
+        engine.load_image(docker_client, busybox_image)
+        container = engine.client().containers.run(
+            busybox_image, ["sleep", "1000"], detach=True, network_mode="host"
+        )
+        container.reload()
+        running = psutil.Process(container.attrs["State"]["Pid"])
+        assert engine.process is not None
+        # A dockerd that does not answer SIGTERM (as a hung one): the stop kills it, and it cannot
+        # stop its containers itself.
+        os.kill(engine.process.pid, signal.SIGSTOP)
+    finally:
+        engine.stop(grace=1)
+    assert not running.is_running() or running.status() == psutil.STATUS_ZOMBIE
+    root = str(engine.root)
+    left = []
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            if any(root in part for part in process.info["cmdline"] or ()):
+                left.append(process.info["cmdline"])
+        except psutil.Error:
+            continue
+    assert left == []
+    with open("/proc/mounts") as mounts:
+        assert [line for line in mounts if root in line] == []
+    assert not engine.root.exists()
+    assert subprocess.run(["ip", "link", "show", engine.bridge], capture_output=True).returncode != 0
+    assert first_engine_networking(docker_client, busybox_image) is None
 
 
 @pytest.fixture
