@@ -52,6 +52,8 @@ def test_an_engine_is_recorded_by_its_endpoint_without_credentials() -> None:
     assert engine_id({"DOCKER_HOST": "unix:/run/b/docker.sock"}) == "unix:///run/b/docker.sock"
     assert engine_id({"DOCKER_HOST": "tcp://host-a:2376", "DOCKER_TLS_VERIFY": "1"}) == "tcp://host-a:2376"
     assert engine_id({"DOCKER_HOST": "ssh://deploy:s3cret@host-b"}) == "ssh://deploy@host-b"
+    # A spelling the SDK refuses is still recorded and shown: without its password too.
+    assert engine_id({"DOCKER_HOST": "deploy:s3cret@host-a:2375"}) == "deploy@host-a:2375"
 
 
 def test_an_unreachable_engine_is_named_without_its_password() -> None:
