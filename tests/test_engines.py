@@ -65,6 +65,33 @@ def test_an_unreachable_engine_is_named_without_its_password() -> None:
     assert "s3cret" not in found.message
 
 
+def test_the_sandbox_commands_name_a_failed_engine_without_its_password(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    import requests
+
+    from pytest_orchestrator.sandbox.docker import engine_error
+
+    monkeypatch.setenv("DOCKER_HOST", "ssh://deploy:s3cret@127.0.0.1:9")
+    # A call that failed after the connection was made: the commands' last resort.
+    error = engine_error(requests.exceptions.ConnectionError("connection reset"), 5.0)
+    assert error is not None
+    assert str(error).startswith("docker daemon not reachable at ssh://deploy@127.0.0.1:9: ")
+    # And the first call, through the command itself.
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest_orchestrator", "sandbox", "status"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith("orchestrator: docker daemon not reachable at ssh://deploy@127.0.0.1:9: ")
+    assert len(done.stderr.splitlines()) == 1
+    assert "s3cret" not in done.stdout + done.stderr
+
+
 def test_a_tx_spec_whose_docker_host_execnet_cuts_is_refused(pytester: pytest.Pytester) -> None:
     (pytester.path / "plans").mkdir()
     (pytester.path / "plans" / "a.md").write_text(PLAN.format(name="a", number=1))
