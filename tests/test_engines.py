@@ -322,21 +322,41 @@ def test_two_plans_on_two_engines_each_run_on_their_workers_engine(
         assert [a["engine"] for a in data["attempts"]] == [engines[plan]]
 
 
-def test_a_resumed_run_stops_the_orphan_on_the_engine_that_ran_it(
+@pytest.fixture
+def slow_run_on_both(
     pytester: pytest.Pytester,
     messages_server: Callable[..., Any],
     two_sandboxes: Callable[[Any], tuple[Any, Any]],
     second_engine: Any,
+) -> Iterator[Callable[..., tuple[Any, Any, Any, subprocess.Popen[str]]]]:
+    """Start both plans on the two engines, with agents answered only after two minutes: returns
+    (server, first sandbox, second sandbox, the run). A run still going afterwards is killed."""
+    runs: list[subprocess.Popen[str]] = []
+
+    def start(**popen: Any) -> tuple[Any, Any, Any, subprocess.Popen[str]]:
+        server = messages_server(*[reply("STATUS: complete", delay=120) for _ in range(2)])
+        first, second = two_sandboxes(server)
+        write_plans(pytester)
+        run = subprocess.Popen(
+            pytest_argv(first, "plans", *tx_args(second_engine)), cwd=pytester.path, text=True, **popen
+        )
+        runs.append(run)
+        return server, first, second, run
+
+    yield start
+    for run in runs:
+        if run.poll() is None:
+            left = [psutil.Process(run.pid), *psutil.Process(run.pid).children(recursive=True)]
+            for process in left:
+                process.kill()
+            psutil.wait_procs(left, timeout=30)
+
+
+def test_a_resumed_run_stops_the_orphan_on_the_engine_that_ran_it(
+    pytester: pytest.Pytester, slow_run_on_both: Callable[..., Any], second_engine: Any
 ) -> None:
-    server = messages_server(*[reply("STATUS: complete", delay=120) for _ in range(2)])
-    first, second = two_sandboxes(server)
-    write_plans(pytester)
-    run = subprocess.Popen(
-        pytest_argv(first, "plans", *tx_args(second_engine)),
-        cwd=pytester.path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+    server, first, second, run = slow_run_on_both(
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     try:
         wait_for(lambda: len(server.requests) >= 2)
@@ -368,21 +388,9 @@ def test_a_resumed_run_stops_the_orphan_on_the_engine_that_ran_it(
 
 
 def test_sigterm_stops_each_workers_agent_on_its_own_engine(
-    pytester: pytest.Pytester,
-    messages_server: Callable[..., Any],
-    two_sandboxes: Callable[[Any], tuple[Any, Any]],
-    second_engine: Any,
+    pytester: pytest.Pytester, slow_run_on_both: Callable[..., Any], second_engine: Any
 ) -> None:
-    server = messages_server(*[reply("STATUS: complete", delay=120) for _ in range(2)])
-    first, second = two_sandboxes(server)
-    write_plans(pytester)
-    run = subprocess.Popen(
-        pytest_argv(first, "plans", *tx_args(second_engine)),
-        cwd=pytester.path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    _, first, second, run = slow_run_on_both(stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     wait_for(lambda: bool(claude_processes(first) and claude_processes(second)))
     run.send_signal(signal.SIGTERM)
     output, _ = run.communicate(timeout=60)
