@@ -33,6 +33,8 @@ FAILED = ("failed", "timeout", "error")
 # The first schema with crash records and the queue; an older state.db has neither.
 _CRASHES_SCHEMA = 5
 _RESOURCES_SCHEMA = 6
+# The span of the "last hour" figures: the dashboard's rates and the error_rate health check.
+HOUR = 3600.0
 
 
 @dataclass(frozen=True)
@@ -163,3 +165,8 @@ def window(conn: sqlite3.Connection, since: float, until: float, plan: str | Non
         crashes=crashes,
         resources=resources(conn, since, until) if version >= _RESOURCES_SCHEMA else Resources(),
     )
+
+
+def last_hour(conn: sqlite3.Connection, now: float) -> Window:
+    """The numbers of the attempts that ended in the hour before `now`, of every plan."""
+    return window(conn, now - HOUR, now)

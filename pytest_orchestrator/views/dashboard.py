@@ -25,8 +25,6 @@ STALE_AFTER = 300.0
 # How many finished attempts and queued tasks a frame shows.
 RECENT = 10
 QUEUE_HEAD = 5
-# The window of the throughput and the error rate.
-HOUR = 3600.0
 # The first schema with the loop, the queue and the health history.
 LOOP_SCHEMA = 5
 # The loop's states in which it must keep polling (health.orchestrator.POLLING, not imported:
@@ -152,6 +150,8 @@ class Rates:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready."""
+        from ..metrics import HOUR
+
         return {
             "window": HOUR,
             "finished": self.finished,
@@ -345,9 +345,9 @@ def _queue(store: StateStore, now: float, spec: QueueSpec | None) -> tuple[tuple
 
 
 def _rates(store: StateStore, now: float) -> Rates:
-    from ..metrics import window
+    from ..metrics import last_hour
 
-    numbers = window(store.conn, now - HOUR, now)
+    numbers = last_hour(store.conn, now)
     return Rates(
         finished=numbers.finished,
         throughput_per_hour=numbers.throughput_per_hour,
