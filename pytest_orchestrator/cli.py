@@ -161,14 +161,7 @@ def _add_views(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Show the recorded crashes since a time, grouped by fingerprint, the most recently "
         "seen first. Exit 0 (also when nothing has crashed, or no state exists yet), 2 for bad input.",
     )
-    crashes.add_argument(
-        "--since",
-        type=_since,
-        default="24h",
-        metavar="WHEN",
-        help="the window's start: a time span back from now (90s, 30m, 24h, 7d) or an ISO date/time "
-        "(default 24h)",
-    )
+    _add_since(crashes)
     crashes.add_argument("--json", action="store_true", help="print a JSON document instead")
     crashes.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     metrics = commands.add_parser(
@@ -177,14 +170,7 @@ def _add_views(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Show the numbers of the attempts that ended since a time, of every plan or one. "
         "Exit 0 (also when no state exists yet), 2 for bad input.",
     )
-    metrics.add_argument(
-        "--since",
-        type=_since,
-        default="24h",
-        metavar="WHEN",
-        help="the window's start: a time span back from now (90s, 30m, 24h, 7d) or an ISO date/time "
-        "(default 24h)",
-    )
+    _add_since(metrics)
     metrics.add_argument("--plan", metavar="PLAN", help="only this plan, as the runs name it (plans/x.md)")
     metrics.add_argument("--json", action="store_true", help="print a JSON document instead")
     metrics.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
@@ -223,6 +209,18 @@ def _add_views(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="seconds between refreshes with --watch (default 2)",
     )
     queue.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+
+
+def _add_since(parser: argparse.ArgumentParser) -> None:
+    """The `--since WHEN` window start that the time-window views share."""
+    parser.add_argument(
+        "--since",
+        type=_since,
+        default="24h",
+        metavar="WHEN",
+        help="the window's start: a time span back from now (90s, 30m, 24h, 7d) or an ISO date/time "
+        "(default 24h)",
+    )
 
 
 def _since(raw: str) -> float:

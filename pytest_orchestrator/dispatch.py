@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from .plan import Task
     from .sandbox import Sandbox
     from .settings import Settings
-    from .state import RunRecord, StateStore
+    from .state import Interrupted, RunRecord, StateStore
 
 Event = dict[str, Any]
 
@@ -108,26 +108,29 @@ def stop_left_behind(
     run: RunRecord, sandbox: Sandbox, engines: Mapping[str, Mapping[str, str]] | None = None
 ) -> list[str]:
     """Stop the agents that the runs found dead when `run` opened left behind, each on the engine
-    that ran it; returns a line for each that could not be stopped.
+    that ran it; returns a line for each engine where they could not be stopped.
 
     `engines` maps an engine to the Docker variables that reach it (the run's `--tx` specs);
     an engine not in it is reached with this process's settings and its recorded endpoint.
     """
-    handles: dict[str, Sandbox] = {}
-    failures: list[str] = []
+    by_engine: dict[str, list[Interrupted]] = {}
     for stale in run.interrupted:
-        if not stale.dispatch_id:
-            continue
-        engine = stale.engine or sandbox.engine
-        if engine not in handles:
-            handles[engine] = sandbox.on_engine(engine, (engines or {}).get(engine))
-        try:
-            handles[engine].stop_marked(stale.dispatch_id)
-        except SandboxError as exc:
-            failures.append(
-                f"the agent of task {stale.task_id} ({stale.plan}) left running on {engine} "
-                f"could not be stopped: {exc}"
-            )
+        if stale.dispatch_id:
+            by_engine.setdefault(stale.engine or sandbox.engine, []).append(stale)
+    failures: list[str] = []
+    for engine, orphans in by_engine.items():
+        handle = sandbox.on_engine(engine, (engines or {}).get(engine))
+        for index, stale in enumerate(orphans):
+            try:
+                handle.stop_marked(stale.dispatch_id or "")
+            except SandboxError as exc:
+                # The stop finds its agent by a marker and cannot miss one: what fails is the engine
+                # or its sandbox, so the engine's other orphans would only wait for the same error.
+                left = orphans[index:]
+                tasks = ", ".join(f"{o.task_id} ({o.plan})" for o in left)
+                whose = f"the agent of task {tasks}" if len(left) == 1 else f"the agents of tasks {tasks}"
+                failures.append(f"{whose} left running on {engine} could not be stopped: {exc}")
+                break
     return failures
 
 

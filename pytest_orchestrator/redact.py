@@ -24,6 +24,10 @@ _TOKEN_SHAPES = re.compile(
 
 MASK = "***"
 
+# The password of a URL's user part (`ssh://deploy:secret@host`, a proxy's `http://u:p@proxy`),
+# whatever the variable that carried it.
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*:)[^\s/@]+@")
+
 # Shorter values would mask ordinary words ("test", "1") in messages.
 _MIN_SECRET_LENGTH = 6
 
@@ -52,7 +56,8 @@ def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
 
 
 def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
-    """Return `text` with known secret values and token-shaped strings masked."""
+    """Return `text` with known secret values, token-shaped strings and URL passwords masked."""
     for value in secret_values(environ):
         text = text.replace(value, MASK)
+    text = _URL_PASSWORD.sub(rf"\g<1>{MASK}@", text)
     return _TOKEN_SHAPES.sub(MASK, text)

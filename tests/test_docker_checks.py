@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from pytest_orchestrator.sandbox import probe
+from tests.support.checks import CHECKS
 
 GH_TOKEN = "ghp_" + "Zx9" * 12
 API_KEY = "sk-ant-api03-" + "Qw7" * 10
@@ -48,20 +49,7 @@ def test_seed_e2e_scenario_healthy_stopped_started(
 
     result, doc = health(pytester, sandbox.name)
     assert (result.ret, doc["status"]) == (0, "healthy")
-    assert statuses(doc) == dict.fromkeys(
-        (
-            "sandbox",
-            "claude_code",
-            "claude_auth",
-            "github_token",
-            "orchestrator",
-            "zombies",
-            "task_backlog",
-            "error_rate",
-            "last_completion",
-        ),
-        "ok",
-    )
+    assert statuses(doc) == dict.fromkeys(CHECKS, "ok")
     assert re.fullmatch(
         r"Claude Code 2\.1\.\d+ \(claude\), in the tested range >=2\.1\.0,<2\.2\.0",
         doc["checks"]["claude_code"]["message"],

@@ -20,7 +20,8 @@ import psutil
 import pytest
 
 from pytest_orchestrator.sandbox.docker import engine_id
-from tests.conftest import AGENT_API_KEY, AGENT_GH_TOKEN, attempt_rows, task_run_args
+from pytest_orchestrator.state import StateStore
+from tests.conftest import AGENT_API_KEY, AGENT_GH_TOKEN, attempt_rows, require, task_run_args
 from tests.support.messages_server import reply
 
 FIRST = "unix:/var/run/docker.sock"
@@ -51,6 +52,8 @@ def test_an_engine_is_recorded_by_its_endpoint_without_credentials() -> None:
     assert engine_id({"DOCKER_HOST": "unix:/run/b/docker.sock"}) == "unix:///run/b/docker.sock"
     assert engine_id({"DOCKER_HOST": "tcp://host-a:2376", "DOCKER_TLS_VERIFY": "1"}) == "tcp://host-a:2376"
     assert engine_id({"DOCKER_HOST": "ssh://deploy:s3cret@host-b"}) == "ssh://deploy@host-b"
+    # A spelling the SDK refuses is still recorded and shown: without its password too.
+    assert engine_id({"DOCKER_HOST": "deploy:s3cret@host-a:2375"}) == "deploy@host-a:2375"
 
 
 def test_an_unreachable_engine_is_named_without_its_password() -> None:
@@ -60,6 +63,33 @@ def test_an_unreachable_engine_is_named_without_its_password() -> None:
     assert not found.running
     assert found.message.startswith("docker daemon not reachable at tcp://deploy@127.0.0.1:9: ")
     assert "s3cret" not in found.message
+
+
+def test_the_sandbox_commands_name_a_failed_engine_without_its_password(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    import requests
+
+    from pytest_orchestrator.sandbox.docker import engine_error
+
+    monkeypatch.setenv("DOCKER_HOST", "ssh://deploy:s3cret@127.0.0.1:9")
+    # A call that failed after the connection was made: the commands' last resort.
+    error = engine_error(requests.exceptions.ConnectionError("connection reset"), 5.0)
+    assert error is not None
+    assert str(error).startswith("docker daemon not reachable at ssh://deploy@127.0.0.1:9: ")
+    # And the first call, through the command itself.
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest_orchestrator", "sandbox", "status"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith("orchestrator: docker daemon not reachable at ssh://deploy@127.0.0.1:9: ")
+    assert len(done.stderr.splitlines()) == 1
+    assert "s3cret" not in done.stdout + done.stderr
 
 
 def test_a_tx_spec_whose_docker_host_execnet_cuts_is_refused(pytester: pytest.Pytester) -> None:
@@ -75,6 +105,101 @@ def test_a_tx_spec_whose_docker_host_execnet_cuts_is_refused(pytester: pytest.Py
         ]
     )
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "1"]], ids=["no xdist", "xdist"])
+def test_orphans_on_an_unreachable_engine_are_one_warning_and_the_run_goes_on(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, workers: list[str]
+) -> None:
+    # This run's own engine is a socket nobody listens on: the task is tried, and fails there.
+    here = f"unix://{pytester.path}/dead.sock"
+    monkeypatch.setenv("DOCKER_HOST", here)
+    gone = "tcp://127.0.0.1:9"
+    write_plans(pytester)
+    store = StateStore.open(pytester.path / ".orchestrator")
+    run_id = store.begin_run("killed")
+    for task in ("7.1", "7.2"):
+        store.start_attempt(run_id, "plans/old.md", task, dispatch_id=f"d-{task}", engine=gone)
+    done = subprocess.Popen(["true"])
+    done.wait()
+    with store.writing() as conn:
+        conn.execute("UPDATE runs SET pid = ? WHERE id = ?", (done.pid, run_id))
+    store.close()
+
+    started = time.monotonic()
+    result = pytester.runpytest_subprocess("plans/a.md", "-p", "no:randomly", *workers)
+    elapsed = time.monotonic() - started
+    output = result.stdout.str() + result.stderr.str()
+    warnings = [line for line in output.splitlines() if "could not be stopped" in line]
+    assert len(warnings) == 1, output[-3000:]
+    assert warnings[0].startswith(
+        "orchestrator: warning: the agents of tasks 7.1 (plans/old.md), 7.2 (plans/old.md) left running "
+        f"on {gone} could not be stopped: docker daemon not reachable at {gone}: "
+    ), warnings
+    # The run went on: its task was dispatched, and failed on this run's own (dead) engine.
+    result.stdout.fnmatch_lines([f"*Task 1.1 *docker daemon not reachable at {here}*"])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert "Traceback" not in output
+    assert elapsed < 60
+    assert sorted(attempt_rows(pytester.path, "task_id, status")) == [
+        ("1.1", "failed"),
+        ("7.1", "interrupted"),
+        ("7.2", "interrupted"),
+    ]
+
+
+def test_a_refused_tx_spec_is_shown_without_its_password(pytester: pytest.Pytester) -> None:
+    (pytester.path / "plans").mkdir()
+    (pytester.path / "plans" / "a.md").write_text(PLAN.format(name="a", number=1))
+    result = pytester.runpytest_subprocess(
+        "plans", "--tx", "popen//env:DOCKER_HOST=ssh://deploy:s3cret@host-b"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: --tx popen//env:DOCKER_HOST=ssh://deploy:***@host-b: execnet splits a spec at '//', *"]
+    )
+    assert "s3cret" not in result.stdout.str() + result.stderr.str()
+
+
+def test_a_second_engine_that_will_not_stop_leaves_nothing_behind(
+    docker_client: Any, busybox_image: str
+) -> None:
+    from tests.support.engines import EngineError, SecondEngine, first_engine_networking
+
+    engine = SecondEngine()
+    try:
+        engine.start()
+    except EngineError as exc:
+        engine.stop()
+        require("a second Docker engine", str(exc))
+    try:
+        engine.load_image(docker_client, busybox_image)
+        container = engine.client().containers.run(
+            busybox_image, ["sleep", "1000"], detach=True, network_mode="host"
+        )
+        container.reload()
+        running = psutil.Process(container.attrs["State"]["Pid"])
+        assert engine.process is not None
+        # A dockerd that does not answer SIGTERM (as a hung one): the stop kills it, and it cannot
+        # stop its containers itself.
+        os.kill(engine.process.pid, signal.SIGSTOP)
+    finally:
+        engine.stop(grace=1)
+    assert not running.is_running() or running.status() == psutil.STATUS_ZOMBIE
+    root = str(engine.root)
+    left = []
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            if any(root in part for part in process.info["cmdline"] or ()):
+                left.append(process.info["cmdline"])
+        except psutil.Error:
+            continue
+    assert left == []
+    with open("/proc/mounts") as mounts:
+        assert [line for line in mounts if root in line] == []
+    assert not engine.root.exists()
+    assert subprocess.run(["ip", "link", "show", engine.bridge], capture_output=True).returncode != 0
+    assert first_engine_networking(docker_client, busybox_image) is None
 
 
 @pytest.fixture
@@ -197,21 +322,41 @@ def test_two_plans_on_two_engines_each_run_on_their_workers_engine(
         assert [a["engine"] for a in data["attempts"]] == [engines[plan]]
 
 
-def test_a_resumed_run_stops_the_orphan_on_the_engine_that_ran_it(
+@pytest.fixture
+def slow_run_on_both(
     pytester: pytest.Pytester,
     messages_server: Callable[..., Any],
     two_sandboxes: Callable[[Any], tuple[Any, Any]],
     second_engine: Any,
+) -> Iterator[Callable[..., tuple[Any, Any, Any, subprocess.Popen[str]]]]:
+    """Start both plans on the two engines, with agents answered only after two minutes: returns
+    (server, first sandbox, second sandbox, the run). A run still going afterwards is killed."""
+    runs: list[subprocess.Popen[str]] = []
+
+    def start(**popen: Any) -> tuple[Any, Any, Any, subprocess.Popen[str]]:
+        server = messages_server(*[reply("STATUS: complete", delay=120) for _ in range(2)])
+        first, second = two_sandboxes(server)
+        write_plans(pytester)
+        run = subprocess.Popen(
+            pytest_argv(first, "plans", *tx_args(second_engine)), cwd=pytester.path, text=True, **popen
+        )
+        runs.append(run)
+        return server, first, second, run
+
+    yield start
+    for run in runs:
+        if run.poll() is None:
+            left = [psutil.Process(run.pid), *psutil.Process(run.pid).children(recursive=True)]
+            for process in left:
+                process.kill()
+            psutil.wait_procs(left, timeout=30)
+
+
+def test_a_resumed_run_stops_the_orphan_on_the_engine_that_ran_it(
+    pytester: pytest.Pytester, slow_run_on_both: Callable[..., Any], second_engine: Any
 ) -> None:
-    server = messages_server(*[reply("STATUS: complete", delay=120) for _ in range(2)])
-    first, second = two_sandboxes(server)
-    write_plans(pytester)
-    run = subprocess.Popen(
-        pytest_argv(first, "plans", *tx_args(second_engine)),
-        cwd=pytester.path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+    server, first, second, run = slow_run_on_both(
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     try:
         wait_for(lambda: len(server.requests) >= 2)
@@ -243,21 +388,9 @@ def test_a_resumed_run_stops_the_orphan_on_the_engine_that_ran_it(
 
 
 def test_sigterm_stops_each_workers_agent_on_its_own_engine(
-    pytester: pytest.Pytester,
-    messages_server: Callable[..., Any],
-    two_sandboxes: Callable[[Any], tuple[Any, Any]],
-    second_engine: Any,
+    pytester: pytest.Pytester, slow_run_on_both: Callable[..., Any], second_engine: Any
 ) -> None:
-    server = messages_server(*[reply("STATUS: complete", delay=120) for _ in range(2)])
-    first, second = two_sandboxes(server)
-    write_plans(pytester)
-    run = subprocess.Popen(
-        pytest_argv(first, "plans", *tx_args(second_engine)),
-        cwd=pytester.path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    _, first, second, run = slow_run_on_both(stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     wait_for(lambda: bool(claude_processes(first) and claude_processes(second)))
     run.send_signal(signal.SIGTERM)
     output, _ = run.communicate(timeout=60)

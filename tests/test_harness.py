@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from pytest_orchestrator.state import StateStore
+from tests.support.checks import CHECKS
 
 
 def document(result: pytest.RunResult) -> dict[str, Any]:
@@ -43,17 +44,7 @@ def test_daemon_down_fails_sandbox_and_skips_the_gated_checks(
     doc = document(result)
     assert result.ret == 1
     assert doc["status"] == "unhealthy"
-    assert list(doc["checks"]) == [
-        "sandbox",
-        "claude_code",
-        "claude_auth",
-        "github_token",
-        "orchestrator",
-        "zombies",
-        "task_backlog",
-        "error_rate",
-        "last_completion",
-    ]
+    assert list(doc["checks"]) == list(CHECKS)
     sandbox = doc["checks"]["sandbox"]
     assert sandbox["status"] == "failed"
     assert f"docker daemon not reachable at {dead_docker}" in sandbox["message"]
@@ -96,16 +87,7 @@ def test_gate_holds_when_the_sandbox_check_is_deselected(pytester: pytest.Pytest
         (["-m", "github_token"], ["github_token"]),
         (
             ["-m", "check and not sandbox"],
-            [
-                "claude_code",
-                "claude_auth",
-                "github_token",
-                "orchestrator",
-                "zombies",
-                "task_backlog",
-                "error_rate",
-                "last_completion",
-            ],
+            list(CHECKS[1:]),
         ),
         (["--orchestrator-check", "zombies"], ["zombies"]),
         (
@@ -449,17 +431,7 @@ def test_a_dist_mode_without_workers_still_runs_the_checks(pytester: pytest.Pyte
     # `--dist` in addopts without `-n` starts no xdist controller: the checks run here.
     pytester.makepyfile(test_regular="def test_regular():\n    pass\n")
     result = pytester.runpytest("--orchestrator-health", "--dist", "load")
-    assert list(document(result)["checks"]) == [
-        "sandbox",
-        "claude_code",
-        "claude_auth",
-        "github_token",
-        "orchestrator",
-        "zombies",
-        "task_backlog",
-        "error_rate",
-        "last_completion",
-    ]
+    assert list(document(result)["checks"]) == list(CHECKS)
     assert result.ret == 1
 
 

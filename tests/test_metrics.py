@@ -185,7 +185,7 @@ def test_a_plan_window_counts_only_that_plan(tmp_path: Path) -> None:
     assert (b.cost_usd_total, b.tokens_total, b.crashes, b.pending) == (pytest.approx(2.5), 2750, 0, 1)
 
 
-def test_an_attempt_that_raised_is_finished_and_failed(tmp_path: Path) -> None:
+def test_an_attempt_that_raised_counts_alike_in_metrics_and_prometheus(tmp_path: Path) -> None:
     """`error` (the agent raised) is an ended status: the error rate and /metrics count it alike."""
     from pytest_orchestrator.server.collector import StateCollector
 
@@ -424,3 +424,18 @@ def test_a_since_in_the_future_is_one_line_and_exit_2(project: Path) -> None:
         "orchestrator metrics: error: argument --since: '2999-01-01' is in the future: give a time "
         "before now, or a span such as 24h"
     )
+
+
+def test_an_attempt_that_raised_is_finished_and_failed(tmp_path: Path) -> None:
+    # `error` is what an attempt that raised records: its agent died, its sandbox went away.
+    # The operator counts it among the finished and the failed, as the error rate's alarm must.
+    now = time.time()
+    store = StateStore.open(tmp_path)
+    run = store.begin_run(now=now - HOUR)
+    for status in ("completed", "error", "error", "completed"):
+        attempt = store.start_attempt(run, PLAN_A, "1.1", now=now - 120)
+        store.finish_attempt(attempt, status, now=now - 60)
+    found = window(store.conn, now - HOUR, now)
+    store.close()
+    assert found.tasks_by_status == {"completed": 2, "error": 2}
+    assert (found.finished, found.error_rate) == (4, 0.5)

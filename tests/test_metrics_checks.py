@@ -46,6 +46,13 @@ def seed(state_dir: Path, *, pending: int, last_hour: list[str], completed_ago: 
     store.close()
 
 
+def seed_behind(state_dir: Path) -> None:
+    """Past every default threshold: 21 pending; 5 of 6 failed in the last hour (a timeout is a
+    failure, a question is not); none completed for 2 h."""
+    statuses = ["failed", "failed", "timeout", "failed", "timeout", "needs_human"]
+    seed(state_dir, pending=21, last_hour=statuses, completed_ago=2 * HOUR, now=time.time())
+
+
 def selected() -> list[str]:
     return [arg for name in NUMBERS for arg in ("--orchestrator-check", name)]
 
@@ -71,15 +78,7 @@ def test_the_numbers_within_their_thresholds_are_healthy(pytester: pytest.Pytest
 
 
 def test_a_backlog_errors_and_a_silence_degrade_the_health(pytester: pytest.Pytester) -> None:
-    # 21 pending; 5 of 6 failed (a timeout is a failure, a question is not); none completed for 2 h.
-    statuses = ["failed", "failed", "timeout", "failed", "timeout", "needs_human"]
-    seed(
-        pytester.path / ".orchestrator",
-        pending=21,
-        last_hour=statuses,
-        completed_ago=2 * HOUR,
-        now=time.time(),
-    )
+    seed_behind(pytester.path / ".orchestrator")
     result, doc = health(pytester, *selected())
     # Warnings: degraded, and a degraded run still exits 0.
     assert (result.ret, doc["status"]) == (0, "degraded")
@@ -105,14 +104,7 @@ def test_a_backlog_errors_and_a_silence_degrade_the_health(pytester: pytest.Pyte
 
 
 def test_thresholds_come_from_the_config_file(pytester: pytest.Pytester) -> None:
-    statuses = ["failed", "failed", "timeout", "failed", "timeout", "needs_human"]
-    seed(
-        pytester.path / ".orchestrator",
-        pending=21,
-        last_hour=statuses,
-        completed_ago=2 * HOUR,
-        now=time.time(),
-    )
+    seed_behind(pytester.path / ".orchestrator")
     (pytester.path / "orchestrator.yaml").write_text(
         "health:\n  task_backlog: 21\n  error_rate: 0.9\n  error_rate_min_tasks: 6\n  last_completion: 10800\n"
     )

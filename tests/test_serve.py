@@ -8,6 +8,7 @@ a real sandbox container.
 from __future__ import annotations
 
 import concurrent.futures
+import html
 import json
 import os
 import re
@@ -26,8 +27,10 @@ from typing import Any
 import pytest
 import requests
 
+from pytest_orchestrator.metrics.window import FAILED, FINISHED
 from pytest_orchestrator.state import StateStore
 from pytest_orchestrator.transcripts import TranscriptWriter, read_transcript, transcript_path
+from pytest_orchestrator.views.terminal import span
 from tests.conftest import AGENT_API_KEY, AGENT_GH_TOKEN, require, task_run_args
 from tests.support.messages_server import reply
 from tests.support.seeded_state import add_component, add_health, add_queue, seed
@@ -642,11 +645,43 @@ def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+# A title that would run a script, or close the page's embedded document, if it were read as HTML.
+HOSTILE = '</script><script>document.title="owned"</script><img src=x onerror="document.title=1">'
+
+
+def _quiet_now(span: float, attempts: int) -> float:
+    """A seeding moment with no attempt ending within two minutes after the hour window's start.
+
+    The page is read a few seconds after seeding: an attempt on the window's edge would leave it.
+    """
+    now = time.time()
+    step = span / (attempts + 1)
+    for back in range(int(step)):
+        ends = (now - back - span + step * (i + 1) for i in range(attempts))
+        if not any(-5 <= end - (now - 3600) <= 120 for end in ends):
+            return now - back
+    raise AssertionError("no quiet moment")
+
+
 def test_chromium_shows_the_dashboard_of_a_state_with_runs(tmp_path: Path, clean_env: None) -> None:
     root = project(tmp_path / "p", "serve:\n  health_cache: 60\n")
     state_dir = root / ".orchestrator"
-    seed(state_dir, 400, days=2, runs=4)
+    now = _quiet_now(2 * 86400, 400)
+    seed(state_dir, 400, days=2, runs=4, now=now)
     add_queue(state_dir, pending=3)
+    add_health(state_dir, {"docker": "ok", "disk_space": "degraded"}, "degraded")
+    store = StateStore.open(state_dir)
+    with store.writing() as conn:
+        conn.execute("UPDATE attempts SET title = ? WHERE id = 400", (HOSTILE,))
+        conn.execute("UPDATE queue SET title = ? WHERE task_id = '9.1'", (HOSTILE,))
+    latest = store.conn.execute(
+        "SELECT id, task_id, status FROM attempts ORDER BY ended_at DESC LIMIT 10"
+    ).fetchall()
+    newest = store.conn.execute("SELECT ended_at - started_at FROM attempts WHERE id = 400").fetchone()[0]
+    hour = [
+        r[0] for r in store.conn.execute("SELECT status FROM attempts WHERE ended_at >= ?", (now - 3600,))
+    ]
+    store.close()
     writer = TranscriptWriter(transcript_path(state_dir, 400), 100_000)
     writer.write({"type": "system", "subtype": "init", "model": "claude-opus", "tools": ["Write", "Bash"]})
     writer.write(
@@ -662,7 +697,7 @@ def test_chromium_shows_the_dashboard_of_a_state_with_runs(tmp_path: Path, clean
     with serving(root) as served:
         shot = tmp_path / "dashboard.png"
         done = chromium(
-            "--screenshot=" + str(shot), "--window-size=1400,1000", served.url + "/", profile=tmp_path / "c1"
+            "--screenshot=" + str(shot), "--window-size=1400,2400", served.url + "/", profile=tmp_path / "c1"
         )
         assert shot.exists() and shot.stat().st_size > 10_000, done.stderr[-2000:]
         dom = chromium("--dump-dom", "--virtual-time-budget=5000", served.url + "/", profile=tmp_path / "c2")
@@ -683,5 +718,30 @@ def test_chromium_shows_the_dashboard_of_a_state_with_runs(tmp_path: Path, clean
     assert "<svg" in dom.stdout and "<rect" in dom.stdout
     transcript = re.sub(r"<[^>]+>", " ", attempt.stdout)
     assert "STATUS: complete" in transcript and "Write" in transcript and "hello.py" in transcript
+    # The terminal dashboard's content, in its words: the state, the last hour's line from the rows.
+    # What the script drew, without the document it drew it from.
+    drawn = re.sub(r"<script\b.*?</script>", " ", dom.stdout, flags=re.S)
+    text = html.unescape(" ".join(re.sub(r"<[^>]+>", " ", drawn).split()))
+    assert "STOPPED" in text and "nothing is running" in text
+    assert "degraded (health," in text and "not ok: disk_space" in text
+    finished = sum(s in FINISHED for s in hour)
+    completed, failed = hour.count("completed"), sum(s in FAILED for s in hour)
+    assert finished > 0
+    assert (
+        f"{finished} finished ({completed} completed, {failed} failed), {completed:.1f} tasks/h, "
+        f"error rate {failed / finished:.1%}"
+    ) in text
+    assert "Queue (3 pending)" in text and re.search(r"9\.0 .*9\.1 .*9\.2 ", text)
+    assert "Latest 10 attempts" in text
+    shown = text[text.index("Latest 10 attempts") : text.index("Tasks and cost per hour")]
+    for attempt_id, task_id, status in latest:
+        assert f" {task_id} " in shown and f" {status} " in shown
+        # Each links to its transcript.
+        assert f'href="/attempts/{attempt_id}"' in dom.stdout
+    assert f" {span(newest)} " in shown and re.search(r" \d+m ", shown)
+    # The hostile title is text: shown as written, in the latest attempts and the queue, never run.
+    assert text.count(HOSTILE) >= 2
+    assert "owned" not in re.search(r"<title>(.*?)</title>", dom.stdout, re.S)[1]  # type: ignore[index]
+    assert "<img" not in dom.stdout and "<script>document" not in dom.stdout
     # Kept for a person to look at (`--basetemp` keeps it after the run).
     print(f"screenshot: {shot}")

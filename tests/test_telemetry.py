@@ -11,19 +11,9 @@ from typing import Any
 
 import pytest
 
+from tests.support.checks import CHECKS
 from tests.support.otlp_receiver import OTLPReceiver, Span
 
-CHECKS = (
-    "sandbox",
-    "claude_code",
-    "claude_auth",
-    "github_token",
-    "orchestrator",
-    "zombies",
-    "task_backlog",
-    "error_rate",
-    "last_completion",
-)
 WARNING = "orchestrator: telemetry export to"
 # A no-hang guard for a run with --orchestrator-otlp-timeout 1, not a benchmark.
 BOUND = 30.0

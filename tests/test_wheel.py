@@ -9,6 +9,8 @@ import venv
 import zipfile
 from pathlib import Path
 
+from tests.support.checks import CHECKS
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -89,16 +91,6 @@ def test_installed_wheel_finds_the_builtin_checks_from_an_empty_directory(tmp_pa
         },
     )
     doc = json.loads(result.stdout)
-    assert list(doc["checks"]) == [
-        "sandbox",
-        "claude_code",
-        "claude_auth",
-        "github_token",
-        "orchestrator",
-        "zombies",
-        "task_backlog",
-        "error_rate",
-        "last_completion",
-    ]
+    assert list(doc["checks"]) == list(CHECKS)
     assert doc["checks"]["orchestrator"]["message"] == "idle"
     assert result.returncode == 1

@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from .resources import Resources, Sample
-from .window import FAILED, FINISHED, Window, window
+from .window import FAILED, FINISHED, HOUR, Window, last_hour, window
 
-__all__ = ["FAILED", "FINISHED", "Resources", "Sample", "Window", "window"]
+__all__ = ["FAILED", "FINISHED", "HOUR", "Resources", "Sample", "Window", "last_hour", "window"]

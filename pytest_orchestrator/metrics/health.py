@@ -13,10 +13,9 @@ from dataclasses import dataclass
 
 from ..config_file import ConfigFile, Reader
 from ..loop.store import RUNNING
-from .window import window
+from .window import HOUR, last_hour
 
 HEALTH_KEYS = ("task_backlog", "error_rate", "error_rate_min_tasks", "last_completion")
-HOUR = 3600.0
 # The first schema with the queue table.
 _QUEUE_SCHEMA = 5
 
@@ -109,10 +108,10 @@ def error_rate(
     now = time.time() if now is None else now
     if conn is None:
         return Verdict(True, "no task finished in the last hour", 0.0)
-    last_hour = window(conn, now - HOUR, now)
-    rate = last_hour.error_rate or 0.0
-    figures = f"{last_hour.failed} of {last_hour.finished} finished attempts failed in the last hour"
-    if last_hour.finished < thresholds.error_rate_min_tasks:
+    hour = last_hour(conn, now)
+    rate = hour.error_rate or 0.0
+    figures = f"{hour.failed} of {hour.finished} finished attempts failed in the last hour"
+    if hour.finished < thresholds.error_rate_min_tasks:
         return Verdict(
             True, f"{figures}: too few to judge (at least {thresholds.error_rate_min_tasks})", rate
         )

@@ -2,10 +2,10 @@
 
 What counts (the README's "Metrics" section says the same):
 - An attempt is *finished* in the window when it ended in it (`since <= ended_at < until`) with
-  one of the ended statuses: completed, failed, needs_human, error, timeout, interrupted.
-- *Failed* attempts are those that ended `failed`, `error` (the agent raised) or `timeout`: the
-  agent did not do the task. needs_human (the agent asked a question) and interrupted (the
-  orchestrator stopped) are not.
+  one of the ended statuses: completed, failed, needs_human, timeout, interrupted, error.
+- *Failed* attempts are those that ended `failed`, `timeout` or `error` (the attempt raised: the
+  agent died, the sandbox went away): the task was not done.
+  needs_human (the agent asked a question) and interrupted (the orchestrator stopped) are not.
 - `tasks_by_status` counts the finished attempts by status (statuses with none are left out),
   plus `running`: the attempts running now that started before `until`. `pending` counts the
   queue's tasks now.
@@ -29,12 +29,13 @@ from typing import Any
 from ..loop.store import RUNNING
 from .resources import Resources, resources
 
-# Every status an attempt can end with: `error` is an attempt whose agent raised (dispatch.ending).
-FINISHED = ("completed", "failed", "needs_human", "error", "timeout", "interrupted")
-FAILED = ("failed", "error", "timeout")
+FINISHED = ("completed", "failed", "needs_human", "timeout", "interrupted", "error")
+FAILED = ("failed", "timeout", "error")
 # The first schema with crash records and the queue; an older state.db has neither.
 _CRASHES_SCHEMA = 5
 _RESOURCES_SCHEMA = 6
+# The span of the "last hour" figures: the dashboard's rates and the error_rate health check.
+HOUR = 3600.0
 
 
 @dataclass(frozen=True)
@@ -169,3 +170,8 @@ def window(conn: sqlite3.Connection, since: float, until: float, plan: str | Non
         crashes=crashes,
         resources=resources(conn, since, until) if version >= _RESOURCES_SCHEMA else Resources(),
     )
+
+
+def last_hour(conn: sqlite3.Connection, now: float) -> Window:
+    """The numbers of the attempts that ended in the hour before `now`, of every plan."""
+    return window(conn, now - HOUR, now)

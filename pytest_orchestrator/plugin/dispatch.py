@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 RUN = pytest.StashKey[RunRecord]()
 SANDBOX = pytest.StashKey["Sandbox"]()
 INTERRUPTS = pytest.StashKey[Interrupts]()
+# A worker's lines for the controller's terminal (a worker has none): they cross xdist with the
+# next report of a task, as the attribute `reporting.LINES_ATTR`.
+WORKER_LINES = pytest.StashKey[list[str]]()
 
 
 def run_record(config: pytest.Config, settings: Settings) -> RunRecord:
@@ -61,8 +64,16 @@ def run_record(config: pytest.Config, settings: Settings) -> RunRecord:
         if run.interrupted:
             engines = xdist.engine_environs(config)
             for line in stop_left_behind(run, sandbox_for(config, settings), engines):
-                write_now(config, f"orchestrator: warning: {redact(line)}")
+                tell(config, f"orchestrator: warning: {redact(line)}")
     return config.stash[RUN]
+
+
+def tell(config: pytest.Config, line: str) -> None:
+    """A line on the terminal now, or, from an xdist worker, on the controller's with the next report."""
+    if xdist.workerinput(config) is None:
+        write_now(config, line)
+    else:
+        config.stash.setdefault(WORKER_LINES, []).append(line)
 
 
 def sandbox_for(config: pytest.Config, settings: Settings) -> Sandbox:

@@ -9,12 +9,13 @@ import pytest
 
 from ..result import FinishedTask, TaskResult, describe_failure, skip_line, status_line
 from . import xdist
-from .dispatch import close_run
+from .dispatch import WORKER_LINES, close_run
 from .items import REPORT_ATTR, RESULT, TaskItem
 from .options import settings_for
 
-# Crosses pytest-xdist with the report, like REPORT_ATTR.
+# Cross pytest-xdist with the report, like REPORT_ATTR.
 SKIP_ATTR = "orchestrator_skip"
+LINES_ATTR = "orchestrator_lines"
 
 
 class TaskRun:
@@ -34,6 +35,10 @@ class TaskRun:
         report: pytest.TestReport = yield
         if not isinstance(item, TaskItem):
             return report
+        lines = item.config.stash.get(WORKER_LINES, None)
+        if lines:
+            setattr(report, LINES_ATTR, list(lines))
+            lines.clear()
         if call.when == "call" and RESULT in item.stash:
             setattr(report, REPORT_ATTR, {"title": item.task.title, **item.stash[RESULT].to_dict()})
         if report.skipped and isinstance(report.longrepr, tuple):
@@ -65,7 +70,9 @@ class TaskRun:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Print the one-line outcome of each finished task and keep the result for the totals."""
+        """Print a worker's lines and each task's one-line outcome; keep the result for the totals."""
+        for line in getattr(report, LINES_ATTR, ()):
+            self._write(line)
         skipped = getattr(report, SKIP_ATTR, None)
         if skipped:
             self._write(

@@ -91,11 +91,15 @@ def _tx_env(spec: str) -> dict[str, str]:
 
 def check_engines(config: pytest.Config) -> None:
     """Refuse a `--tx` whose DOCKER_HOST execnet cut short: it splits every spec at `//`."""
+    from ..redact import redact
+
     for spec in config.getoption("tx", None) or ():
         host = _tx_env(spec).get("DOCKER_HOST")
         if host is not None and (not host or host.endswith(":")):
+            # The spec as written may carry the engine's password (ssh://user:password@host).
             raise pytest.UsageError(
-                f"--tx {spec}: execnet splits a spec at '//', so its worker would get DOCKER_HOST={host!r}; "
+                f"--tx {redact(spec)}: execnet splits a spec at '//', so its worker would get "
+                f"DOCKER_HOST={host!r}; "
                 "write the engine without '//': env:DOCKER_HOST=HOST:PORT (tcp) or "
                 "env:DOCKER_HOST=unix:/path/to/docker.sock"
             )

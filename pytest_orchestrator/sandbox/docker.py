@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import ssl
 import threading
@@ -30,6 +31,8 @@ from . import (
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 # What the Docker SDK reads from the environment to find an engine and talk to it.
 DOCKER_ENV = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")
+# `user:secret@host:2375`, without a scheme: no URL to the parser, but a password all the same.
+_BARE_PASSWORD = re.compile(r"^([^/@:]*):[^/@]*@")
 
 # Runs inside the container so that secret values never leave it: only the names of
 # the variables that are set and the paths of the files that exist come back.
@@ -75,7 +78,7 @@ def engine_id(environ: Mapping[str, str] | None = None) -> str:
             break
     parts = urllib.parse.urlsplit(parsed)
     if parts.password is None:
-        return parsed
+        return _BARE_PASSWORD.sub(r"\1@", parsed)
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"

@@ -1,9 +1,10 @@
 """The web dashboard's HTML: server-rendered pages, an inline SVG chart, a few lines of JS.
 
 Nothing is fetched from elsewhere (no CDN, no web fonts, no build step): the styles and the
-script are inline. The dashboard's content is `/api/status`, drawn as tables by the same
-rules here (first paint) and in the script (each poll), so the page shows what the terminal
-dashboard shows and stays live.
+script are inline. The dashboard's status is the `/api/status` document, embedded in the page
+and drawn by the script as `orchestrator dashboard` draws it (the state, the loop, health, the
+watchdog, the last hour, then the tables), and redrawn from each poll, so it stays live. The
+script draws in the browser's terms: its local time, and text nodes only.
 """
 
 from __future__ import annotations
@@ -16,7 +17,17 @@ from typing import Any
 
 # Status words and their colours: green running or done, yellow waiting, red failed.
 GREEN = ("running", "completed", "healthy", "ok", "RUNNING", "idle", "finished")
-YELLOW = ("pending", "waiting", "degraded", "STARTING", "BACKOFF", "skipped", "needs_human", "not_ready")
+YELLOW = (
+    "pending",
+    "waiting",
+    "degraded",
+    "STARTING",
+    "BACKOFF",
+    "skipped",
+    "needs_human",
+    "not_ready",
+    "interrupted",
+)
 RED = (
     "failed",
     "error",
@@ -26,7 +37,6 @@ RED = (
     "FATAL",
     "EXITED",
     "STOPPED",
-    "interrupted",
 )
 POLL_SECONDS = 5
 
@@ -38,7 +48,7 @@ main{padding:16px 24px;max-width:1500px}
 section{background:#fff;border:1px solid #dde1e8;border-radius:6px;padding:12px 16px;margin-bottom:16px}
 h2{font-size:15px;margin:0 0 8px}h3{font-size:13px;margin:10px 0 4px;color:#4a5468}
 table{border-collapse:collapse;width:100%}td,th{padding:3px 8px;border-bottom:1px solid #eef0f4;
-text-align:left;vertical-align:top}th{font-weight:600;color:#4a5468;font-size:12px}
+text-align:left;vertical-align:top}th{font-weight:600;color:#4a5468;font-size:12px;white-space:nowrap}
 td table{width:auto}.k{color:#4a5468;white-space:nowrap;width:1%}
 .green{color:#18813a;font-weight:600}.yellow{color:#a06800;font-weight:600}.red{color:#c0262d;font-weight:600}
 pre{white-space:pre-wrap;word-break:break-word;background:#f3f4f7;padding:6px 8px;border-radius:4px;
@@ -46,42 +56,139 @@ margin:4px 0;max-height:360px;overflow:auto}
 .event{border-left:3px solid #c9cfdb;padding:2px 10px;margin:8px 0}
 .event.assistant{border-color:#4b6bfb}.event.user{border-color:#18813a}.event.result{border-color:#a06800}
 .muted{color:#7a8497}nav.windows a{margin-right:10px}.now{font-weight:700}
-.headline{display:flex;flex-wrap:wrap;gap:6px 22px;font-size:15px;margin-bottom:10px}
-.cards{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}
-.card{border:1px solid #eef0f4;border-radius:5px;padding:4px 10px 8px;margin-bottom:12px;min-width:220px}
-.card h3{text-transform:capitalize}.card.wide{display:block}
+.banner{display:flex;align-items:baseline;gap:16px;padding:8px 14px;border-radius:5px;margin-bottom:10px;
+border-left:6px solid #c9cfdb;background:#f3f4f7}.banner b{font-size:20px;letter-spacing:.06em}
+.banner.green{border-color:#18813a;background:#eaf6ee}.banner.yellow{border-color:#a06800;background:#fbf4e4}
+.banner.red{border-color:#c0262d;background:#fcecec}.banner ul{margin:0;padding-left:18px;font-weight:400;
+color:#1d2330}.overview td{border:0;padding:1px 8px}.num{text-align:right;white-space:nowrap}
+tr.wait td{background:#fdf8ea}tr.wait td.task{color:#a06800;font-weight:600}
+tr.run td.task{color:#18813a;font-weight:600}tr.stale td.task{color:#c0262d;font-weight:600}
+td.task a{font-weight:600}
+td.error{color:#c0262d;max-width:360px}.none{color:#7a8497;margin:10px 0 4px}
 """
 
-# The same table rules as `render`, for each poll of /api/status.
+# The status part of the dashboard, drawn in the browser from the `/api/status` document: first
+# from the copy embedded in the page, then from each poll. Every string goes in as a text node.
 _SCRIPT = """
-const G=%(green)s,Y=%(yellow)s,R=%(red)s;
-function esc(s){return String(s).replace(/[&<>"]/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}[c]))}
-function cls(v){return G.includes(v)?'green':Y.includes(v)?'yellow':R.includes(v)?'red':''}
-function scalar(v){if(v===null||v===undefined)return '<span class="muted">&ndash;</span>';
- if(typeof v==='number'&&!Number.isInteger(v))v=+v.toFixed(3);
- const c=cls(String(v));return c?`<span class="${c}">${esc(v)}</span>`:esc(v)}
-function draw(v){
- if(Array.isArray(v)){if(!v.length)return '<span class="muted">none</span>';
-  if(v.every(x=>x&&typeof x==='object'&&!Array.isArray(x))){const cols=[...new Set(v.flatMap(Object.keys))];
-   return '<table><tr>'+cols.map(c=>`<th>${esc(c)}</th>`).join('')+'</tr>'+v.map(r=>'<tr>'+
-   cols.map(c=>`<td>${draw(r[c])}</td>`).join('')+'</tr>').join('')+'</table>'}
-  return v.map(draw).join(', ')}
- if(v&&typeof v==='object')return '<table>'+Object.entries(v).map(([k,x])=>
-  `<tr><td class="k">${esc(k)}</td><td>${draw(x)}</td></tr>`).join('')+'</table>';
- return scalar(v)}
-function flat(v){return v===null||typeof v!=='object'||
- (Array.isArray(v)&&v.every(x=>x===null||typeof x!=='object'))}
-function wide(v){return Array.isArray(v)||Object.values(v).some(x=>Array.isArray(x)&&x.length)}
-function part(k,v,c){return `<div class="${c}"><h3>${esc(k)}</h3>${draw(v)}</div>`}
-function board(d){const e=Object.entries(d);
- return '<div class="headline">'+e.filter(([k,v])=>flat(v)).map(([k,v])=>
-  `<span><span class="muted">${esc(k)}</span> ${draw(v)}</span>`).join('')+'</div><div class="cards">'+
-  e.filter(([k,v])=>!flat(v)&&!wide(v)).map(([k,v])=>part(k,v,'card')).join('')+'</div>'+
-  e.filter(([k,v])=>!flat(v)&&wide(v)).map(([k,v])=>part(k,v,'card wide')).join('')}
-async function poll(){try{const r=await fetch('/api/status',{headers:{Accept:'application/json'}});
- if(r.ok){document.getElementById('status').innerHTML=board(await r.json());
- document.getElementById('updated').textContent='updated '+new Date().toLocaleTimeString()}}catch(e){}}
-setInterval(poll,%(poll)d*1000);poll();
+const G = %(green)s, Y = %(yellow)s, R = %(red)s;
+const DASH = '\\u2013';
+function cls(v) { return G.includes(v) ? 'green' : Y.includes(v) ? 'yellow' : R.includes(v) ? 'red' : ''; }
+// Strings become text nodes: nothing from the document is ever parsed as HTML.
+function el(tag, c, ...kids) {
+  const e = document.createElement(tag);
+  if (c) e.className = c;
+  e.append(...kids.map(k => (k === null || k === undefined ? DASH : k)));
+  return e;
+}
+function word(v, c) { return el('span', c === undefined ? cls(v) : c, String(v)); }
+// As the terminal's span and clock: 42s, 5m, 2h 15m, 3d 4h; 14:05:01, with the date if not today.
+function span(s) {
+  s = Math.max(0, Math.floor(s || 0));
+  const m = Math.floor(s / 60), h = Math.floor(s / 3600), d = Math.floor(s / 86400);
+  if (s < 60) return s + 's';
+  if (s < 3600) return m + 'm';
+  return s < 86400 ? `${h}h ${m %% 60}m` : `${d}d ${h %% 24}h`;
+}
+function p2(n) { return String(n).padStart(2, '0'); }
+function clock(iso) {
+  if (!iso) return DASH;
+  const t = new Date(iso);
+  const hms = `${p2(t.getHours())}:${p2(t.getMinutes())}:${p2(t.getSeconds())}`;
+  if (t.toDateString() === new Date().toDateString()) return hms;
+  return `${t.getFullYear()}-${p2(t.getMonth() + 1)}-${p2(t.getDate())} ${hms}`;
+}
+function tokens(n) { return n >= 1000 ? (n / 1000).toFixed(1) + 'k' : String(n); }
+// cols: [name, class]; a cell is a string, a node (put in a td) or a td.
+function table(title, cols, rows) {
+  const head = el('tr', '', ...cols.map(([name, c]) => el('th', c, name)));
+  const body = rows.map(([c, cells]) => el('tr', c, ...cells.map((x, i) =>
+    x instanceof Node && x.tagName === 'TD' ? x : el('td', cols[i][1], x))));
+  return [el('h3', '', title), el('table', '', head, ...body)];
+}
+function line(k, ...v) { return el('tr', '', el('td', 'k', k), el('td', '', ...v)); }
+function overview(d) {
+  const t = el('table', 'overview'), l = d.loop, h = d.health, w = d.watchdog, r = d.last_hour;
+  if (!l) t.append(line('Loop', word('never ran here', 'muted')));
+  else t.append(line('Loop', word(l.status, l.status === 'waiting' ? 'yellow' : cls(l.status)),
+    `, last poll ${span(l.last_poll_age)} ago, round ${l.round}` +
+    (l.next_due_at ? `, next due ${clock(l.next_due_at)}` : '')));
+  if (!h) t.append(line('Health', word('never checked', 'muted')));
+  else {
+    const bad = Object.keys(h.checks).filter(k => !['ok', 'healthy'].includes(h.checks[k])).sort();
+    t.append(line('Health', word(h.status), ` (${h.source}, ${span(h.age)} ago` +
+      (bad.length ? `, not ok: ${bad.join(', ')}` : '') + ')'));
+  }
+  const wd = w && w.watchdog;
+  if (!wd) t.append(line('Watchdog', word('not running', w ? 'red' : 'muted')));
+  else if (wd.running) {
+    t.append(line('Watchdog', word('running', 'green'), ` (pid ${wd.pid}, up ${span(wd.uptime)})`));
+  }
+  else t.append(line('Watchdog', word('down', 'red'), ` (${wd.reason})`));
+  if (r.finished === null) t.append(line('Last hour', word('no figures', 'muted')));
+  else t.append(line('Last hour',
+    `${r.finished} finished (${r.completed} completed, ${r.failed} failed), ` +
+    `${(r.throughput_per_hour || 0).toFixed(1)} tasks/h, error rate `,
+    r.error_rate === null ? word('none finished', 'muted')
+      : word((r.error_rate * 100).toFixed(1) + '%%', r.error_rate > 0 ? 'red' : 'green')));
+  return t;
+}
+function components(w) {
+  return table('Components', [['Name'], ['Status'], ['Health'], ['Restarts', 'num'], ['Message']],
+    w.components.map(c => ['', [c.name, word(c.status, cls(c.status) || 'yellow'), word(c.health),
+      String(c.restarts), c.message || '']]));
+}
+function active(list) {
+  if (!list.length) return [el('p', 'none', 'Active tasks: none')];
+  return table(`Active tasks (${list.length})`, [['Plan'], ['Task', 'task'], ['Title'], ['Worker'],
+    ['Elapsed', 'num'], ['Turns', 'num'], ['Tokens', 'num']],
+  list.map(a => [a.stale ? 'stale' : 'run', [a.plan, a.task_id, a.title, a.worker,
+    span(a.elapsed) + (a.stale ? ' (no heartbeat)' : ''), String(a.num_turns), tokens(a.tokens)]]));
+}
+function queue(q) {
+  const n = q.head.length;
+  if (!n) return [el('p', 'none', 'Queue: empty')];
+  return table(n === q.depth ? `Queue (${q.depth} pending)` : `Queue (first ${n} of ${q.depth} pending)`,
+    [['#', 'num'], ['Plan'], ['Task', 'task'], ['Title'], ['Priority'], ['Score', 'num'], ['Waited', 'num'],
+      ['Reason'], ['Estimated start'], ['Estimated end']],
+    q.head.map((t, i) => ['wait', [String(i + 1), t.plan, t.task_id, t.title, t.priority || DASH,
+      t.score === null ? DASH : String(Math.round(t.score)), span(t.waited), t.reason,
+      clock(t.eta_start), clock(t.eta_done)]]));
+}
+function finished(list) {
+  if (!list.length) return [el('p', 'none', 'Latest attempts: none yet')];
+  return table(`Latest ${list.length} attempts`, [['Ended'], ['Plan'], ['Task', 'task'], ['Title'],
+    ['Status'], ['Duration', 'num'], ['Tokens', 'num'], ['Cost', 'num'], ['Error', 'error']],
+  list.map(f => {
+    const link = el('a', '', f.task_id);
+    link.href = '/attempts/' + encodeURIComponent(f.id);
+    link.title = `attempt #${f.id}: its transcript`;
+    return ['', [clock(f.ended_at), f.plan, link, f.title, word(f.status, cls(f.status) || 'yellow'),
+      span(f.duration), tokens(f.tokens), '$' + f.cost_usd.toFixed(4), f.error || '']];
+  }));
+}
+function parts(d) {
+  const colour = {running: 'green', error: 'red'}[d.state] || 'yellow';
+  const out = [el('div', 'banner ' + colour, el('b', colour, d.state.toUpperCase()),
+    el('ul', '', ...d.notes.map(n => el('li', '', n))))];
+  if (!d.has_state) return out;
+  out.push(overview(d));
+  if (d.watchdog && d.watchdog.components.length) out.push(...components(d.watchdog));
+  out.push(...active(d.active), ...queue(d.queue), ...finished(d.finished));
+  return out;
+}
+function draw(d) { document.getElementById('status').replaceChildren(...parts(d)); }
+async function poll() {
+  try {
+    const r = await fetch('/api/status', {headers: {Accept: 'application/json'}});
+    if (r.ok) {
+      draw(await r.json());
+      document.getElementById('updated').textContent = 'updated ' + new Date().toLocaleTimeString();
+    }
+  } catch (e) {}
+}
+draw(JSON.parse(document.getElementById('first').textContent));
+setInterval(poll, %(poll)d * 1000);
+poll();
 """
 
 
@@ -128,39 +235,6 @@ def render(value: Any) -> str:
     return _scalar(value)
 
 
-def _flat(value: Any) -> bool:
-    if isinstance(value, list):
-        return all(not isinstance(item, Mapping | list) for item in value)
-    return not isinstance(value, Mapping)
-
-
-def _wide(value: Any) -> bool:
-    return isinstance(value, list) or any(isinstance(v, list) and v for v in value.values())
-
-
-def board(status: Any) -> str:
-    """The dashboard document laid out: its scalars in one line, small parts as cards, lists wide."""
-    if not isinstance(status, Mapping):
-        return render(status)
-    items = list(status.items())
-    line = "".join(
-        f'<span><span class="muted">{html.escape(str(k))}</span> {render(v)}</span>'
-        for k, v in items
-        if _flat(v)
-    )
-    cards = "".join(
-        f'<div class="card"><h3>{html.escape(str(k))}</h3>{render(v)}</div>'
-        for k, v in items
-        if not _flat(v) and not _wide(v)
-    )
-    wide = "".join(
-        f'<div class="card wide"><h3>{html.escape(str(k))}</h3>{render(v)}</div>'
-        for k, v in items
-        if not _flat(v) and _wide(v)
-    )
-    return f'<div class="headline">{line}</div><div class="cards">{cards}</div>{wide}'
-
-
 def _layout(title: str, body: str, script: str = "") -> str:
     tail = f"<script>{script}</script>" if script else ""
     return (
@@ -192,8 +266,10 @@ def dashboard_page(
     tasks = sum(int(h["tasks"]) for h in hours)
     cost = sum(float(h["cost_usd"]) for h in hours)
     body = (
-        '<section><h2>Status <span id="updated" class="muted"></span></h2>'
-        f'<div id="status">{board(status)}</div></section>'
+        '<section><h2>Status <span id="updated" class="muted"></span></h2><div id="status">'
+        '<noscript>The status is drawn by the page\'s script: <a href="/api/status">/api/status</a> '
+        "gives it as JSON.</noscript></div>"
+        f'<script type="application/json" id="first">{_embedded(status)}</script></section>'
         f"<section><h2>Tasks and cost per hour</h2><nav class=windows>window: {links}</nav>"
         f'<p class="muted">{tasks} attempts ended, {_usd(cost)} in the last {html.escape(chosen)}</p>'
         f"{chart(hours)}</section>"
@@ -206,6 +282,13 @@ def dashboard_page(
         "poll": POLL_SECONDS,
     }
     return _layout("dashboard", body, script)
+
+
+def _embedded(document: Any) -> str:
+    # Inside <script> only `</script` ends the element: with `<`, `>` and `&` escaped as JSON
+    # escapes, no string of the document can close it or open anything.
+    text = json.dumps(document)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def _usd(amount: float) -> str:

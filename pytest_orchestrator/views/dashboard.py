@@ -25,8 +25,6 @@ STALE_AFTER = 300.0
 # How many finished attempts and queued tasks a frame shows.
 RECENT = 10
 QUEUE_HEAD = 5
-# The window of the throughput and the error rate.
-HOUR = 3600.0
 # The first schema with the loop, the queue and the health history.
 LOOP_SCHEMA = 5
 # The loop's states in which it must keep polling (health.orchestrator.POLLING, not imported:
@@ -78,6 +76,8 @@ class ActiveTask:
 class FinishedAttempt:
     """One of the latest attempts to end, whatever their status."""
 
+    # The attempt's row id: the web dashboard links it to its transcript.
+    id: int
     plan: str
     task_id: str
     title: str
@@ -92,6 +92,7 @@ class FinishedAttempt:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready."""
         return {
+            "id": self.id,
             "plan": self.plan,
             "task_id": self.task_id,
             "title": self.title,
@@ -149,6 +150,8 @@ class Rates:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready."""
+        from ..metrics import HOUR
+
         return {
             "window": HOUR,
             "finished": self.finished,
@@ -297,13 +300,14 @@ def _active(store: StateStore, now: float, stale_after: float) -> tuple[ActiveTa
 def _finished(store: StateStore) -> tuple[FinishedAttempt, ...]:
     # attempts_by_end (schema 6) makes this a walk down the index, whatever the history's size.
     rows = store.conn.execute(
-        "SELECT a.plan, a.task_id, a.title, a.attempt, a.status, a.started_at, a.ended_at, a.cost_usd, "
+        "SELECT a.id, a.plan, a.task_id, a.title, a.attempt, a.status, a.started_at, a.ended_at, a.cost_usd, "
         f"{_TOKENS} AS tokens, a.error FROM attempts a WHERE a.ended_at IS NOT NULL "
         "ORDER BY a.ended_at DESC, a.id DESC LIMIT ?",
         (RECENT,),
     ).fetchall()
     return tuple(
         FinishedAttempt(
+            id=int(r["id"]),
             plan=r["plan"],
             task_id=r["task_id"],
             title=r["title"],
@@ -341,9 +345,9 @@ def _queue(store: StateStore, now: float, spec: QueueSpec | None) -> tuple[tuple
 
 
 def _rates(store: StateStore, now: float) -> Rates:
-    from ..metrics import window
+    from ..metrics import last_hour
 
-    numbers = window(store.conn, now - HOUR, now)
+    numbers = last_hour(store.conn, now)
     return Rates(
         finished=numbers.finished,
         throughput_per_hour=numbers.throughput_per_hour,

@@ -51,19 +51,23 @@ def attempt_dict(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
+# A run's summary columns over `runs r LEFT JOIN attempts a ... GROUP BY r.id`, for `_run_dict`.
+_RUN = (
+    "r.id, r.started_at, r.ended_at, r.status, r.pid, r.host, COUNT(a.id) AS attempts, "
+    "COALESCE(SUM(a.status = 'completed'), 0) AS completed, "
+    f"COALESCE(SUM(a.status IN {_FAILED}), 0) AS failed, "
+    "COALESCE(SUM(a.status = 'running'), 0) AS running, "
+    "COALESCE(SUM(a.cost_usd), 0) AS cost_usd, "
+    "COALESCE(SUM(a.input_tokens + a.output_tokens + a.cache_read_tokens + a.cache_creation_tokens), 0) "
+    "AS tokens, GROUP_CONCAT(DISTINCT a.plan) AS plans"
+)
+
+
 def runs(store: StateStore, limit: int = 50) -> list[dict[str, Any]]:
     """The latest `limit` runs, newest first, each with its attempts counted by status and its cost."""
     rows = store.conn.execute(
         "WITH r AS (SELECT * FROM runs ORDER BY id DESC LIMIT ?) "
-        "SELECT r.id, r.started_at, r.ended_at, r.status, r.pid, r.host, "
-        "COUNT(a.id) AS attempts, "
-        "COALESCE(SUM(a.status = 'completed'), 0) AS completed, "
-        f"COALESCE(SUM(a.status IN {_FAILED}), 0) AS failed, "
-        "COALESCE(SUM(a.status = 'running'), 0) AS running, "
-        "COALESCE(SUM(a.cost_usd), 0) AS cost_usd, "
-        "COALESCE(SUM(a.input_tokens + a.output_tokens + a.cache_read_tokens + a.cache_creation_tokens), 0) "
-        "AS tokens, GROUP_CONCAT(DISTINCT a.plan) AS plans "
-        "FROM r LEFT JOIN attempts a ON a.run_id = r.id GROUP BY r.id ORDER BY r.id DESC",
+        f"SELECT {_RUN} FROM r LEFT JOIN attempts a ON a.run_id = r.id GROUP BY r.id ORDER BY r.id DESC",
         (limit,),
     ).fetchall()
     return [_run_dict(row) for row in rows]
@@ -101,15 +105,7 @@ def run(store: StateStore, run_id: int, limit: int = 500) -> dict[str, Any] | No
 def run_summary(store: StateStore, run_id: int) -> dict[str, Any] | None:
     """The summary of run `run_id`, as `runs` gives it."""
     row = store.conn.execute(
-        "SELECT r.id, r.started_at, r.ended_at, r.status, r.pid, r.host, "
-        "COUNT(a.id) AS attempts, "
-        "COALESCE(SUM(a.status = 'completed'), 0) AS completed, "
-        f"COALESCE(SUM(a.status IN {_FAILED}), 0) AS failed, "
-        "COALESCE(SUM(a.status = 'running'), 0) AS running, "
-        "COALESCE(SUM(a.cost_usd), 0) AS cost_usd, "
-        "COALESCE(SUM(a.input_tokens + a.output_tokens + a.cache_read_tokens + a.cache_creation_tokens), 0) "
-        "AS tokens, GROUP_CONCAT(DISTINCT a.plan) AS plans "
-        "FROM runs r LEFT JOIN attempts a ON a.run_id = r.id WHERE r.id = ? GROUP BY r.id",
+        f"SELECT {_RUN} FROM runs r LEFT JOIN attempts a ON a.run_id = r.id WHERE r.id = ? GROUP BY r.id",
         (run_id,),
     ).fetchone()
     return _run_dict(row) if row is not None else None

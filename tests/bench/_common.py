@@ -1,11 +1,13 @@
-"""What the benchmarks share: how pytest is started and with which environment."""
+"""What the benchmarks share: how pytest is started, with which environment, and how a call is timed."""
 
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
@@ -25,3 +27,14 @@ def timed(args: list[str], cwd: Path, env: dict[str, str]) -> float:
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(args)} exited {result.returncode}:\n{result.stdout}{result.stderr}")
     return elapsed
+
+
+def median_ms(run: Callable[[], object], rounds: int) -> tuple[float, float]:
+    """The median and minimum wall time of `run`, in milliseconds, after one warm-up."""
+    run()
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000, min(times) * 1000

@@ -25,7 +25,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -33,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from pytest_orchestrator.crashes.model import Crash
 from pytest_orchestrator.crashes.store import CrashStore
 from pytest_orchestrator.state import StateStore
-from tests.bench._common import bench_env, timed
+from tests.bench._common import bench_env, median_ms, timed
 
 REPO = Path(__file__).resolve().parents[2]
 TARGET = 0.250
@@ -127,17 +126,6 @@ def build_state(state_dir: Path, crashes: int, fingerprints: int, days: float, n
                 (number, f"{error}:{n:04d}:" + "0123456789abcdef" * 2, f"{error} in handle_{n}", now, now),
             )
     return store
-
-
-def median_ms(run: Callable[[], object], rounds: int) -> tuple[float, float]:
-    """The median and minimum wall time of `run`, in milliseconds, after one warm-up."""
-    run()
-    times = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1000, min(times) * 1000
 
 
 def main() -> int:

@@ -26,7 +26,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -38,7 +37,7 @@ from pytest_orchestrator.state import StateStore
 from pytest_orchestrator.state.components import ComponentRow, ComponentStore
 from pytest_orchestrator.views.dashboard import snapshot
 from pytest_orchestrator.views.dashboard_screen import frame, read
-from tests.bench._common import bench_env, timed
+from tests.bench._common import bench_env, median_ms, timed
 
 REPO = Path(__file__).resolve().parents[2]
 TARGET = 0.200
@@ -121,17 +120,6 @@ def build_state(state_dir: Path, attempts: int, days: float, now: float) -> Stat
     for n in range(int(days * DAY / 60), 0, -1):
         record(store, HealthRow(at=now - n * 60, source="watchdog", status="healthy", checks=checks))
     return store
-
-
-def median_ms(run: Callable[[], object], rounds: int) -> tuple[float, float]:
-    """The median and minimum wall time of `run`, in milliseconds, after one warm-up."""
-    run()
-    times = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1000, min(times) * 1000
 
 
 def main() -> int:

@@ -25,7 +25,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -125,17 +124,6 @@ def build_state(state_dir: Path, attempts: int, days: float, now: float) -> Stat
             samples,
         )
     return store
-
-
-def median_ms(run: Callable[[], object], rounds: int) -> tuple[float, float]:
-    """The median and minimum wall time of `run`, in milliseconds, after one warm-up."""
-    run()
-    times = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1000, min(times) * 1000
 
 
 def main() -> int:

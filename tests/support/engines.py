@@ -114,21 +114,46 @@ class SecondEngine:
         self.client(timeout=600).images.load(source.images.get(tag).save(named=tag))
         return time.monotonic() - started
 
-    def stop(self) -> None:
-        """Stop the engine, then remove its bridge, its mounts and its directory."""
+    def stop(self, grace: float = 30.0) -> None:
+        """Stop the engine (killed after `grace` seconds), then whatever of it outlived it, its bridge,
+        its mounts and its directory."""
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout=30)
+                self.process.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=10)
+        self._kill_leftovers()
         _run("ip", "link", "del", self.bridge)
         # dockerd leaves its default network namespace mounted under the exec root.
         mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
         for target in reversed([m for m in mounts if m.startswith(str(self.root))]):
             _run("umount", "-l", target)
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def _kill_leftovers(self) -> None:
+        """Kill the processes started from this engine's directories, and their children.
+
+        A dockerd that is killed, not stopped, leaves its containers running: each under a
+        containerd shim that re-parented itself (`containerd-shim-runc-v2 ... -address <exec root>/...`).
+        """
+        import psutil
+
+        root = str(self.root)
+        found: list[psutil.Process] = []
+        for process in psutil.process_iter(["cmdline"]):
+            try:
+                if any(root in part for part in process.info["cmdline"] or ()):
+                    found += [process, *process.children(recursive=True)]
+            except psutil.Error:
+                continue
+        for process in found:
+            try:
+                process.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(found, timeout=10)
 
 
 def first_engine_networking(client: Any, image: str) -> str | None:
