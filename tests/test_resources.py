@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -230,3 +231,34 @@ def test_a_sampler_that_raises_never_stops_the_loop(tmp_path: Path) -> None:
             signal.signal(number, handler)
     assert calls and loop.round == 1
     assert lines[-1] == f"orchestrator loop: stopped (stop file {stop}) after 1 rounds"
+
+
+def test_a_sample_that_hangs_never_holds_up_the_heartbeat(tmp_path: Path) -> None:
+    """A sample waits on the Docker engine; beats late past the freeze threshold make a live run look dead."""
+    release = threading.Event()
+    entered = threading.Event()
+
+    def sampler(store: StateStore, run_id: int, force: bool) -> None:
+        entered.set()
+        # An engine that does not answer until the test is done looking.
+        release.wait(60)
+
+    # A heartbeat every 0.5 s.
+    run = RunRecord(tmp_path, uuid.uuid4().hex, "main", 2.0, sample=sampler)
+    try:
+        assert entered.wait(30)
+        beats: set[float] = set()
+        deadline = time.monotonic() + 30
+        while len(beats) < 2 and time.monotonic() < deadline:
+            store = StateStore.read(tmp_path)
+            assert store is not None
+            row = store.conn.execute("SELECT at FROM heartbeats WHERE run_id = ?", (run.run_id,)).fetchone()
+            store.close()
+            if row is not None:
+                beats.add(row[0])
+            time.sleep(0.1)
+        # Two distinct beats written while the sample still hangs.
+        assert not release.is_set() and len(beats) >= 2
+    finally:
+        release.set()
+        run.close("finished")

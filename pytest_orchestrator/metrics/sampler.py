@@ -1,8 +1,9 @@
 """Resource samples (T045) of this process (psutil) and of the sandbox container (Docker's stats API).
 
-A run's heartbeat thread calls a `ResourceSampler` at each beat; it reads at most once per
-`interval` seconds, so a task never waits on it, and a reading that fails (the container is
-gone, the engine is slow) is skipped: the health checks say what is wrong with the sandbox.
+A run's sampling thread calls a `ResourceSampler` on the heartbeat's interval, beside the
+heartbeat thread, so neither a task nor a beat waits on it; it reads at most once per
+`interval` seconds, and a reading that fails (the container is gone, the engine is slow) is
+skipped: the health checks say what is wrong with the sandbox.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ class ResourceSampler:
         self.environ = environ
         self.last: float | None = None
         if container is not None:
-            # Imported here, in the thread that builds the sampler, before the heartbeat thread
+            # Imported here, in the thread that builds the sampler, before the sampling thread
             # samples: the docker package imported by two threads at once (the sandbox's in the
             # main one) leaves one of them a half-initialised module without `docker.utils`.
             import docker  # noqa: F401

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from .store import Holder, Interrupted, StateError, StateStore
 
-# Called at each heartbeat with the heartbeat's own store and the run's id, and once more with
-# force=True as the run ends: a resource sampler (metrics.ResourceSampler), which keeps its pace.
+# Called on the heartbeat's interval, from a thread of its own with its own store, with the run's
+# id, and once more with force=True as the run ends: a resource sampler
+# (metrics.ResourceSampler), which keeps its pace.
 Sampler = Callable[[StateStore, int, bool], None]
 
 
@@ -50,6 +51,7 @@ class RunRecord:
         self.freeze_threshold = freeze_threshold
         self._leased: set[str] = set()
         self._heartbeat: _Heartbeat | None = None
+        self._sampling: _Sampling | None = None
         if dry_run:
             self.store: StateStore = StateStore.read(state_dir) or StateStore.empty()
             return
@@ -57,8 +59,13 @@ class RunRecord:
         self.interrupted = self.store.reap_interrupted(pid_alive, freeze_threshold)
         self.run_id = self.store.begin_run(run_key)
         interval = max(0.5, min(30.0, freeze_threshold / 4))
-        self._heartbeat = _Heartbeat(state_dir, self.run_id, worker, interval, sample)
+        self._heartbeat = _Heartbeat(state_dir, self.run_id, worker, interval)
         self._heartbeat.start()
+        if sample is not None:
+            # A thread of its own: a sample waits on the Docker engine, which may hang for longer
+            # than the freeze threshold, and a late beat makes this live run look dead to the next.
+            self._sampling = _Sampling(state_dir, self.run_id, interval, sample, self._heartbeat.stopped)
+            self._sampling.start()
 
     @property
     def writes(self) -> bool:
@@ -79,6 +86,8 @@ class RunRecord:
         if self._heartbeat is not None:
             self._heartbeat.stopped.set()
             self._heartbeat.join(timeout=5)
+            if self._sampling is not None:
+                self._sampling.join(timeout=5)
             try:
                 if self._leased:
                     self.store.release_leases(self.run_id)
@@ -89,24 +98,11 @@ class RunRecord:
 
 
 class _Heartbeat(threading.Thread):
-    def __init__(
-        self, state_dir: Path, run_id: int, worker: str, interval: float, sample: Sampler | None = None
-    ) -> None:
+    def __init__(self, state_dir: Path, run_id: int, worker: str, interval: float) -> None:
         super().__init__(name="orchestrator-heartbeat", daemon=True)
         self.state_dir, self.run_id, self.worker = state_dir, run_id, worker
         self.interval = interval
-        self.sample = sample
         self.stopped = threading.Event()
-
-    def _sample(self, store: StateStore, force: bool = False) -> None:
-        if self.sample is None:
-            return
-        try:
-            self.sample(store, self.run_id, force)
-        except Exception:  # a reading or a write that fails, however: never the heartbeat's end
-            # Resource samples are worth less than the beats: a failed one is skipped. A heartbeat
-            # thread that died would make this live run look dead to the next, which takes its plans.
-            return
 
     def run(self) -> None:
         # sqlite3 connections belong to one thread, so the heartbeat has its own.
@@ -115,8 +111,6 @@ class _Heartbeat(threading.Thread):
         except StateError:
             return
         try:
-            # Here, off the task's thread: sampling (a Docker API call) never holds a task up.
-            self._sample(store)
             while not self.stopped.wait(self.interval):
                 try:
                     store.heartbeat(self.run_id, self.worker)
@@ -124,6 +118,37 @@ class _Heartbeat(threading.Thread):
                     # Beat on: a run whose beats stop looks dead to the next run, which would
                     # take its plans and dispatch its task again. The task writes say what failed.
                     continue
+        finally:
+            store.close()
+
+
+class _Sampling(threading.Thread):
+    """Calls the run's resource sampler on the heartbeat's interval, until the heartbeat stops."""
+
+    def __init__(
+        self, state_dir: Path, run_id: int, interval: float, sample: Sampler, stopped: threading.Event
+    ) -> None:
+        super().__init__(name="orchestrator-sampler", daemon=True)
+        self.state_dir, self.run_id = state_dir, run_id
+        self.interval = interval
+        self.sample = sample
+        self.stopped = stopped
+
+    def _sample(self, store: StateStore, force: bool = False) -> None:
+        try:
+            self.sample(store, self.run_id, force)
+        except Exception:  # a reading or a write that fails, however: skipped, the next one is taken
+            return
+
+    def run(self) -> None:
+        try:
+            store = StateStore.open(self.state_dir)
+        except StateError:
+            return
+        try:
+            # Here, off the task's thread: sampling (a Docker API call) never holds a task up.
+            self._sample(store)
+            while not self.stopped.wait(self.interval):
                 self._sample(store)
             # The run's last figures, so that a run shorter than the interval has two readings.
             self._sample(store, force=True)
