@@ -370,6 +370,27 @@ def test_each_health_run_appends_one_history_row(pytester: pytest.Pytester) -> N
 
 
 @no_docker
+def test_a_health_run_deletes_the_history_older_than_the_retention(pytester: pytest.Pytester) -> None:
+    """`orchestrator serve` runs the checks on each /healthz scrape: without a watchdog, nothing else prunes."""
+    now = time.time()
+    state = pytester.path / ".orchestrator"
+    store = open_state(pytester)
+    history = HealthHistory(store)
+    for age_days in (30, 9, 6):
+        history.record(HealthRow(at=now - age_days * 86_400, source="health", status="healthy"))
+    store.close()
+
+    health(pytester, "-k", "orchestrator")
+    ages = sorted(round((now - row["at"]) / 86_400) for row in history_rows(state))
+    # The default retention, 7 days: the rows of 30 and 9 days ago went, this run's row came.
+    assert ages == [0, 6]
+
+    (pytester.path / "orchestrator.yaml").write_text("monitor:\n  retention_days: 3\n")
+    health(pytester, "-k", "orchestrator")
+    assert sorted(round((now - row["at"]) / 86_400) for row in history_rows(state)) == [0, 0]
+
+
+@no_docker
 def test_a_read_only_state_still_gives_the_document(pytester: pytest.Pytester, tmpfs: Any) -> None:
     now = time.time()
     state = tmpfs("2m")

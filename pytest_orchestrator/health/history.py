@@ -112,6 +112,25 @@ def record(store: StateStore, row: HealthRow) -> int:
         return int(conn.execute(_INSERT, _values(row)).lastrowid or 0)
 
 
+# At most this many rows go in one trim: a backlog of weeks is cleared over a few runs, each short.
+TRIM_BATCH = 1000
+
+
+def trim(store: StateStore, before: float, batch: int = TRIM_BATCH) -> int:
+    """Delete up to `batch` rows recorded before `before`, the oldest first; how many went.
+
+    A health run trims as it appends: `orchestrator serve` runs one on each scrape of
+    /healthz, which without the watchdog or the loop (their daily prune) nothing would delete.
+    A failed write raises StateError.
+    """
+    with store.writing() as conn:
+        return conn.execute(
+            "DELETE FROM health_checks WHERE id IN "
+            "(SELECT id FROM health_checks WHERE at < ? ORDER BY at LIMIT ?)",
+            (before, batch),
+        ).rowcount
+
+
 def latest(store: StateStore, source: str | None = None) -> HealthRow | None:
     """The newest row, of `source` or of any; None when there is none."""
     if source is None:

@@ -286,7 +286,8 @@ class HealthHarness:
 
     def _record_history(self) -> None:
         """Append this run to the health history; a state that cannot take it costs one warning line."""
-        from ..health.history import record, row_for
+        from ..crashes.config import MonitorSpec
+        from ..health.history import record, row_for, trim
         from ..state import DB_NAME, StateError, StateStore
 
         directory = self.settings.state_dir
@@ -299,8 +300,12 @@ class HealthHarness:
         except StateError as exc:
             self._warn(f"health history not recorded: {exc}")
             return
+        row = row_for(self.report, self.reading)
+        retention = (self.monitor_spec or MonitorSpec()).retention_days * 86_400
         try:
-            record(store, row_for(self.report, self.reading))
+            record(store, row)
+            # The history this run adds to is kept for the monitor's retention, like the watchdog's.
+            trim(store, row.at - retention)
         except StateError as exc:
             self._warn(f"health history not recorded: {exc}")
         finally:
