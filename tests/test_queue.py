@@ -247,6 +247,63 @@ def test_with_n_higher_priority_plans_are_handed_to_the_workers_first(project: p
     ]
 
 
+# Between the first worker's collection and the second's, another run (of the same plans, started
+# at the same minute) writes the queue: here it is the second worker that ages plan b's tasks by
+# 30 hours, once the first has recorded the queue.
+ANOTHER_RUN = """
+
+import sqlite3 as _sqlite3
+import time as _time
+
+import pytest as _pytest
+
+
+@_pytest.hookimpl(wrapper=True)
+def pytest_collection(session):
+    if os.environ.get("PYTEST_XDIST_WORKER") == "gw1":
+        db = str(session.config.rootpath / ".orchestrator" / "state.db")
+        deadline = _time.monotonic() + 60
+        while _time.monotonic() < deadline:
+            try:
+                conn = _sqlite3.connect(db, timeout=30)
+                try:
+                    found = conn.execute("SELECT COUNT(*) FROM queue").fetchone()[0]
+                    if found:
+                        with conn:
+                            conn.execute(
+                                "UPDATE queue SET enqueued_at = enqueued_at - 30 * 3600 "
+                                "WHERE plan = 'plans/b.md'"
+                            )
+                        (session.config.rootpath / "aged").write_text(str(found))
+                        break
+                finally:
+                    conn.close()
+            except _sqlite3.OperationalError:
+                pass
+            _time.sleep(0.05)
+    return (yield)
+"""
+
+
+def test_with_n_every_worker_orders_the_plans_alike_while_another_run_writes_the_queue(
+    project: pytest.Pytester,
+) -> None:
+    (project.path / "plans" / "x.md").unlink()
+    write_plan(project, "a.md", _plan("a", 2))
+    write_plan(project, "b.md", _plan("b", 2))
+    conftest = project.path / "conftest.py"
+    conftest.write_text(conftest.read_text() + ANOTHER_RUN)
+    result = project.runpytest_subprocess("plans", "-n", "2", "-p", "no:cacheprovider")
+    assert (project.path / "aged").exists()
+    # Read by each worker, the aged rows put b first in the second worker only: xdist refused
+    # the run ("Different tests were collected between gw0 and gw1").
+    assert "Different tests were collected" not in result.stdout.str() + result.stderr.str()
+    result.assert_outcomes(passed=4)
+    for plan in ("a", "b"):
+        mine = [key for key, _ in dispatched(project) if key.startswith(f"plans/{plan}.md")]
+        assert mine == [f"plans/{plan}.md::1", f"plans/{plan}.md::2"]
+
+
 # ---- `orchestrator queue` ----
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -176,10 +178,75 @@ def pytest_runtest_protocol(item: pytest.Item) -> None:
 WAITING = pytest.StashKey["set[str]"]()
 
 
+# The rows the plans are ordered from, read once by the controller and given to each worker. Read
+# by each worker, a row another run wrote between two workers' reads (its queue, an attempt it
+# ended) ordered the plans differently in each, and xdist refuses to run workers that collected
+# different orders.
+SNAPSHOT_INPUT = "orchestrator_queue_snapshot"
+SNAPSHOT = pytest.StashKey[dict[str, list[list[Any]]]]()
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """Each task's history and when each queued task was queued, as one process read them."""
+
+    histories: dict[tuple[str, str], TaskHistory]
+    queued: dict[tuple[str, str], float]
+
+    def encoded(self) -> dict[str, list[list[Any]]]:
+        """As plain lists, which execnet carries to a worker."""
+        return {
+            "histories": [
+                [plan, task, h.completed_at, h.failures, h.last_failed_at, h.last_status]
+                for (plan, task), h in self.histories.items()
+            ],
+            "queued": [[plan, task, at] for (plan, task), at in self.queued.items()],
+        }
+
+    @classmethod
+    def decoded(cls, data: dict[str, list[list[Any]]]) -> _Snapshot:
+        """The snapshot `encoded` gave."""
+        return cls(
+            {(str(r[0]), str(r[1])): TaskHistory(*r[2:]) for r in data.get("histories", [])},
+            {(str(r[0]), str(r[1])): float(r[2]) for r in data.get("queued", [])},
+        )
+
+
+def _read_snapshot(store: StateStore, now: float) -> _Snapshot:
+    histories = {key: TaskHistory(*value) for key, value in store.task_histories(before=now).items()}
+    return _Snapshot(histories, QueueStore(store).since())
+
+
+def _given_snapshot(config: pytest.Config) -> _Snapshot | None:
+    """The controller's snapshot, in an xdist worker."""
+    given = (xdist.workerinput(config) or {}).get(SNAPSHOT_INPUT)
+    return _Snapshot.decoded(given) if given is not None else None
+
+
+def _controller_snapshot(config: pytest.Config) -> dict[str, list[list[Any]]]:
+    """The snapshot every worker of this controller orders from, read without writing, once."""
+    if SNAPSHOT not in config.stash:
+        snapshot = _Snapshot({}, {})
+        try:
+            reader = StateStore.read(settings_for(config).state_dir)
+        except StateError:
+            reader = None
+        if reader is not None:
+            try:
+                snapshot = _read_snapshot(reader, xdist.run_start(config))
+            except sqlite3.Error:
+                pass  # an older schema read-only: every worker starts from nothing alike
+            finally:
+                reader.close()
+        config.stash[SNAPSHOT] = snapshot.encoded()
+    return config.stash[SNAPSHOT]
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
-    """Give each xdist worker the controller's start time: they order the plans from the same `now`."""
+    """Give each xdist worker the controller's start time and snapshot: they order the plans alike."""
     node.workerinput[xdist.START_INPUT] = xdist.run_start(node.config)
+    node.workerinput[SNAPSHOT_INPUT] = _controller_snapshot(node.config)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -194,18 +261,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     started = round_start()
     now = xdist.run_start(config)
     spec = _queue_spec(config)
+    given = _given_snapshot(config)
     if config.getoption("orchestrator_dry_run"):
         # A dry run writes nothing, but shows the order a run would take.
-        _reorder(items, _by_plan(tasks, _queued(settings), now, spec))
+        _reorder(items, _by_plan(tasks, given.queued if given else _queued(settings), now, spec))
         return
     try:
         store = StateStore.open(settings.state_dir)
     except StateError:
         # The first dispatch says so, and stops the run; the order still follows priority.
-        _reorder(items, _by_plan(tasks, {}, now, spec))
+        _reorder(items, _by_plan(tasks, given.queued if given else {}, now, spec))
         return
     try:
-        histories = {key: TaskHistory(*value) for key, value in store.task_histories(before=now).items()}
+        snapshot = given or _read_snapshot(store, now)
+        histories = snapshot.histories
         # Outside the loop a failed task is dispatched again at once, as the run was asked for.
         interval = _poll_interval(config) if started is not None else 0.0
         decisions = decide(
@@ -216,9 +285,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             rerun=bool(config.getoption("orchestrator_rerun")),
             guided=bool(settings.guidance),
         )
-        # Every worker reads the same rows and `now`: a task new to the queue counts as queued
-        # at `now`, which is what the first worker records for it.
-        queued = QueueStore(store).since()
+        # Every worker orders from the same rows and `now`: a task new to the queue counts as
+        # queued at `now`, which is what the first worker records for it.
+        queued = snapshot.queued
         pending = [
             Pending(d.plan, d.task.id, d.task.priority, queued.get((d.plan, d.task.id), now))
             for d in decisions
