@@ -43,6 +43,7 @@ class TranscriptWriter:
         self.written = 0
         self.truncated = False
         self._file: IO[str] | None = None
+        self._opened = False
         self._failed = False
 
     def write(self, event: Event) -> None:
@@ -58,7 +59,10 @@ class TranscriptWriter:
             if self._file is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 # Line-buffered: each event reaches the file as it arrives, for readers of a live attempt.
-                self._file = open(self.path, "a", encoding="utf-8", buffering=1)
+                # Truncated the first time: a file already there is another attempt's, of a state
+                # database since deleted (attempt ids start from 1 again), and not under this cap.
+                self._file = open(self.path, "a" if self._opened else "w", encoding="utf-8", buffering=1)
+                self._opened = True
             self._file.write(line)
         except OSError:
             self._failed = True

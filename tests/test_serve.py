@@ -397,6 +397,26 @@ def test_a_transcript_is_redacted_and_capped_and_pruned(tmp_path: Path) -> None:
     assert not path.exists() and fresh.exists()
 
 
+def test_a_transcript_left_by_an_earlier_state_is_replaced_not_continued(tmp_path: Path) -> None:
+    """A state database deleted to start over numbers its attempts from 1 again; the transcripts stay."""
+    path = transcript_path(tmp_path, 1)
+    old = TranscriptWriter(path, 400)
+    for n in range(3):
+        old.write({"type": "assistant", "n": n, "text": "from the earlier state " + "x" * 50})
+    old.close()
+    writer = TranscriptWriter(path, 400)
+    writer.write({"type": "user", "text": "the new attempt 1"})
+    for n in range(3):
+        writer.write({"type": "assistant", "n": n, "text": "y" * 50})
+    writer.close()
+    events = read_transcript(tmp_path, 1)
+    assert events is not None
+    assert events[0] == {"type": "user", "text": "the new attempt 1"}
+    assert [e.get("type") for e in events] == ["user", "assistant", "assistant", "assistant"]
+    assert "earlier state" not in path.read_text()
+    assert path.stat().st_size <= 400
+
+
 def test_an_unreadable_state_is_503_with_the_reason_on_every_path(tmp_path: Path) -> None:
     from pytest_orchestrator.server import App, HealthCache
 
