@@ -956,3 +956,37 @@ def test_a_task_ticked_in_the_plan_is_skipped_unless_rerun(project: pytest.Pytes
     assert keys(project) == ["plans/ticked.md::T002"]
     again = run(project, "plans/ticked.md", "--orchestrator-rerun")
     assert again.parseoutcomes() == {"passed": 3}
+
+
+def test_a_run_deletes_what_is_older_than_the_retention_as_it_ends(project: pytest.Pytester) -> None:
+    """Runs started without the loop or the watchdog (by cron) would otherwise grow the state for good."""
+    from pytest_orchestrator.health.history import HealthHistory, HealthRow
+    from pytest_orchestrator.metrics.resources import Sample, record
+    from pytest_orchestrator.transcripts import transcript_path
+
+    state = project.path / ".orchestrator"
+    now = time.time()
+    store = StateStore.open(state)
+    for age_days in (30, 8, 6):
+        at = now - age_days * 86_400
+        HealthHistory(store).record(HealthRow(at=at, source="health", status="healthy"))
+        record(store, [Sample("process", f"pid 1 @ {at}", "main", 1.0, 1 << 20)], now=at)
+    store.close()
+    for attempt, age_days in ((1, 8), (2, 6)):
+        path = transcript_path(state, attempt)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text('{"type": "user"}\n')
+        os.utime(path, (now - age_days * 86_400, now - age_days * 86_400))
+
+    run(project, "plans/x.md", "-k", "1.1").assert_outcomes(passed=1)
+
+    conn = sqlite3.connect(state / "state.db")
+    try:
+        health = [round((now - at) / 86_400) for (at,) in conn.execute("SELECT at FROM health_checks")]
+        samples = [round((now - at) / 86_400) for (at,) in conn.execute("SELECT at FROM resource_samples")]
+    finally:
+        conn.close()
+    # The default retention, 7 days: what is older went; the 6 days old and the run's own stayed.
+    assert health == [6]
+    assert 6 in samples and all(age in (0, 6) for age in samples) and 0 in samples
+    assert not transcript_path(state, 1).exists() and transcript_path(state, 2).exists()

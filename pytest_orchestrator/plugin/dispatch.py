@@ -20,10 +20,11 @@ from ..result import DRY_RUN_PREFIX, TaskResult
 from ..state import RunRecord, StateError
 from . import xdist
 from .beat import beat
-from .bugs import report_bugs
+from .bugs import monitor_for, report_bugs
 from .interrupts import Interrupts
 from .options import settings_for
 from .output import write_now
+from .rounds import round_start
 
 if TYPE_CHECKING:
     from ..plan import Task
@@ -83,11 +84,33 @@ def sandbox_for(config: pytest.Config, settings: Settings) -> Sandbox:
     return config.stash[SANDBOX]
 
 
+def prune_past_retention(config: pytest.Config, run: RunRecord) -> None:
+    """Delete the crash, health and resource rows and the transcripts older than the retention.
+
+    The loop and the watchdog do it once a day; a run does it as it ends, so that runs started
+    without either (by cron, say) keep the state directory bounded: each attempt adds a
+    transcript of up to `transcript_max_bytes`, each process a resource sample a half minute.
+    """
+    from ..crashes.store import CrashStore
+    from ..transcripts import prune
+
+    before = time.time() - monitor_for(config).retention_days * 86_400
+    try:
+        CrashStore(run.store).prune(before)
+    except StateError:
+        # Not the run's record: the writes that are say what is wrong with the state.
+        return
+    prune(run.state_dir, before)
+
+
 def close_run(session: pytest.Session, exitstatus: int) -> None:
     """Record how this process's run ended; a run whose end was not recorded exits non-zero."""
     run = session.config.stash.get(RUN, None)
     if run is None:
         return
+    # A loop's round leaves it to the loop, which prunes once a day.
+    if run.writes and xdist.worker_id(session.config) in ("main", "gw0") and round_start() is None:
+        prune_past_retention(session.config, run)
     run.close("interrupted" if exitstatus == pytest.ExitCode.INTERRUPTED else "finished")
     if run.unrecorded:
         # A task's lost record was already told; the run's own end failing too adds nothing.
