@@ -6,10 +6,13 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[2]
 PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
 
 
@@ -38,3 +41,16 @@ def median_ms(run: Callable[[], object], rounds: int) -> tuple[float, float]:
         run()
         times.append(time.perf_counter() - started)
     return statistics.median(times) * 1000, min(times) * 1000
+
+
+@contextmanager
+def state_project() -> Iterator[tuple[Path, dict[str, str]]]:
+    """A throwaway project whose state lives in `state/`, and the environment to run this
+    checkout's `orchestrator` in it, its bytecode cached apart so each run is a warm start."""
+    with tempfile.TemporaryDirectory() as project_dir, tempfile.TemporaryDirectory() as pycache:
+        project = Path(project_dir)
+        (project / "pytest.ini").write_text("[pytest]\norchestrator_state_dir = state\n")
+        env = bench_env()
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env.update(PYTHONPATH=str(REPO), PYTHONPYCACHEPREFIX=pycache)
+        yield project, env

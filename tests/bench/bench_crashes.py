@@ -23,7 +23,6 @@ import argparse
 import random
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,9 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from pytest_orchestrator.crashes.model import Crash
 from pytest_orchestrator.crashes.store import CrashStore
 from pytest_orchestrator.state import StateStore
-from tests.bench._common import bench_env, median_ms, timed
+from tests.bench._common import median_ms, state_project, timed
 
-REPO = Path(__file__).resolve().parents[2]
 TARGET = 0.250
 DAY = 86400.0
 
@@ -137,18 +135,13 @@ def main() -> int:
     parser.add_argument("--days", type=float, default=30.0)
     options = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as project_dir, tempfile.TemporaryDirectory() as pycache:
-        project = Path(project_dir)
-        (project / "pytest.ini").write_text("[pytest]\norchestrator_state_dir = state\n")
+    with state_project() as (project, env):
         now = time.time()
         started = time.perf_counter()
         store = build_state(project / "state", options.crashes, options.fingerprints, options.days, now)
         built = time.perf_counter() - started
         store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         size = (project / "state" / "state.db").stat().st_size
-        env = bench_env()
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env.update(PYTHONPATH=str(REPO), PYTHONPYCACHEPREFIX=pycache)
         command = [sys.executable, "-m", "pytest_orchestrator", "crashes"]
         windows = {"24h": DAY, f"{options.days:g}d": options.days * DAY}
         commands = {"floor   (python -c pass)": [sys.executable, "-c", "pass"]}

@@ -24,7 +24,6 @@ import argparse
 import random
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -37,9 +36,8 @@ from pytest_orchestrator.state import StateStore
 from pytest_orchestrator.state.components import ComponentRow, ComponentStore
 from pytest_orchestrator.views.dashboard import snapshot
 from pytest_orchestrator.views.dashboard_screen import frame, read
-from tests.bench._common import bench_env, median_ms, timed
+from tests.bench._common import median_ms, state_project, timed
 
-REPO = Path(__file__).resolve().parents[2]
 TARGET = 0.200
 DAY = 86400.0
 STATUSES = ["completed"] * 85 + ["failed"] * 8 + ["timeout"] * 3 + ["error"] * 2 + ["interrupted"] * 2
@@ -130,9 +128,7 @@ def main() -> int:
     parser.add_argument("--days", type=float, default=30.0)
     options = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as project_dir, tempfile.TemporaryDirectory() as pycache:
-        project = Path(project_dir)
-        (project / "pytest.ini").write_text("[pytest]\norchestrator_state_dir = state\n")
+    with state_project() as (project, env):
         state_dir = project / "state"
         now = time.time()
         started = time.perf_counter()
@@ -157,9 +153,7 @@ def main() -> int:
         }
         reader.close()
 
-        env = bench_env()
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env.update(PYTHONPATH=str(REPO), PYTHONPYCACHEPREFIX=pycache, COLUMNS="160")
+        env["COLUMNS"] = "160"
         command = [sys.executable, "-m", "pytest_orchestrator", "dashboard"]
         commands = {
             "floor   (python -c pass)": [sys.executable, "-c", "pass"],

@@ -23,7 +23,6 @@ import argparse
 import random
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,9 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from pytest_orchestrator.metrics import window
 from pytest_orchestrator.state import StateStore
-from tests.bench._common import bench_env, timed
+from tests.bench._common import state_project, timed
 
-REPO = Path(__file__).resolve().parents[2]
 WINDOW_TARGET = 0.100
 COMMAND_TARGET = 0.300
 DAY = 86400.0
@@ -134,9 +132,7 @@ def main() -> int:
     parser.add_argument("--days", type=float, default=30.0)
     options = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as project_dir, tempfile.TemporaryDirectory() as pycache:
-        project = Path(project_dir)
-        (project / "pytest.ini").write_text("[pytest]\norchestrator_state_dir = state\n")
+    with state_project() as (project, env):
         now = time.time()
         started = time.perf_counter()
         store = build_state(project / "state", options.attempts, options.days, now)
@@ -144,9 +140,6 @@ def main() -> int:
         store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         store.close()
         size = (project / "state" / "state.db").stat().st_size
-        env = bench_env()
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env.update(PYTHONPATH=str(REPO), PYTHONPYCACHEPREFIX=pycache)
         command = [sys.executable, "-m", "pytest_orchestrator", "metrics", "--since", "7d"]
         commands = {
             "floor   (python -c pass)": [sys.executable, "-c", "pass"],
