@@ -461,10 +461,10 @@ def test_queue_without_state_says_so_and_a_bad_section_is_exit_2(tmp_path: Path)
     assert ran.err.strip() == "orchestrator: orchestrator.yaml:2: age_boost_cap must be a number, not 'lots'"
 
 
-def test_queue_watch_refreshes_in_place_and_ctrl_c_exits_0(state_project: Path) -> None:
-    _seed(state_project)
+def _watch(state_project: Path, *args: str) -> tuple[bytes, bytes]:
+    """What `queue --watch` printed in about 1.5 s, stopped with Ctrl-C; it must exit 0."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "pytest_orchestrator", "queue", "--watch", "--interval", "0.2"],
+        [sys.executable, "-m", "pytest_orchestrator", "queue", "--watch", "--interval", "0.2", *args],
         cwd=state_project,
         env=_env(),
         stdout=subprocess.PIPE,
@@ -478,6 +478,12 @@ def test_queue_watch_refreshes_in_place_and_ctrl_c_exits_0(state_project: Path) 
         if process.poll() is None:
             process.kill()
     assert process.returncode == 0, err
+    return out, err
+
+
+def test_queue_watch_refreshes_in_place_and_ctrl_c_exits_0(state_project: Path) -> None:
+    _seed(state_project)
+    out, err = _watch(state_project)
     frames = out.decode().split("\033[H\033[2J")
     assert frames[0] == "" and len(frames) >= 3
     assert all(frame.startswith("5 pending, 1 running") for frame in frames[1:-1])
@@ -486,21 +492,7 @@ def test_queue_watch_refreshes_in_place_and_ctrl_c_exits_0(state_project: Path) 
 
 def test_queue_watch_json_prints_one_document_a_line(state_project: Path) -> None:
     _seed(state_project)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pytest_orchestrator", "queue", "--watch", "--interval", "0.2", "--json"],
-        cwd=state_project,
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        time.sleep(1.5)
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 0, err
+    out, err = _watch(state_project, "--json")
     lines = out.decode().splitlines()
     assert len(lines) >= 2 and b"\033" not in out
     assert all(json.loads(line)["depth"] == 5 for line in lines)
