@@ -54,6 +54,20 @@ def test_an_engine_is_recorded_by_its_endpoint_without_credentials() -> None:
     assert engine_id({"DOCKER_HOST": "ssh://deploy:s3cret@host-b"}) == "ssh://deploy@host-b"
     # A spelling the SDK refuses is still recorded and shown: without its password too.
     assert engine_id({"DOCKER_HOST": "deploy:s3cret@host-a:2375"}) == "deploy@host-a:2375"
+    assert engine_id({"DOCKER_HOST": "tcp://host-a:2375/"}) == "tcp://host-a:2375"
+
+
+def test_the_usual_endpoints_are_recorded_without_importing_the_docker_sdk() -> None:
+    # Every xdist worker records the engine of its first attempt at the same moment; the
+    # SDK's import there held each first dispatch up by its share of the CPU.
+    code = (
+        "import sys\n"
+        "from pytest_orchestrator.sandbox.docker import engine_id\n"
+        "ids = [engine_id({}), engine_id({'DOCKER_HOST': 'tcp://host-a:2375'})]\n"
+        "print(ids, 'docker' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "['unix:///var/run/docker.sock', 'tcp://host-a:2375'] False"
 
 
 def test_an_unreachable_engine_is_named_without_its_password() -> None:

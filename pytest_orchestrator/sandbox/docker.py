@@ -33,6 +33,8 @@ DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 DOCKER_ENV = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")
 # `user:secret@host:2375`, without a scheme: no URL to the parser, but a password all the same.
 _BARE_PASSWORD = re.compile(r"^([^/@:]*):[^/@]*@")
+# Endpoints that are their own id: a socket's absolute path, or a host with its port.
+_CANONICAL_ENDPOINT = re.compile(r"^(unix:///[^?#@]*|tcp://[a-z0-9.-]+:[0-9]+)$")
 
 # Runs inside the container so that secret values never leave it: only the names of
 # the variables that are set and the paths of the files that exist come back.
@@ -64,10 +66,15 @@ def engine_id(environ: Mapping[str, str] | None = None) -> str:
     `tcp://host-a:2375`, `unix:/x.sock` is `unix:///x.sock`); a password in it
     (`ssh://user:secret@host`) is dropped, and TLS material is never part of it.
     """
+    endpoint = docker_endpoint(environ)
+    if _CANONICAL_ENDPOINT.match(endpoint):
+        # Already in Docker's spelling. Each attempt records it, and the SDK's parser would
+        # cost every xdist worker the import of the whole SDK before its first dispatch,
+        # all of them at once (measured with tests/bench/bench_parallel.py).
+        return endpoint
     from docker.errors import DockerException
     from docker.utils import parse_host
 
-    endpoint = docker_endpoint(environ)
     try:
         parsed = str(parse_host(endpoint))
     except DockerException:
