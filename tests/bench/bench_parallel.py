@@ -7,12 +7,18 @@ T * L / W (every worker busy from start to end); the report gives the efficiency
 (ideal / wall), the orchestration overhead per task and the controller's peak memory.
 
     python tests/bench/bench_parallel.py [--tasks 100] [--plans 10] [--workers 10]
-                                         [--latency 2] [--rounds 1] [--variant both]
+                                         [--latency 2] [--rounds 1] [--variant all]
 
 Two command lines are timed (--variant): `full`, as a user would type it, and `trimmed`,
 with the installed plugins a plan run has no use for disabled (TRIMMED), which every
 worker would otherwise import and configure at start-up. pytest-timeout stays: it bounds
 each task (task_timeout).
+
+Each has a floor beside it, in the same rounds: `floor` and `floor-trimmed` run the same
+shape as plain pytest tests (P test files of `time.sleep(L)` tests) with
+`-n W --dist loadfile` and this plugin disabled. No plugin can make a plan run faster than
+pytest-xdist runs tests that only sleep, so the distance to the floor is this plugin's own
+cost; the floor's efficiency is the ceiling of any target on the machine.
 
 The run is also checked: every task has one completed attempt row in the state database,
 each plan's tasks ran on one worker, one after the other, in document order. The script
@@ -50,6 +56,8 @@ TRIMMED = [
     "-p",
     "no:metadata",
 ]
+
+VARIANTS = ("full", "trimmed", "floor", "floor-trimmed")
 
 # The agent: sleeps the latency, logs where and when it ran, reports the task completed.
 # Each process also logs when it reaches a few points of the session (to see where the
@@ -177,6 +185,37 @@ def _check(work: Path, order: dict[str, list[str]], log: list[list[str]]) -> lis
     return problems
 
 
+def _floor_round(options: argparse.Namespace, trimmed: bool) -> dict[str, float] | list[str]:
+    """One timed run of plain pytest tests of the same shape, without this plugin."""
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        (work / "tests").mkdir()
+        (work / "pytest.ini").write_text("[pytest]\n")
+        for p in range(options.plans):
+            count = options.tasks // options.plans + (1 if p < options.tasks % options.plans else 0)
+            body = ["import time", ""]
+            for n in range(1, count + 1):
+                body += [f"def test_{n}():", f"    time.sleep({options.latency!r})", ""]
+            (work / "tests" / f"test_p{p:02d}.py").write_text("\n".join(body))
+        args = [
+            *PYTEST,
+            "tests",
+            "-n",
+            str(options.workers),
+            "--dist",
+            "loadfile",
+            "-p",
+            "no:orchestrator",
+            *(TRIMMED if trimmed else []),
+        ]
+        started = time.perf_counter()
+        result = subprocess.run(args, cwd=work, env=bench_env(), capture_output=True, text=True)
+        wall = time.perf_counter() - started
+    if result.returncode != 0:
+        return [f"pytest exited {result.returncode}:\n{result.stdout[-3000:]}{result.stderr[-2000:]}"]
+    return {"wall": wall, "ideal": options.tasks * options.latency / options.workers}
+
+
 def _round(options: argparse.Namespace, trimmed: bool) -> dict[str, float] | list[str]:
     """One timed run in a fresh project; its figures, or what went wrong."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -275,18 +314,27 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=10)
     parser.add_argument("--latency", type=float, default=2.0, help="seconds each dispatch takes")
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--variant", choices=("full", "trimmed", "both"), default="both")
+    parser.add_argument("--variant", choices=(*VARIANTS, "both", "all"), default="all")
     parser.add_argument("--target", type=float, default=0.85, help="least acceptable efficiency")
     options = parser.parse_args()
     if options.tasks < options.plans or options.plans < 1:
         parser.error("need at least one task per plan")
 
-    variants = ["full", "trimmed"] if options.variant == "both" else [options.variant]
+    if options.variant == "all":
+        variants = list(VARIANTS)
+    elif options.variant == "both":
+        variants = ["full", "trimmed"]
+    else:
+        variants = [options.variant]
     figures: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
     failed = False
     for _ in range(options.rounds):
         for variant in variants:
-            outcome = _round(options, trimmed=variant == "trimmed")
+            trimmed = variant.endswith("trimmed")
+            if variant.startswith("floor"):
+                outcome = _floor_round(options, trimmed)
+            else:
+                outcome = _round(options, trimmed)
             if isinstance(outcome, list):
                 print(f"{variant}: CHECK FAILED")
                 for problem in outcome[:10]:
@@ -296,7 +344,12 @@ def main() -> int:
                 failed = True
                 continue
             figures[variant].append(outcome)
-            _show(variant, outcome)
+            if variant.startswith("floor"):
+                print(
+                    f"{variant:8} wall {outcome['wall']:.2f}s, efficiency {outcome['ideal'] / outcome['wall']:.1%}"
+                )
+            else:
+                _show(variant, outcome)
 
     print(
         f"{options.tasks} tasks, {options.plans} plans, -n {options.workers}, latency {options.latency:g}s, "
@@ -307,17 +360,21 @@ def main() -> int:
         "efficiency = ideal / wall, ideal = tasks * latency / workers; "
         "overhead per task = (wall - ideal) * workers / tasks (worker-seconds not spent in the agent)"
     )
-    for variant, runs in figures.items():
-        if not runs:
-            continue
-        wall = statistics.median(r["wall"] for r in runs)
+    walls = {v: statistics.median(r["wall"] for r in runs) for v, runs in figures.items() if runs}
+    for variant, wall in walls.items():
+        runs = figures[variant]
         ideal = runs[0]["ideal"]
         overhead = (wall - ideal) * options.workers / options.tasks
-        print(
-            f"{variant:8} median wall {wall:.2f}s, efficiency {ideal / wall:.1%} "
-            f"(target >= {options.target:.0%}), overhead {overhead * 1000:.0f} ms/task, "
-            f"controller peak RSS {statistics.median(r['controller_mib'] for r in runs):.0f} MiB"
+        line = (
+            f"{variant:13} median wall {wall:.2f}s, efficiency {ideal / wall:.1%} "
+            f"(target >= {options.target:.0%}), overhead {overhead * 1000:.0f} ms/task"
         )
+        floor = walls.get("floor" if variant == "full" else "floor-trimmed" if variant == "trimmed" else "")
+        if floor is not None:
+            line += f", {wall - floor:+.2f}s against its floor"
+        if "controller_mib" in runs[0]:
+            line += f", controller peak RSS {statistics.median(r['controller_mib'] for r in runs):.0f} MiB"
+        print(line)
     return 1 if failed else 0
 
 
