@@ -600,20 +600,18 @@ def _sandbox_command(options: argparse.Namespace) -> int:
 
 def _sandbox_action(options: argparse.Namespace, name: str, workspace: str, timeout: float) -> int:
     """Do the action on the sandbox `name`; print what it did, and the health after up or reset."""
-    import time
     from pathlib import Path
 
-    from .health.run import SANDBOX_CHECKS, run_health
     from .redact import redact
     from .sandbox import lifecycle
     from .sandbox.docker import connect, probe
-    from .sandbox.status import status
-    from .sandbox.workspace import workspace_root
-    from .views import sandbox as view
-    from .views.terminal import Style
 
     client = connect(timeout)
     if options.action == "status":
+        from .sandbox.status import status
+        from .views import sandbox as view
+        from .views.terminal import Style
+
         found = status(client, name, workspace, probe(name, timeout))
         if options.json:
             import json
@@ -628,6 +626,7 @@ def _sandbox_action(options: argparse.Namespace, name: str, workspace: str, time
     if options.action == "shell":
         from .sandbox import SandboxError
         from .sandbox.shell import enter
+        from .sandbox.workspace import workspace_root
 
         found_probe = probe(name, timeout)
         if not found_probe.running:
@@ -661,6 +660,13 @@ def _sandbox_action(options: argparse.Namespace, name: str, workspace: str, time
         print(f"note: {note}", file=sys.stderr)
     if outcome.action == "running" or options.wait == 0:
         return 0
+    # Only when it waits: `up` on a running sandbox, or with --wait 0, stays a quick command.
+    import time
+
+    from .health.run import SANDBOX_CHECKS, run_health
+    from .views import sandbox as view
+    from .views.terminal import Style
+
     flags = ["--orchestrator-sandbox", name]
     if options.config:
         flags += ["--orchestrator-config", str(Path(options.config).resolve())]

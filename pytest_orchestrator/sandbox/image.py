@@ -108,8 +108,9 @@ def recorded_inputs(labels: dict[str, str] | None) -> dict[str, str]:
 def known_binaries(client: Any) -> dict[str, str]:
     """{binary_key: version} of the CLI binaries this engine's sandbox images were built with."""
     known: dict[str, str] = {}
-    for image in client.images.list(filters={"label": INPUTS_LABEL}):
-        record = recorded_inputs(image.labels)
+    # The low-level list: its entries carry the labels, where `images.list` inspects each image again.
+    for image in client.api.images(filters={"label": INPUTS_LABEL}):
+        record = recorded_inputs(image.get("Labels"))
         if record.get("binary") and record.get("claude_version"):
             known[record["binary"]] = record["claude_version"]
     return known

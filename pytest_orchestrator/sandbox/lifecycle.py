@@ -17,13 +17,15 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from ..health.run import SANDBOX_CHECKS, HealthRun
 from ..redact import redact, remember
 from . import AUTH_ENV, GITHUB_ENV, SandboxError, SandboxProbe
 from .image import ImageInputs, ensure_image, ensure_local, image_inputs, known_binaries, recorded_inputs
 from .workspace import workspace_root
+
+if TYPE_CHECKING:
+    from ..health.run import HealthRun
 
 SANDBOX_LABEL = "org.pytest-orchestrator.sandbox"
 OPTIONS_LABEL = "org.pytest-orchestrator.options"
@@ -516,6 +518,8 @@ def wait_healthy(
     waiting for; missing credentials or a missing CLI will not change by themselves.
     `health(timeout)` runs the checks within `timeout` seconds.
     """
+    from ..health.run import SANDBOX_CHECKS
+
     while not probe().running and time.monotonic() < deadline:
         time.sleep(poll)
     while True:

@@ -7,6 +7,11 @@ Cases, each in a fresh process, interleaved round by round:
 - already running: `sandbox up` (says so);
 - the health wait: `sandbox up` from a stopped container with the health checks.
 
+And the floors of a Python tool on the Docker SDK, which `sandbox up` is: the interpreter
+and the SDK's import, then the same engine calls in the fewest lines (`containers.run`,
+`containers.get(...).start()`). The distance from these to `sandbox up` is this tool's
+own cost; the distance from `docker run -d` to them is the interpreter's and the SDK's.
+
     python tests/bench/bench_sandbox_up.py [--rounds 7]
 
 Needs root, a running Docker engine, debootstrap and the Claude Code CLI (see .ci/setup).
@@ -62,7 +67,16 @@ def main() -> int:
         "stopped": [],
         "running": [],
         "stopped, health": [],
+        "sdk floor, run": [],
+        "sdk floor, start": [],
     }
+    sdk = "import docker, sys; client = docker.DockerClient(version='auto'); "
+    sdk_run = [
+        sys.executable,
+        "-c",
+        sdk + "client.containers.run(sys.argv[1], detach=True, init=True, name=sys.argv[2])",
+    ]
+    sdk_start = [sys.executable, "-c", sdk + "client.containers.get(sys.argv[1]).start()"]
     try:
         with tempfile.TemporaryDirectory() as here:
             cwd = Path(here)
@@ -70,6 +84,10 @@ def main() -> int:
                 times["floor"].append(
                     timed(["docker", "run", "-d", "--init", "--name", floor_name, inputs.tag], cwd, env)
                 )
+                _quiet(["docker", "stop", "-t", "1", floor_name])
+                times["sdk floor, start"].append(timed([*sdk_start, floor_name], cwd, env))
+                _quiet(["docker", "rm", "-f", floor_name])
+                times["sdk floor, run"].append(timed([*sdk_run, inputs.tag, floor_name], cwd, env))
                 _quiet(["docker", "rm", "-f", floor_name])
                 up = [*ORCHESTRATOR, "up", "--name", name]
                 times["no container"].append(timed([*up, "--wait", "0", *build], cwd, env))
@@ -82,11 +100,16 @@ def main() -> int:
     finally:
         _quiet(["docker", "rm", "-f", floor_name, name])
         _quiet(["docker", "volume", "rm", f"{name}-workspace"])
-    floor = statistics.median(times["floor"])
+    medians = {case: statistics.median(values) for case, values in times.items()}
+    floor = medians["floor"]
+    # Each case against the SDK floor of the same engine work.
+    sdk_floor = {"no container": "sdk floor, run", "stopped": "sdk floor, start"}
     print(f"image {inputs.tag}, {options.rounds} rounds, medians:")
-    for case, values in times.items():
-        median = statistics.median(values)
-        print(f"  {case:<16} {median:6.3f}s  {median / floor:4.2f}x the floor")
+    for case, median in medians.items():
+        line = f"  {case:<17} {median:6.3f}s  {median / floor:4.2f}x the floor"
+        if case in sdk_floor:
+            line += f", {(median - medians[sdk_floor[case]]) * 1000:+.0f} ms against the {sdk_floor[case]}"
+        print(line)
     return 0
 
 
