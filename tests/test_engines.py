@@ -57,6 +57,36 @@ def test_an_engine_is_recorded_by_its_endpoint_without_credentials() -> None:
     assert engine_id({"DOCKER_HOST": "tcp://host-a:2375/"}) == "tcp://host-a:2375"
 
 
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "unix:///var/run/docker.sock",
+        "unix:///var/run/docker.sock/",
+        "unix:///x//",
+        "unix:///a//b",
+        "unix:///x.sock ",
+        "unix:///var/run/docker.sock\n",
+        "unix:///a\tb",
+        "unix:///path with spaces/docker.sock",
+        "unix:///%41.sock",
+        "unix:///",
+        "tcp://host-a:2375",
+        "tcp://host-a:2375/",
+        "tcp://h:2375\n",
+        "tcp://10.0.0.1:2376",
+        "tcp://host.:2375",
+        "tcp://host:0",
+        "tcp://host:02375",
+        "tcp://host:65535",
+        "tcp://HOST:2375",
+    ],
+)
+def test_an_endpoint_recorded_as_it_is_is_what_the_docker_sdk_makes_of_it(endpoint: str) -> None:
+    from pytest_orchestrator.sandbox.docker import _parsed_engine_id
+
+    assert engine_id({"DOCKER_HOST": endpoint}) == _parsed_engine_id(endpoint)
+
+
 def test_the_usual_endpoints_are_recorded_without_importing_the_docker_sdk() -> None:
     # Every xdist worker records the engine of its first attempt at the same moment; the
     # SDK's import there held each first dispatch up by its share of the CPU.

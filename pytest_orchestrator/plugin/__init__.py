@@ -15,7 +15,6 @@ Everything that needs pytest lives in this package, one job per module:
 from __future__ import annotations
 
 import gc
-import importlib
 from pathlib import Path
 
 import pytest
@@ -24,21 +23,19 @@ from ..health import BUILTIN_CHECKS
 from . import xdist
 from .options import add_options, settings_for
 
-# Registered as pytest_plugins would, but not through them: pytest marks each module named
-# in pytest_plugins for assertion rewriting, which parses and compiles it again in every
-# process (every xdist worker) instead of loading its bytecode, and they hold no assertions.
-_PLUGINS = ("fixtures", "health", "loop", "timeouts")
+pytest_plugins = [
+    "pytest_orchestrator.plugin.fixtures",
+    "pytest_orchestrator.plugin.health",
+    "pytest_orchestrator.plugin.loop",
+    "pytest_orchestrator.plugin.timeouts",
+]
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
-    """Add the orchestrator's hookspecs (dispatch, task finished) and its plugin modules."""
+    """Add the orchestrator's hookspecs (dispatch, task finished)."""
     from . import hookspecs
 
     pluginmanager.add_hookspecs(hookspecs)
-    for module in _PLUGINS:
-        name = f"{__name__}.{module}"
-        if not pluginmanager.is_blocked(name) and pluginmanager.get_plugin(name) is None:
-            pluginmanager.register(importlib.import_module(name), name)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -33,8 +33,9 @@ DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 DOCKER_ENV = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")
 # `user:secret@host:2375`, without a scheme: no URL to the parser, but a password all the same.
 _BARE_PASSWORD = re.compile(r"^([^/@:]*):[^/@]*@")
-# Endpoints that are their own id: a socket's absolute path, or a host with its port.
-_CANONICAL_ENDPOINT = re.compile(r"^(unix:///[^?#@]*|tcp://[a-z0-9.-]+:[0-9]+)$")
+# Endpoints that are their own id: a socket's absolute path, or a host with its port. The SDK's
+# parser would change anything else: a trailing slash, white space, a port out of range.
+_CANONICAL_ENDPOINT = re.compile(r"unix:///[^\s?#@]*[^\s?#@/]|tcp://[a-z0-9.-]+:(?P<port>[1-9][0-9]{0,4})")
 
 # Runs inside the container so that secret values never leave it: only the names of
 # the variables that are set and the paths of the files that exist come back.
@@ -67,11 +68,17 @@ def engine_id(environ: Mapping[str, str] | None = None) -> str:
     (`ssh://user:secret@host`) is dropped, and TLS material is never part of it.
     """
     endpoint = docker_endpoint(environ)
-    if _CANONICAL_ENDPOINT.match(endpoint):
+    canonical = _CANONICAL_ENDPOINT.fullmatch(endpoint)
+    if canonical and int(canonical.group("port") or 1) <= 65535:
         # Already in Docker's spelling. Each attempt records it, and the SDK's parser would
         # cost every xdist worker the import of the whole SDK before its first dispatch,
         # all of them at once (measured with tests/bench/bench_parallel.py).
         return endpoint
+    return _parsed_engine_id(endpoint)
+
+
+def _parsed_engine_id(endpoint: str) -> str:
+    """`engine_id` of any spelling, through the SDK's parser."""
     from docker.errors import DockerException
     from docker.utils import parse_host
 

@@ -288,17 +288,17 @@ def _round(options: argparse.Namespace, trimmed: bool) -> dict[str, float] | lis
 
 def _show(variant: str, f: dict[str, float]) -> None:
     print(
-        f"{variant:8} wall {f['wall']:.2f}s, ideal {f['ideal']:.2f}s, efficiency {f['ideal'] / f['wall']:.1%}; "
+        f"{variant:13} wall {f['wall']:.2f}s, ideal {f['ideal']:.2f}s, efficiency {f['ideal'] / f['wall']:.1%}; "
         f"controller peak RSS {f['controller_mib']:.0f} MiB (largest worker {f['worker_mib']:.0f} MiB)"
     )
     print(
-        f"{'':8} since launch: controller configured {f['controller_configured']:.2f}s, all workers "
+        f"{'':13} since launch: controller configured {f['controller_configured']:.2f}s, all workers "
         f"configured {f['workers_configured']:.2f}s, collected {f['workers_collected']:.2f}s, first "
         f"dispatch {f['first_dispatch']:.2f}s (last worker's {f['last_first_dispatch']:.2f}s), gap between "
         f"tasks {f['gap_ms']:.0f} ms, last agent done {f['last_end']:.2f}s"
     )
     print(
-        f"{'':8} session end: workers' began {f['workers_session_end']:.2f}s and took until "
+        f"{'':13} session end: workers' began {f['workers_session_end']:.2f}s and took until "
         f"{f['workers_session_ended']:.2f}s, workers unconfigured {f['workers_finished']:.2f}s, last worker "
         f"down {f['last_node_down']:.2f}s, controller's session end {f['controller_session_end']:.2f}s to "
         f"{f['controller_session_ended']:.2f}s, controller unconfigured {f['controller_finished']:.2f}s, "
@@ -346,7 +346,7 @@ def main() -> int:
             figures[variant].append(outcome)
             if variant.startswith("floor"):
                 print(
-                    f"{variant:8} wall {outcome['wall']:.2f}s, efficiency {outcome['ideal'] / outcome['wall']:.1%}"
+                    f"{variant:13} wall {outcome['wall']:.2f}s, efficiency {outcome['ideal'] / outcome['wall']:.1%}"
                 )
             else:
                 _show(variant, outcome)

@@ -49,7 +49,7 @@ def main() -> int:
     from pytest_orchestrator.sandbox.image import ensure_image, image_inputs
     from tests.support.debian_image import ensure_base_image, find_claude_binary
 
-    client = docker.DockerClient(version="auto")
+    client = docker.from_env(version="auto")
     base = ensure_base_image()
     binary = find_claude_binary()
     inputs = image_inputs("/workspace", base, None, binary)
@@ -70,7 +70,7 @@ def main() -> int:
         "sdk floor, run": [],
         "sdk floor, start": [],
     }
-    sdk = "import docker, sys; client = docker.DockerClient(version='auto'); "
+    sdk = "import docker, sys; client = docker.from_env(version='auto'); "
     sdk_run = [
         sys.executable,
         "-c",
