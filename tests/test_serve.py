@@ -435,6 +435,28 @@ def test_an_unreadable_state_is_503_with_the_reason_on_every_path(tmp_path: Path
     assert app.handle("/healthz", {}, {}).status == 200
 
 
+def test_a_client_that_never_finishes_its_request_is_dropped_and_others_are_served(tmp_path: Path) -> None:
+    import socket
+    import threading
+
+    from pytest_orchestrator.server import App, HealthCache
+    from pytest_orchestrator.server.app import make_server
+
+    app = App(tmp_path / ".orchestrator", HealthCache(lambda: {"status": "healthy"}, 5))
+    server = make_server(app, "127.0.0.1", 0, request_timeout=0.5)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as stuck:
+            stuck.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+            assert get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+            # The server hangs up on the silent client: its read ends, with nothing answered.
+            assert stuck.recv(1024) == b""
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_the_transcript_page_escapes_every_value_of_an_event() -> None:
     """An event's fields are what an agent printed: none reaches the page as markup."""
     from pytest_orchestrator.server.page import transcript

@@ -431,12 +431,18 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 256
 
 
-def make_server(app: App, host: str, port: int) -> Server:
+# Seconds a connection may stay silent, in the middle of a request or kept alive between two:
+# a client that never finishes its request would otherwise hold a thread for good.
+REQUEST_TIMEOUT = 30.0
+
+
+def make_server(app: App, host: str, port: int, request_timeout: float = REQUEST_TIMEOUT) -> Server:
     """Bind `app` to host:port (0 picks a free port); OSError when the address cannot be used."""
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "orchestrator"
         protocol_version = "HTTP/1.1"
+        timeout = request_timeout
         # Headers and body leave in two writes: with Nagle's algorithm the second waits for the
         # client's delayed ACK, 40 ms a response on a kept-alive connection.
         disable_nagle_algorithm = True
