@@ -331,8 +331,9 @@ def _queue(options: argparse.Namespace) -> int:
 
     cwd = Path.cwd()
     sources = sources_for_project(cwd, {}, os.environ, options.config)
+    settings = resolve(sources)
     return queue.show(
-        resolve(sources).state_dir,
+        settings.state_dir,
         sys.stdout,
         sys.stderr,
         os.environ,
@@ -341,6 +342,7 @@ def _queue(options: argparse.Namespace) -> int:
         verbose=options.verbose,
         as_json=options.json,
         watch=options.interval if options.watch else None,
+        stale_after=settings.freeze_threshold,
     )
 
 

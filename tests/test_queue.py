@@ -445,6 +445,39 @@ def test_queue_text_lists_the_tasks_in_dispatch_order(state_project: Path) -> No
     assert table[2][4] == "450.0" and table[2][5] == "10h" and " ".join(table[4][8:]) == "blocked by 1"
 
 
+def test_a_task_whose_run_stopped_beating_is_shown_stale_and_holds_no_worker(state_project: Path) -> None:
+    seeded = _seed(state_project)
+    store = StateStore.open(state_project / "state")
+    QueueStore(store).replace(
+        [], [QueueRow("plans/e.md", "1", "plans/e.md 1", None, 9, 0.0, RUNNING)], seeded - HOUR
+    )
+    with store.writing() as conn:
+        # d's run was SIGKILLed two hours ago; e's attempt is as old, but its run beats on.
+        conn.execute("UPDATE attempts SET started_at = ? WHERE plan = 'plans/d.md'", (seeded - 2 * HOUR,))
+        conn.execute(
+            "INSERT INTO attempts (run_id, plan, task_id, started_at, status, worker) "
+            "VALUES (2, 'plans/e.md', '1', ?, 'running', 'gw1')",
+            (seeded - 2 * HOUR,),
+        )
+        conn.execute("INSERT INTO heartbeats (run_id, worker, at) VALUES (2, 'gw1', ?)", (seeded - 5,))
+    store.close()
+
+    doc = json.loads(orchestrator(state_project, "queue", "--json").out)
+    running = {t["plan"]: t for t in doc["running"]}
+    assert [running["plans/d.md"]["stale"], running["plans/e.md"]["stale"]] == [True, False]
+    assert running["plans/d.md"]["reason"].startswith("no heartbeat for 2h")
+    assert running["plans/d.md"]["reason"].endswith(
+        ": its run was killed or froze; the next run dispatches it again"
+    )
+    assert running["plans/d.md"]["eta_done"] is None
+    assert running["plans/e.md"]["eta_done"] == pytest.approx(doc["now"], abs=1)  # overdue: ends now
+
+    text = orchestrator(state_project, "queue").out.splitlines()
+    assert text[0].startswith("5 pending, 2 running")
+    stale = next(line for line in text if "plans/d.md 1" in line)
+    assert "no heartbeat for 2h" in stale and "running" not in stale.split("plans/d.md 1", 1)[1][:12]
+
+
 def test_queue_without_state_says_so_and_a_bad_section_is_exit_2(tmp_path: Path) -> None:
     (tmp_path / "pytest.ini").write_text("[pytest]\norchestrator_state_dir = state\n")
     ran = orchestrator(tmp_path, "queue")

@@ -275,7 +275,9 @@ class App:
 
             with self.state() as store:
                 verbose = query.get("verbose") in ("1", "true")
-                return queue_snapshot(store, now, verbose, spec=self.queue_spec, root=self.root).as_dict()
+                return queue_snapshot(
+                    store, now, verbose, spec=self.queue_spec, root=self.root, stale_after=self.stale_after
+                ).as_dict()
         if path == "/metrics":
             since = _since(query.get("since", "24h"), now)
             from ..metrics import window

@@ -57,6 +57,8 @@ class Queued:
     eta_done: float | None
     description: str | None = None  # with verbose, from the plan file
     files: tuple[str, ...] = ()
+    # Running, but its run has not beaten for longer than the freeze threshold: killed, or frozen.
+    stale: bool = False
 
     def as_dict(self, verbose: bool = False) -> dict[str, Any]:
         """A JSON-safe dict; the description and files only when `verbose`."""
@@ -72,6 +74,7 @@ class Queued:
             "eta_done": self.eta_done,
             "eta_start_at": iso(self.eta_start),
             "eta_done_at": iso(self.eta_done),
+            "stale": self.stale,
         }
         if verbose:
             data["description"] = self.description
@@ -110,11 +113,14 @@ def snapshot(
     *,
     spec: QueueSpec | None = None,
     root: Path | None = None,
+    stale_after: float | None = None,
 ) -> QueueSnapshot:
     """The queue recorded in `store`, ordered for dispatch at `now`.
 
     `spec` is the `queue:` section's age boost (the defaults without it); `root` is the
     directory the plan paths are relative to, for `verbose` (the current one without it).
+    A running task whose run has not beaten for `stale_after` seconds (the freeze threshold)
+    is stale: its run was killed or froze, and it holds no worker in the estimate.
     """
     spec = QueueSpec() if spec is None else spec
     if _schema(store) < QUEUE_SCHEMA:
@@ -131,12 +137,18 @@ def snapshot(
     order = plan_order((_Pending(r.plan, r.task_id, r.priority, r.enqueued_at) for r in pending), now, spec)
     pending = grouped(pending, lambda r: r.plan, order)
     latency = _latency(store, now)
-    # Each plan running now holds a worker, whatever the window says.
-    workers = max(_workers(store, now), len({r.plan for r in running}))
     starts = _running_since(store, running)
+    stale = {
+        key
+        for key, (_, last_sign) in starts.items()
+        if stale_after is not None and now - last_sign > stale_after
+    }
+    # Each plan running now holds a worker, whatever the window says.
+    live = {r.plan for r in running if (r.plan, r.task_id) not in stale}
+    workers = max(_workers(store, now), len(live))
     tasks_of = _PlanTasks(root or Path.cwd()) if verbose else None
 
-    def queued(row: QueueRow, start: float | None, done: float | None) -> Queued:
+    def queued(row: QueueRow, start: float | None, done: float | None, silent: float | None = None) -> Queued:
         waited = max(0.0, now - row.enqueued_at)
         task = tasks_of.get(row.plan, row.task_id) if tasks_of is not None else None
         return Queued(
@@ -147,11 +159,12 @@ def snapshot(
             score(row.priority, waited, spec),
             waited,
             # Written by any dispatch hook's error, and by older versions unmasked.
-            redact(row.reason),
+            redact(row.reason) if silent is None else _stale_reason(silent),
             start,
             done,
             (task.description if task is not None else None),
             (task.files if task is not None else ()),
+            silent is not None,
         )
 
     # Each worker's next free time, and the worker each plan in flight holds.
@@ -159,7 +172,11 @@ def snapshot(
     held: dict[str, int] = {}
     ran: list[Queued] = []
     for row in running:
-        start = starts.get((row.plan, row.task_id))
+        key = (row.plan, row.task_id)
+        start = starts[key][0] if key in starts else None
+        if key in stale:
+            ran.append(queued(row, start, None, now - starts[key][1]))
+            continue
         end = max(now, start + latency) if latency is not None and start is not None else None
         if row.plan not in held:
             held[row.plan] = len(free)
@@ -180,6 +197,10 @@ def snapshot(
             free[worker] = done
         out.append(queued(row, start, done))
     return QueueSnapshot(now, out, ran, latency, workers, verbose)
+
+
+def _stale_reason(silent: float) -> str:
+    return f"no heartbeat for {span(silent)}: its run was killed or froze; the next run dispatches it again"
 
 
 # Reasons of tasks the next run leaves alone: blocked in their plan, over the budget, waiting
@@ -218,16 +239,18 @@ def _workers(store: StateStore, now: float) -> int:
     return max(1, int(row[0])) if row and row[0] is not None else 1
 
 
-def _running_since(store: StateStore, running: list[QueueRow]) -> dict[tuple[str, str], float]:
-    """When each running task's current attempt started."""
-    found: dict[tuple[str, str], float] = {}
+def _running_since(store: StateStore, running: list[QueueRow]) -> dict[tuple[str, str], tuple[float, float]]:
+    """When each running task's current attempt started, and its run's last sign of life."""
+    found: dict[tuple[str, str], tuple[float, float]] = {}
     for row in running:
         started = store.conn.execute(
-            "SELECT MAX(started_at) FROM attempts WHERE plan = ? AND task_id = ? AND ended_at IS NULL",
+            "SELECT a.started_at, MAX(a.started_at, COALESCE(h.at, 0)) FROM attempts a "
+            "LEFT JOIN heartbeats h ON h.run_id = a.run_id AND h.worker = a.worker "
+            "WHERE a.plan = ? AND a.task_id = ? AND a.ended_at IS NULL ORDER BY a.started_at DESC LIMIT 1",
             (row.plan, row.task_id),
         ).fetchone()
-        if started and started[0] is not None:
-            found[(row.plan, row.task_id)] = float(started[0])
+        if started is not None:
+            found[(row.plan, row.task_id)] = (float(started[0]), float(started[1]))
     return found
 
 
@@ -268,6 +291,11 @@ def render(snapshot: QueueSnapshot, stream: TextIO, style: Style) -> None:
         + f"  ({basis})\n"
     )
     for task in snapshot.running:
+        if task.stale:
+            mark = style.paint("?", "yellow")
+            stream.write(style.text(f"  {mark} {task.plan} {task.task_id} {task.title}"))
+            stream.write(f"  {style.paint(task.reason, 'yellow')}\n")
+            continue
         end = f", done ~{clock(task.eta_done, now)}" if task.eta_done is not None else ""
         stream.write(style.text(f"  {style.paint('⟳', 'green')} {task.plan} {task.task_id} {task.title}"))
         stream.write(f"  running{end}\n")
@@ -321,11 +349,12 @@ def show(
     verbose: bool = False,
     as_json: bool = False,
     watch: float | None = None,
+    stale_after: float | None = None,
 ) -> int:
     """Print the queue (refreshed in place every `watch` seconds until Ctrl-C); exit 0."""
     style = Style(out, environ)
     try:
-        return _show(state_dir, out, err, style, spec, root, verbose, as_json, watch)
+        return _show(state_dir, out, err, style, spec, root, verbose, as_json, watch, stale_after)
     except KeyboardInterrupt:
         # Ctrl-C is how --watch ends: quietly, and successfully.
         return 0
@@ -341,6 +370,7 @@ def _show(
     verbose: bool,
     as_json: bool,
     watch: float | None,
+    stale_after: float | None,
 ) -> int:
     from ..state import StateStore
 
@@ -350,7 +380,7 @@ def _show(
             found = None
         else:
             try:
-                found = snapshot(store, time.time(), verbose, spec=spec, root=root)
+                found = snapshot(store, time.time(), verbose, spec=spec, root=root, stale_after=stale_after)
             finally:
                 store.close()
         if watch is not None and not as_json:
