@@ -8,6 +8,7 @@ real in a thread of this process.
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import subprocess
@@ -429,19 +430,32 @@ def test_a_fatal_component_is_told_once_per_entry_and_the_watchdogs_stop_too(
                 told = [d.payload for d in receiver.delivered() if d.payload["subject"] == "watchdog"]
                 return [p for p in told if p["details"]["status"] == "unhealthy"]
 
-            # Before FATAL, a round may have seen the crasher up between two crashes, and the
-            # watchdog's health left unhealthy and came back: each entry is told. Once FATAL is
-            # told, rounds go on (a health row each period) and nothing more is.
-            # Settled: FATAL's own round told (or found it told) for a second, two periods.
-            deadline, told, since = time.monotonic() + 15, -1, time.monotonic()
-            while time.monotonic() < deadline:
-                now_told = len(watchdog_unhealthy())
-                if now_told != told:
-                    told, since = now_told, time.monotonic()
-                elif told >= 1 and time.monotonic() - since >= 1.0:
-                    break
-                time.sleep(0.05)
+            def entries() -> tuple[int, str]:
+                """The watchdog health's moves into unhealthy in its recorded rounds, and its last status."""
+                store = StateStore.open(run.state)
+                try:
+                    rows = store.conn.execute(
+                        "SELECT status FROM health_checks WHERE source = 'watchdog' ORDER BY id"
+                    ).fetchall()
+                finally:
+                    store.close()
+                statuses = [str(r[0]) for r in rows]
+                moves = sum(
+                    1 for before, now in itertools.pairwise([None, *statuses]) if now == "unhealthy" != before
+                )
+                return moves, statuses[-1] if statuses else ""
+
+            # Each entry into unhealthy is told once: before FATAL, a round may have seen the
+            # crasher up between two crashes, and the health left unhealthy and came back. Once
+            # FATAL's round is told, rounds go on (a row each period) and nothing more is.
+            wait_for(
+                lambda: entries()[1] == "unhealthy" and len(watchdog_unhealthy()) == entries()[0] >= 1,
+                timeout=15,
+                what="the watchdog's unhealthy health told once per entry",
+            )
             time.sleep(2)
+            moves, last_status = entries()
+            assert last_status == "unhealthy" and len(watchdog_unhealthy()) == moves >= 1
             fatal = [d for d in receiver.delivered() if d.event == "component_fatal"]
             assert len(fatal) == 1
             assert fatal[0].payload["subject"] == "crasher"
@@ -449,8 +463,6 @@ def test_a_fatal_component_is_told_once_per_entry_and_the_watchdogs_stop_too(
                 "Component crasher is FATAL after 2 restarts: exited with code 3. Fix it, then `orchestrator restart crasher`"
             )
             assert verify(fatal[0].body, SECRET, fatal[0].headers[SIGNATURE_HEADER])
-            # The watchdog's own health rows stayed unhealthy: told once, however many rounds saw it.
-            assert told >= 1 and len(watchdog_unhealthy()) == told
             assert {p["event"] for p in watchdog_unhealthy()} == {"health_unhealthy"}
             watchdog_health = [d.payload for d in receiver.delivered() if d.payload["subject"] == "watchdog"]
             assert watchdog_health[-1]["details"]["failed"] == {"crasher": "unhealthy"}

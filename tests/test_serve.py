@@ -457,6 +457,37 @@ def test_a_client_that_never_finishes_its_request_is_dropped_and_others_are_serv
         server.server_close()
 
 
+def test_a_slow_but_steady_client_gets_the_whole_of_a_large_response() -> None:
+    import socket
+    import threading
+
+    from pytest_orchestrator.server.app import Response, make_server
+
+    # More than the kernel's socket buffers hold, read at a pace that takes far longer than the
+    # timeout in all but never stays silent for as long.
+    body = bytes(range(256)) * (192 * 1024)  # 48 MiB
+
+    class Large:
+        def handle(self, path: str, query: Any, headers: Any) -> Response:
+            return Response(200, "application/octet-stream", body)
+
+    server = make_server(Large(), "127.0.0.1", 0, request_timeout=1.0)  # type: ignore[arg-type]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with socket.create_connection(server.server_address[:2], timeout=10) as client:
+            client.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            started, received = time.monotonic(), bytearray()
+            while chunk := client.recv(128 * 1024):
+                received += chunk
+                time.sleep(0.01)
+            took = time.monotonic() - started
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert took > 2.0, f"read in {took:.2f}s: too fast to tell a bound on silence from one on the whole"
+    assert received.endswith(body) and b"Content-Length: 50331648" in received
+
+
 def test_the_transcript_page_escapes_every_value_of_an_event() -> None:
     """An event's fields are what an agent printed: none reaches the page as markup."""
     from pytest_orchestrator.server.page import transcript

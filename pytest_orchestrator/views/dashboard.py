@@ -249,7 +249,7 @@ def snapshot(
 
         loop = LoopStore(store).row()
         health = latest(store)
-        queue, depth = _queue(store, now, queue_spec)
+        queue, depth = _queue(store, now, queue_spec, stale_after)
     active = _active(store, now, stale_after)
     state, notes = _state(store, now, stale_after, loop, watchdog, active)
     return DashboardSnapshot(
@@ -323,10 +323,13 @@ def _finished(store: StateStore) -> tuple[FinishedAttempt, ...]:
     )
 
 
-def _queue(store: StateStore, now: float, spec: QueueSpec | None) -> tuple[tuple[QueuedTask, ...], int]:
+def _queue(
+    store: StateStore, now: float, spec: QueueSpec | None, stale_after: float
+) -> tuple[tuple[QueuedTask, ...], int]:
     from . import queue
 
-    pending = queue.snapshot(store, now, spec=spec).tasks
+    # As `orchestrator queue` estimates: a stale running task holds no worker.
+    pending = queue.snapshot(store, now, spec=spec, stale_after=stale_after).tasks
     head = tuple(
         QueuedTask(
             plan=q.plan,
