@@ -579,3 +579,35 @@ def test_a_dispatch_that_raised_leaves_its_task_pending_and_no_secret_anywhere(
     document = json.loads(ran.out)
     assert document["running"] == []
     assert {t["task_id"] for t in document["tasks"]} >= {"1.1", "2.1"}
+
+
+def test_the_rows_of_a_deleted_or_renamed_plan_leave_the_queue_at_the_next_run(
+    project: pytest.Pytester,
+) -> None:
+    project.makeconftest(
+        "from pytest_orchestrator.result import TaskResult\n\n\n"
+        "def pytest_orchestrator_dispatch(task, sandbox, config):\n"
+        "    return TaskResult(task.id, 'failed', error='not today')\n"
+    )
+    write_plan(project, "y.md", plan_of(2, ["Push it"]))
+    write_plan(project, "z.md", plan_of(3, ["Tag it"]))
+    write_plan(project, "w.md", plan_of(4, ["Wait"]))
+    project.runpytest("plans")
+
+    def queued() -> set[str]:
+        store = StateStore.read(project.path / ".orchestrator")
+        assert store is not None
+        try:
+            return {str(r[0]) for r in store.conn.execute("SELECT DISTINCT plan FROM queue")}
+        finally:
+            store.close()
+
+    assert queued() == {"plans/w.md", "plans/x.md", "plans/y.md", "plans/z.md"}
+    (project.path / "plans" / "y.md").unlink()
+    (project.path / "plans" / "z.md").rename(project.path / "plans" / "tags.md")
+    # One task of x, named alone: the plans left out of the run but still there keep their rows.
+    project.runpytest("plans/x.md::1.1")
+    assert queued() == {"plans/w.md", "plans/x.md"}
+    project.runpytest("plans")
+    assert queued() == {"plans/w.md", "plans/x.md", "plans/tags.md"}
+

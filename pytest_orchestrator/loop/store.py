@@ -8,6 +8,7 @@ import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -126,6 +127,21 @@ class QueueStore:
             )
             conn.execute("DELETE FROM queue_keep")
 
+    def forget_vanished(self, root: Path, keep: Iterable[str]) -> list[str]:
+        """Delete the rows of plans whose file under `root` is gone (deleted or renamed), but
+        those in `keep`; return the plans forgotten.
+
+        A plan's key is its path relative to the project root. A key that is not one (a plan
+        named from outside the project) stays: there is no telling whether its file is gone.
+        """
+        kept = set(keep)
+        known = [str(r[0]) for r in self.store.conn.execute("SELECT DISTINCT plan FROM queue")]
+        gone = [plan for plan in known if plan not in kept and _vanished(root, plan)]
+        if gone:
+            with self.store.writing() as conn:
+                conn.executemany("DELETE FROM queue WHERE plan = ?", [(plan,) for plan in gone])
+        return gone
+
     def wait(self, plan: str, task_id: str, reason: str) -> None:
         """Say why a queued task still waits (blocked, budget, due later)."""
         with self.store.writing() as conn:
@@ -154,3 +170,10 @@ class QueueStore:
             (RUNNING,),
         ).fetchall()
         return [QueueRow(**dict(r)) for r in rows]
+
+
+def _vanished(root: Path, plan: str) -> bool:
+    key = PurePosixPath(plan)
+    if key.is_absolute() or ".." in key.parts or not key.suffix:
+        return False
+    return not (root / key).is_file()

@@ -307,6 +307,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 LoopStore(store).due(next_due(decisions))
         if first:
             _record_queue(store, tasks, decisions, now)
+            # Rows of a plan since deleted or renamed would wait for good, in the queue and in
+            # the task_backlog health check.
+            QueueStore(store).forget_vanished(project_root(config), {t.plan_key for t in tasks})
     except StateError:
         return
     finally:
