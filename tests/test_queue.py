@@ -592,7 +592,11 @@ def test_the_rows_of_a_deleted_or_renamed_plan_leave_the_queue_at_the_next_run(
     write_plan(project, "y.md", plan_of(2, ["Push it"]))
     write_plan(project, "z.md", plan_of(3, ["Tag it"]))
     write_plan(project, "w.md", plan_of(4, ["Wait"]))
-    project.runpytest("plans")
+    # A plan named from outside the project: its key is not a path under the project root.
+    elsewhere = project.path.parent / f"{project.path.name}-elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "o.md").write_text(plan_of(5, ["Outside"]), encoding="utf-8")
+    project.runpytest("plans", str(elsewhere / "o.md"))
 
     def queued() -> set[str]:
         store = StateStore.read(project.path / ".orchestrator")
@@ -602,12 +606,19 @@ def test_the_rows_of_a_deleted_or_renamed_plan_leave_the_queue_at_the_next_run(
         finally:
             store.close()
 
-    assert queued() == {"plans/w.md", "plans/x.md", "plans/y.md", "plans/z.md"}
+    everything = {"plans/w.md", "plans/x.md", "plans/y.md", "plans/z.md", "o.md"}
+    assert queued() == everything
     (project.path / "plans" / "y.md").unlink()
     (project.path / "plans" / "z.md").rename(project.path / "plans" / "tags.md")
-    # One task of x, named alone: the plans left out of the run but still there keep their rows.
-    project.runpytest("plans/x.md::1.1")
-    assert queued() == {"plans/w.md", "plans/x.md"}
+    # Collecting only queues what it found (tags.md), and forgets nothing.
+    project.runpytest("plans", "--collect-only")
+    assert queued() == everything | {"plans/tags.md"}
+    # One task of x, named alone, from the plans directory: the plans left out of the run that
+    # are still there keep their rows, the outside one too; the two gone are forgotten.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(project.path / "plans")
+        project.runpytest("x.md::1.1", "--rootdir", str(project.path))
+    assert queued() == {"plans/w.md", "plans/x.md", "plans/tags.md", "o.md"}
+    (elsewhere / "o.md").unlink()
     project.runpytest("plans")
     assert queued() == {"plans/w.md", "plans/x.md", "plans/tags.md"}
-

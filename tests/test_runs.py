@@ -633,7 +633,7 @@ def test_version_1_database_is_upgraded_and_still_resumes(project: pytest.Pytest
 
     store = StateStore.open(state_dir)
     try:
-        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
         run_columns = {r["name"] for r in store.conn.execute("PRAGMA table_info(runs)")}
         attempt_columns = {r["name"] for r in store.conn.execute("PRAGMA table_info(attempts)")}
         (old,) = store.conn.execute(

@@ -6,9 +6,8 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -104,8 +103,18 @@ class QueueStore:
     def __init__(self, store: StateStore) -> None:
         self.store = store
 
-    def replace(self, plans: Iterable[str], rows: Iterable[QueueRow], now: float | None = None) -> None:
-        """Make `rows` the queue of `plans`: a task already queued keeps its enqueued time."""
+    def replace(
+        self,
+        plans: Iterable[str],
+        rows: Iterable[QueueRow],
+        now: float | None = None,
+        paths: Mapping[str, str] | None = None,
+    ) -> None:
+        """Make `rows` the queue of `plans`: a task already queued keeps its enqueued time.
+
+        `paths` gives each plan's file, absolute, for `forget_vanished`.
+        """
+        paths = paths or {}
         now = time.time() if now is None else now
         plans = list(plans)
         rows = list(rows)
@@ -119,28 +128,29 @@ class QueueStore:
                 [(p,) for p in plans],
             )
             conn.executemany(
-                "INSERT INTO queue (plan, task_id, title, priority, position, enqueued_at, reason) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (plan, task_id) DO UPDATE SET "
+                "INSERT INTO queue (plan, task_id, title, priority, position, enqueued_at, reason, path) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (plan, task_id) DO UPDATE SET "
                 "title = excluded.title, priority = excluded.priority, position = excluded.position, "
-                "reason = excluded.reason",
-                [(r.plan, r.task_id, r.title, r.priority, r.position, now, r.reason) for r in rows],
+                "reason = excluded.reason, path = COALESCE(excluded.path, queue.path)",
+                [
+                    (r.plan, r.task_id, r.title, r.priority, r.position, now, r.reason, paths.get(r.plan))
+                    for r in rows
+                ],
             )
             conn.execute("DELETE FROM queue_keep")
 
-    def forget_vanished(self, root: Path, keep: Iterable[str]) -> list[str]:
-        """Delete the rows of plans whose file under `root` is gone (deleted or renamed), but
-        those in `keep`; return the plans forgotten.
+    def forget_vanished(self) -> list[str]:
+        """Delete the rows of plans whose file is gone (deleted, or renamed); return those plans.
 
-        A plan's key is its path relative to the project root. A key that is not one (a plan
-        named from outside the project) stays: there is no telling whether its file is gone.
+        Each row keeps the absolute path its run found the plan at. Rows queued before the
+        path was kept stay, and so does a plan whose file cannot be looked at (permissions).
         """
-        kept = set(keep)
-        known = [str(r[0]) for r in self.store.conn.execute("SELECT DISTINCT plan FROM queue")]
-        gone = [plan for plan in known if plan not in kept and _vanished(root, plan)]
+        known = self.store.conn.execute("SELECT DISTINCT plan, path FROM queue WHERE path IS NOT NULL")
+        gone = [(str(plan), str(path)) for plan, path in known.fetchall() if _vanished(str(path))]
         if gone:
             with self.store.writing() as conn:
-                conn.executemany("DELETE FROM queue WHERE plan = ?", [(plan,) for plan in gone])
-        return gone
+                conn.executemany("DELETE FROM queue WHERE plan = ? AND path = ?", gone)
+        return sorted({plan for plan, _ in gone})
 
     def wait(self, plan: str, task_id: str, reason: str) -> None:
         """Say why a queued task still waits (blocked, budget, due later)."""
@@ -172,8 +182,11 @@ class QueueStore:
         return [QueueRow(**dict(r)) for r in rows]
 
 
-def _vanished(root: Path, plan: str) -> bool:
-    key = PurePosixPath(plan)
-    if key.is_absolute() or ".." in key.parts or not key.suffix:
+def _vanished(path: str) -> bool:
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
         return False
-    return not (root / key).is_file()
+    return False

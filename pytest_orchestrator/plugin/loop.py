@@ -307,9 +307,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 LoopStore(store).due(next_due(decisions))
         if first:
             _record_queue(store, tasks, decisions, now)
-            # Rows of a plan since deleted or renamed would wait for good, in the queue and in
-            # the task_backlog health check.
-            QueueStore(store).forget_vanished(project_root(config), {t.plan_key for t in tasks})
+            if not config.option.collectonly:
+                # Rows of a plan since deleted or renamed would wait for good, in the queue and
+                # in the task_backlog health check.
+                QueueStore(store).forget_vanished()
     except StateError:
         return
     finally:
@@ -383,4 +384,5 @@ def _record_queue(store: StateStore, tasks: list[TaskItem], decisions: list[Deci
         for position, d in enumerate(decisions)
         if not d.done
     ]
-    QueueStore(store).replace({t.plan_key for t in tasks}, rows, now)
+    paths = {t.plan_key: str(t.path.resolve()) for t in tasks}
+    QueueStore(store).replace(paths.keys(), rows, now, paths)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 DB_NAME = "state.db"
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # Each entry upgrades the schema from version N-1 to N; index 0 creates version 1.
 MIGRATIONS: tuple[str, ...] = (
@@ -222,5 +222,10 @@ MIGRATIONS: tuple[str, ...] = (
     );
     -- The web dashboard's runs browser sums each run's attempts.
     CREATE INDEX attempts_by_run ON attempts (run_id);
+    """,
+    """
+    -- The plan file's absolute path, as the run that queued the task found it: a run forgets
+    -- the rows of a plan whose file is gone, whatever root or directory it runs from.
+    ALTER TABLE queue ADD COLUMN path TEXT;
     """,
 )
