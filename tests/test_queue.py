@@ -619,6 +619,16 @@ def test_the_rows_of_a_deleted_or_renamed_plan_leave_the_queue_at_the_next_run(
         patch.chdir(project.path / "plans")
         project.runpytest("x.md::1.1", "--rootdir", str(project.path))
     assert queued() == {"plans/w.md", "plans/x.md", "plans/tags.md", "o.md"}
+    store = StateStore.read(project.path / ".orchestrator")
+    assert store is not None
+    try:
+        x_tasks = {
+            str(r[0]) for r in store.conn.execute("SELECT task_id FROM queue WHERE plan = 'plans/x.md'")
+        }
+    finally:
+        store.close()
+    # x's other tasks, not named in that run, are still queued.
+    assert x_tasks == {"1.1", "1.2", "1.3"}
     (elsewhere / "o.md").unlink()
     project.runpytest("plans")
     assert queued() == {"plans/w.md", "plans/x.md", "plans/tags.md"}

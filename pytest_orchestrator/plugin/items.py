@@ -110,6 +110,9 @@ class PlanFile(pytest.File):
                 # A README or notes file that pytest walked into is not a broken plan.
                 return
             raise self.CollectError(str(exc)) from None
+        # Every task of the plan, selected or not: the queue forgets the tasks gone from a plan
+        # only when a run collected all of it.
+        self.task_ids = tuple(task.id for task in plan.tasks)
         # Markers are immutable, so the tasks of a plan share them rather than build their own.
         markers: dict[str, pytest.MarkDecorator] = {}
         # For `--dist loadgroup`, when a user picks it: a plan is one group too.

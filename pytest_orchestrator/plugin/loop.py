@@ -385,4 +385,9 @@ def _record_queue(store: StateStore, tasks: list[TaskItem], decisions: list[Deci
         if not d.done
     ]
     paths = {t.plan_key: str(t.path.resolve()) for t in tasks}
-    QueueStore(store).replace(paths.keys(), rows, now, paths)
+    # A plan of which only some tasks were named (`plans/x.md::1.1`) keeps the others' rows.
+    collected: dict[str, set[str]] = {}
+    for t in tasks:
+        collected.setdefault(t.plan_key, set()).add(t.task.id)
+    whole = {t.plan_key for t in tasks if set(getattr(t.parent, "task_ids", ())) <= collected[t.plan_key]}
+    QueueStore(store).replace(whole, rows, now, paths)
