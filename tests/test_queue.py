@@ -9,6 +9,7 @@ import pytest (test_views' runner).
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -629,6 +630,25 @@ def test_the_rows_of_a_deleted_or_renamed_plan_leave_the_queue_at_the_next_run(
         store.close()
     # x's other tasks, not named in that run, are still queued.
     assert x_tasks == {"1.1", "1.2", "1.3"}
+    project.runpytest("plans")
+    assert queued() == {"plans/w.md", "plans/x.md", "plans/tags.md", "o.md"}
+    # The outside plan is gone: there is no telling from this project, its rows stay.
     (elsewhere / "o.md").unlink()
     project.runpytest("plans")
-    assert queued() == {"plans/w.md", "plans/x.md", "plans/tags.md"}
+    assert "o.md" in queued()
+    # The project moved (a CI cache restored elsewhere): every path it recorded is gone, but
+    # they are not this project's paths any more, so nothing is forgotten.
+    moved = project.path.parent / f"{project.path.name}-moved"
+    shutil.copytree(project.path, moved)
+    shutil.rmtree(project.path / "plans")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(moved)
+        project.runpytest("plans/x.md::1.1", "--rootdir", str(moved))
+        store = StateStore.read(moved / ".orchestrator")
+        assert store is not None
+        try:
+            rows = {(str(r[0]), str(r[1])) for r in store.conn.execute("SELECT plan, task_id FROM queue")}
+        finally:
+            store.close()
+    assert {plan for plan, _ in rows} == {"plans/w.md", "plans/x.md", "plans/tags.md", "o.md"}
+    assert {task for plan, task in rows if plan == "plans/x.md"} == {"1.1", "1.2", "1.3"}

@@ -139,14 +139,27 @@ class QueueStore:
             )
             conn.execute("DELETE FROM queue_keep")
 
-    def forget_vanished(self) -> list[str]:
-        """Delete the rows of plans whose file is gone (deleted, or renamed); return those plans.
+    def forget_vanished(self, root: str) -> list[str]:
+        """Delete the rows of plans under `root` (the project) whose file is gone (deleted, or
+        renamed); return those plans.
 
-        Each row keeps the absolute path its run found the plan at. Rows queued before the
-        path was kept stay, and so does a plan whose file cannot be looked at (permissions).
+        Each row keeps the absolute path its run found the plan at. Only paths under `root`
+        are judged: a project moved elsewhere, or another project on the same state
+        directory, has its rows kept, and so have plans named from outside the project, rows
+        queued before the path was kept, and a file that cannot be looked at (permissions).
         """
-        known = self.store.conn.execute("SELECT DISTINCT plan, path FROM queue WHERE path IS NOT NULL")
-        gone = [(str(plan), str(path)) for plan, path in known.fetchall() if _vanished(str(path))]
+        roots = {os.path.abspath(root), os.path.realpath(root)}
+        try:
+            known = self.store.conn.execute(
+                "SELECT DISTINCT plan, path FROM queue WHERE path IS NOT NULL"
+            ).fetchall()
+        except sqlite3.Error:
+            return []
+        gone = [
+            (str(plan), str(path))
+            for plan, path in known
+            if any(str(path).startswith(r.rstrip(os.sep) + os.sep) for r in roots) and _vanished(str(path))
+        ]
         if gone:
             with self.store.writing() as conn:
                 conn.executemany("DELETE FROM queue WHERE plan = ? AND path = ?", gone)

@@ -310,7 +310,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if not config.option.collectonly:
                 # Rows of a plan since deleted or renamed would wait for good, in the queue and
                 # in the task_backlog health check.
-                QueueStore(store).forget_vanished()
+                QueueStore(store).forget_vanished(str(project_root(config)))
     except StateError:
         return
     finally:
@@ -384,7 +384,8 @@ def _record_queue(store: StateStore, tasks: list[TaskItem], decisions: list[Deci
         for position, d in enumerate(decisions)
         if not d.done
     ]
-    paths = {t.plan_key: str(t.path.resolve()) for t in tasks}
+    # As found, not resolved: a symlinked plan whose link is deleted is gone.
+    paths = {t.plan_key: os.path.abspath(t.path) for t in tasks}
     # A plan of which only some tasks were named (`plans/x.md::1.1`) keeps the others' rows.
     collected: dict[str, set[str]] = {}
     for t in tasks:
