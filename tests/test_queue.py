@@ -652,3 +652,32 @@ def test_the_rows_of_a_deleted_or_renamed_plan_leave_the_queue_at_the_next_run(
             store.close()
     assert {plan for plan, _ in rows} == {"plans/w.md", "plans/x.md", "plans/tags.md", "o.md"}
     assert {task for plan, task in rows if plan == "plans/x.md"} == {"1.1", "1.2", "1.3"}
+
+
+def test_the_rows_of_the_last_plan_go_when_it_is_deleted(project: pytest.Pytester) -> None:
+    project.makeconftest(
+        "from pytest_orchestrator.result import TaskResult\n\n\n"
+        "def pytest_orchestrator_dispatch(task, sandbox, config):\n"
+        "    return TaskResult(task.id, 'failed', error='not today')\n"
+    )
+    project.runpytest("plans")
+    state = project.path / ".orchestrator"
+
+    def queued() -> list[str]:
+        store = StateStore.read(state)
+        assert store is not None
+        try:
+            return [str(r[0]) for r in store.conn.execute("SELECT task_id FROM queue ORDER BY task_id")]
+        finally:
+            store.close()
+
+    assert queued() == ["1.1", "1.2", "1.3"]
+    (project.path / "plans" / "x.md").unlink()
+    project.runpytest("plans", "--collect-only")
+    assert queued() == ["1.1", "1.2", "1.3"]
+    project.runpytest("plans")
+    assert queued() == []
+    # A project without a state database gets none from a run that found no plan.
+    shutil.rmtree(state)
+    project.runpytest("plans")
+    assert not state.exists()

@@ -162,7 +162,8 @@ class QueueStore:
         ]
         if gone:
             with self.store.writing() as conn:
-                conn.executemany("DELETE FROM queue WHERE plan = ? AND path = ?", gone)
+                # Rows of the same plan queued before the path was kept go with it.
+                conn.executemany("DELETE FROM queue WHERE plan = ? AND (path = ? OR path IS NULL)", gone)
         return sorted({plan for plan, _ in gone})
 
     def wait(self, plan: str, task_id: str, reason: str) -> None:

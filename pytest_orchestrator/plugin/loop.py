@@ -256,6 +256,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     tasks = [item for item in items if isinstance(item, TaskItem)]
     if not tasks:
+        # The last plan deleted: its rows go all the same.
+        _forget_without_tasks(config)
         return
     settings = settings_for(config)
     started = round_start()
@@ -376,6 +378,34 @@ def _poll_interval(config: pytest.Config) -> float:
         return loop_spec(config_file(config), project_root(config)).poll_interval
     except ConfigFileError as exc:
         raise pytest.UsageError(str(exc)) from None
+
+
+def _forget_without_tasks(config: pytest.Config) -> None:
+    """In a run of plans that found no task, forget the queue rows of plans gone from the project."""
+    from ..state import DB_NAME
+    from .items import uses_plans
+
+    if (
+        config.option.collectonly
+        or config.getoption("orchestrator_dry_run")
+        or xdist.worker_id(config) not in ("main", "gw0")
+        or not uses_plans(config)
+    ):
+        return
+    settings = settings_for(config)
+    # Never a state database made by a run that has nothing to put in it.
+    if not (settings.state_dir / DB_NAME).is_file():
+        return
+    try:
+        store = StateStore.open(settings.state_dir)
+    except StateError:
+        return
+    try:
+        QueueStore(store).forget_vanished(str(project_root(config)))
+    except StateError:
+        return
+    finally:
+        store.close()
 
 
 def _record_queue(store: StateStore, tasks: list[TaskItem], decisions: list[Decision], now: float) -> None:
