@@ -414,11 +414,14 @@ def _record_queue(store: StateStore, tasks: list[TaskItem], decisions: list[Deci
         for position, d in enumerate(decisions)
         if not d.done
     ]
-    # As found, not resolved: a symlinked plan whose link is deleted is gone.
-    paths = {t.plan_key: os.path.abspath(t.path) for t in tasks}
-    # A plan of which only some tasks were named (`plans/x.md::1.1`) keeps the others' rows.
+    # Once per plan, not per task: a plan of 10,000 tasks is one file.
+    first: dict[str, TaskItem] = {}
     collected: dict[str, set[str]] = {}
     for t in tasks:
+        first.setdefault(t.plan_key, t)
         collected.setdefault(t.plan_key, set()).add(t.task.id)
-    whole = {t.plan_key for t in tasks if set(getattr(t.parent, "task_ids", ())) <= collected[t.plan_key]}
+    # As found, not resolved: a symlinked plan whose link is deleted is gone.
+    paths = {plan: os.path.abspath(t.path) for plan, t in first.items()}
+    # A plan of which only some tasks were named (`plans/x.md::1.1`) keeps the others' rows.
+    whole = {plan for plan, t in first.items() if set(getattr(t.parent, "task_ids", ())) <= collected[plan]}
     QueueStore(store).replace(whole, rows, now, paths)
